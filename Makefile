@@ -1,0 +1,48 @@
+# Two entry points: `make demo` and `make test`. Each bootstraps .venv from the lock file first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+UV_VERSION := 0.13.9
+AZURITE := tools/node_modules/.bin/azurite-blob
+
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
+export GX_ANALYTICS_ENABLED := False
+export SCARF_ANALYTICS := false
+
+.PHONY: demo test test-fast lint venv tools lock clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(BIN)/uv pip install --python $(BIN)/python --quiet -c constraints.txt -e ".[test]"
+	touch $(STAMP)
+
+tools: $(AZURITE)
+
+$(AZURITE): tools/package.json tools/package-lock.json
+	npm ci --prefix tools --no-audit --no-fund --loglevel=error
+	touch $(AZURITE)
+
+demo: $(STAMP)
+	$(BIN)/airflow-mlops demo --home .demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests dags benchmarks
+	$(BIN)/mypy
+
+test: $(STAMP) tools lint
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not integration and not emulator and not postgres"
+
+lock: $(STAMP)
+	$(BIN)/uv pip freeze --python $(BIN)/python --exclude-editable | grep -v '^uv==' > constraints.new && \
+	  echo "constraints.new written; review the diff and keep the header of constraints.txt"
+
+clean:
+	rm -rf .demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,95 @@
+"""``airflow-mlops`` command line: validate configs, promote a version, run the demo, make example data."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from airflow_mlops.config.loader import config_files, load_configs
+
+
+def _expand(paths: Sequence[str]) -> list[Path]:
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        files.extend(config_files(path) if path.is_dir() else [path])
+    return files
+
+
+def validate_config(paths: Sequence[str]) -> int:
+    """Print every problem of every file; exit 0 only when all files are valid."""
+    files = _expand(paths)
+    if not files:
+        print(f"no config files found in {list(paths)}", file=sys.stderr)
+        return 1
+    result = load_configs(files)
+    for loaded in result.configs:
+        missing = _missing_files(loaded)
+        if missing:
+            result.errors[loaded.path] = missing  # type: ignore[assignment]
+        else:
+            print(f"ok   {loaded.path} ({loaded.name})")
+    for path, error in result.errors.items():
+        print(f"FAIL {path}", file=sys.stderr)
+        for line in str(error).splitlines():
+            print(f"  {line}", file=sys.stderr)
+    return 1 if result.errors else 0
+
+
+def _missing_files(loaded: object) -> str | None:
+    from airflow_mlops.config.loader import LoadedConfig
+
+    assert isinstance(loaded, LoadedConfig)
+    behaviour = loaded.config.gates.behaviour
+    if behaviour is None:
+        return None
+    location = loaded.resolve(behaviour.cases)
+    if "://" not in location and not Path(location).is_file():
+        return f"{loaded.path}: gates.behaviour.cases: got {behaviour.cases!r}; expected an existing CSV file ({location})"
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="airflow-mlops", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("validate-config", help="validate model config files (or folders of them)")
+    check.add_argument("paths", nargs="+")
+    promote = sub.add_parser("promote", help="make a gated version the champion (old one becomes 'previous')")
+    promote.add_argument("model")
+    promote.add_argument("version")
+    promote.add_argument("--tracking-uri", required=True)
+    promote.add_argument("--actor", default="cli")
+    demo = sub.add_parser("demo", help="run the fraud model's train DAG twice on embedded SQLite Airflow + MLflow")
+    demo.add_argument("--home", default=".demo", help="project-local folder for Airflow, MLflow and data")
+    data = sub.add_parser("make-example-data", help="(re)write the example datasets")
+    data.add_argument("folder", nargs="?", default="dags/data")
+    args = parser.parse_args(argv)
+
+    if args.command == "validate-config":
+        return validate_config(args.paths)
+    if args.command == "promote":
+        import mlflow
+
+        from airflow_mlops.registry.versions import promote_champion
+
+        client = mlflow.MlflowClient(tracking_uri=args.tracking_uri, registry_uri=args.tracking_uri)
+        moved = promote_champion(client, args.model, args.version, actor=args.actor)
+        print(f"{args.model}@champion -> v{args.version}" + ("" if moved else " (already champion)"))
+        return 0
+    if args.command == "demo":
+        from airflow_mlops.demo import run_demo
+
+        return run_demo(Path(args.home))
+    if args.command == "make-example-data":
+        from airflow_mlops.data.examples import write_example_data
+
+        for path in write_example_data(Path(args.folder)):
+            print(path)
+        return 0
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

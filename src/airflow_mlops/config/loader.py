@@ -1,0 +1,197 @@
+"""Read ``<model>.yaml`` files into validated ``ModelConfig`` objects, with errors that teach.
+
+Every error names the file, the field path, the value received and what is allowed. YAML is read
+with ``yaml.safe_load`` only: a config can never instantiate a Python object.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from airflow_mlops.config.schema import ModelConfig
+from airflow_mlops.exceptions import ConfigError
+
+CONFIG_DIR_ENV = "AIRFLOW_MLOPS_CONFIG_DIR"
+CONFIG_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated config plus where it came from."""
+
+    path: Path
+    config: ModelConfig
+    #: sha256 of the canonical JSON of the validated config (stable under comments and key order).
+    sha256: str
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def resolve(self, location: str) -> str:
+        """Resolve a path written in the config relative to the config file's folder; URIs pass through."""
+        if "://" in location:
+            return location
+        path = Path(location).expanduser()
+        return str(path if path.is_absolute() else (self.path.parent / path).resolve())
+
+
+@dataclass
+class ConfigProblem:
+    """One thing wrong with one file."""
+
+    path: Path
+    field: str
+    got: Any
+    allowed: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}: {self.field}" if self.field else str(self.path)
+        if self.got is _NOTHING:
+            return f"{where}: {self.allowed}"
+        return f"{where}: got {_show(self.got)}; {self.allowed}"
+
+
+_NOTHING: Any = object()
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _field_path(loc: Iterable[str | int]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _allowed_text(error: Any, model_fields: dict[str, list[str]]) -> str:
+    kind = error["type"]
+    msg = str(error["msg"])
+    if kind == "missing":
+        return "this field is required"
+    if kind == "extra_forbidden":
+        parent = _field_path(error["loc"][:-1])
+        known = model_fields.get(parent)
+        return f"unknown field; allowed fields here: {known}" if known else "unknown field"
+    if kind == "value_error":
+        return msg.removeprefix("Value error, ")
+    return "expected: " + msg[0].lower() + msg[1:]
+
+
+def _fields_by_path(model: type[Any], prefix: str = "") -> dict[str, list[str]]:
+    """Map each nested model's field path to its allowed keys (for 'unknown field' messages)."""
+    out: dict[str, list[str]] = {}
+    names = [f.alias or n for n, f in model.model_fields.items()]
+    out[prefix] = sorted(names)
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        for candidate in getattr(annotation, "__args__", (annotation,)):
+            if isinstance(candidate, type) and hasattr(candidate, "model_fields"):
+                key = f"{prefix}.{info.alias or name}" if prefix else (info.alias or name)
+                out.update(_fields_by_path(candidate, key))
+    return out
+
+
+_MODEL_FIELDS = _fields_by_path(ModelConfig)
+
+
+def problems_from_validation(path: Path, exc: ValidationError) -> list[ConfigProblem]:
+    problems = []
+    for error in exc.errors():
+        loc = [p for p in error["loc"] if p not in ("function-after[_check_duration(), union[str,int]]",)]
+        got = _NOTHING if error["type"] in ("missing",) else error.get("input", _NOTHING)
+        if error["type"] == "value_error" and not loc:
+            # model-level validator: the message already carries its field path when it has one
+            problems.append(ConfigProblem(path, "", _NOTHING, str(error["msg"]).removeprefix("Value error, ")))
+            continue
+        if isinstance(got, dict) and error["type"] != "extra_forbidden" and error["type"] != "value_error":
+            got = _NOTHING
+        problems.append(ConfigProblem(path, _field_path(loc), got, _allowed_text(error, _MODEL_FIELDS)))
+    return problems
+
+
+def load_config(path: str | os.PathLike[str]) -> LoadedConfig:
+    """Load and validate one config file. Raises ``ConfigError`` listing every problem found."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read file: {exc.strerror or exc}") from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: got {_show(raw)}; expected a mapping of config fields at the top level")
+    try:
+        config = ModelConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = problems_from_validation(path, exc)
+        raise ConfigError("\n".join(str(p) for p in problems)) from exc
+    stem = path.name.rsplit(".", 1)[0]
+    if config.name != stem:
+        raise ConfigError(f"{path}: name: got {config.name!r}; expected {stem!r} (the file name without suffix)")
+    canonical = json.dumps(config.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
+    return LoadedConfig(path=path, config=config, sha256=hashlib.sha256(canonical.encode()).hexdigest())
+
+
+def config_files(directory: str | os.PathLike[str]) -> list[Path]:
+    """The config files in ``directory`` (not recursive), sorted by name."""
+    folder = Path(directory)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix in CONFIG_SUFFIXES and p.is_file())
+
+
+@dataclass
+class LoadResult:
+    """Outcome of loading a folder: the good configs, and a ``ConfigError`` per broken file."""
+
+    configs: list[LoadedConfig] = field(default_factory=list)
+    errors: dict[Path, ConfigError] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[LoadedConfig]:
+        return iter(self.configs)
+
+
+def load_configs(paths: Iterable[str | os.PathLike[str]]) -> LoadResult:
+    """Load many files; one broken file never hides the others. Duplicate model names are errors."""
+    result = LoadResult()
+    seen: dict[str, Path] = {}
+    for path in map(Path, paths):
+        try:
+            loaded = load_config(path)
+        except ConfigError as exc:
+            result.errors[path] = exc
+            continue
+        if loaded.name in seen:
+            result.errors[path] = ConfigError(
+                f"{path}: name: got {loaded.name!r}; expected a name not already used by {seen[loaded.name]}"
+            )
+            continue
+        seen[loaded.name] = path
+        result.configs.append(loaded)
+    return result
+
+
+def default_config_dir() -> Path:
+    """``$AIRFLOW_MLOPS_CONFIG_DIR``, else ``dags/configs`` under the current directory."""
+    return Path(os.environ.get(CONFIG_DIR_ENV) or "dags/configs")

@@ -1,0 +1,335 @@
+"""The per-model config schema (``dags/configs/<model>.yaml``), designed once for every DAG we build.
+
+Pydantic models only: importing this module must stay cheap because DAG files parse it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+#: Estimator classes must live under one of these dotted prefixes. Extend with the environment
+#: variable ``AIRFLOW_MLOPS_ESTIMATOR_ALLOWLIST`` (comma-separated prefixes), never from a config file.
+DEFAULT_ESTIMATOR_PREFIXES: tuple[str, ...] = ("sklearn.",)
+
+CLASSIFICATION_METRICS: tuple[str, ...] = ("roc_auc", "accuracy", "f1", "precision", "recall", "log_loss")
+REGRESSION_METRICS: tuple[str, ...] = ("rmse", "mae", "r2")
+#: Metrics where smaller is better; every other metric is "higher is better".
+LOWER_IS_BETTER: frozenset[str] = frozenset({"log_loss", "rmse", "mae"})
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def estimator_prefixes() -> tuple[str, ...]:
+    """The allow-listed dotted prefixes for ``estimator.class``."""
+    extra = os.environ.get("AIRFLOW_MLOPS_ESTIMATOR_ALLOWLIST", "")
+    return DEFAULT_ESTIMATOR_PREFIXES + tuple(p.strip() for p in extra.split(",") if p.strip())
+
+
+def parse_duration(value: str | int | float | timedelta) -> timedelta:
+    """``"90s"``, ``"15m"``, ``"2h"``, ``"7d"`` or a number of seconds -> ``timedelta``."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like '30s', '15m', '2h', '7d' or a number of seconds")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return timedelta(seconds=value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError("expected a duration like '30s', '15m', '2h', '7d' or a number of seconds")
+    return timedelta(**{_DURATION_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def _check_duration(value: str | int) -> str | int:
+    parse_duration(value)
+    return value
+
+
+#: A duration as written in YAML; validated when the config loads, turned into ``timedelta`` on use.
+Duration = Annotated[str | int, AfterValidator(_check_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    """Where the training data lives and how to reach it."""
+
+    #: Local path (relative paths resolve against the config file's folder), ``s3://bucket/key``,
+    #: ``wasbs://container@account.blob.core.windows.net/blob`` or ``abfs[s]://container@account.dfs.../path``.
+    uri: str = Field(min_length=1)
+    #: Airflow connection id; defaults per scheme (``aws_default`` for s3, ``wasb_default`` for Azure).
+    conn_id: str | None = None
+    #: File format; inferred from the URI's suffix when omitted.
+    format: Literal["csv", "parquet"] | None = None
+
+    @field_validator("uri")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0].lower() if "://" in value else "file"
+        if scheme not in {"file", "s3", "wasbs", "wasb", "abfs", "abfss"}:
+            raise ValueError(
+                f"expected a local path or a file://, s3://, wasbs://, wasb://, abfs:// or abfss:// URI "
+                f"(scheme {scheme!r} is not supported)"
+            )
+        return value
+
+
+class FeaturesConfig(_Strict):
+    numeric: list[str] = Field(default_factory=list)
+    categorical: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _not_empty_no_overlap(self) -> FeaturesConfig:
+        if not self.numeric and not self.categorical:
+            raise ValueError("expected at least one feature under 'numeric' or 'categorical'")
+        both = sorted(set(self.numeric) & set(self.categorical))
+        if both:
+            raise ValueError(f"expected each column in one list only; {both} are both numeric and categorical")
+        return self
+
+    @property
+    def all(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+
+class ExpectationConfig(_Strict):
+    """One great-expectations expectation, by its snake_case type name and keyword arguments."""
+
+    type: str = Field(pattern=r"^expect_[a-z0-9_]+$")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    #: Free text shown next to a failure, to say why the expectation exists.
+    notes: str | None = None
+
+
+class EstimatorConfig(_Strict):
+    """The estimator: a dotted class path from the allow-list, its params and the seed."""
+
+    class_: str = Field(alias="class", min_length=3)
+    params: dict[str, Any] = Field(default_factory=dict)
+    seed: int = Field(default=42, ge=0, le=2**32 - 1)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("class_")
+    @classmethod
+    def _allowed(cls, value: str) -> str:
+        prefixes = estimator_prefixes()
+        if not value.startswith(prefixes) or not re.fullmatch(r"[A-Za-z_][\w.]*\.[A-Za-z_]\w*", value):
+            raise ValueError(
+                f"expected a dotted class path under the allow-list {list(prefixes)} "
+                "(extend it with the AIRFLOW_MLOPS_ESTIMATOR_ALLOWLIST environment variable)"
+            )
+        return value
+
+
+class EvaluationConfig(_Strict):
+    test_size: float = Field(default=0.25, gt=0.0, lt=1.0)
+    #: Stratify the split on the target (classification only).
+    stratify: bool = True
+    metrics: list[str] = Field(default_factory=list)
+    #: The metric that ranks versions (champion comparison, UI); must be one of ``metrics``.
+    primary_metric: str | None = None
+
+
+class ThresholdConfig(_Strict):
+    """An absolute bound on a held-out metric: ``min`` and/or ``max``."""
+
+    metric: str
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> ThresholdConfig:
+        if self.min is None and self.max is None:
+            raise ValueError("expected 'min' and/or 'max'")
+        return self
+
+
+class ChampionComparisonConfig(_Strict):
+    """The candidate must not be worse than the champion by more than ``max_regression`` on ``metric``.
+
+    Both are evaluated on the same held-out rows. With no champion yet the check is skipped.
+    """
+
+    metric: str
+    max_regression: float = Field(default=0.0, ge=0.0)
+
+
+class BehaviourConfig(_Strict):
+    """A CSV of fixed inputs with ``expected`` (exact output) or ``expected_min``/``expected_max`` bounds.
+
+    For classifiers the bounds apply to the predicted probability of the positive class.
+    Relative paths resolve against the config file's folder.
+    """
+
+    cases: str
+
+
+class SliceConfig(_Strict):
+    """The spread (max - min) of ``metric`` across the groups of ``column`` must stay within ``max_gap``."""
+
+    column: str
+    metric: str
+    max_gap: float = Field(gt=0.0)
+    #: Groups with fewer held-out rows than this are left out (their metric would be noise).
+    min_rows: int = Field(default=30, ge=1)
+
+
+class GatesConfig(_Strict):
+    thresholds: list[ThresholdConfig] = Field(default_factory=list)
+    champion: ChampionComparisonConfig | None = None
+    behaviour: BehaviourConfig | None = None
+    slices: list[SliceConfig] = Field(default_factory=list)
+
+
+class ApprovalConfig(_Strict):
+    required: bool = False
+    #: Airflow user ids allowed to answer; empty means any user with access to the DAG.
+    approvers: list[str] = Field(default_factory=list)
+    #: How long to wait for a human; on timeout the candidate is rejected.
+    timeout: Duration = "7d"
+
+
+class ShadowConfig(_Strict):
+    enabled: bool = True
+    duration: Duration = "1h"
+    min_requests: int = Field(default=500, ge=0)
+    min_agreement: float = Field(default=0.95, ge=0.0, le=1.0)
+    max_error_rate: float = Field(default=0.01, ge=0.0, le=1.0)
+    max_latency_p95_ms: float = Field(default=250.0, gt=0.0)
+
+
+class CanaryConfig(_Strict):
+    steps: list[Annotated[float, Field(gt=0.0, le=100.0)]] = Field(default_factory=lambda: [5.0, 25.0, 50.0, 100.0])
+    step_duration: Duration = "30m"
+    check_interval: Duration = "1m"
+    max_error_rate: float = Field(default=0.01, ge=0.0, le=1.0)
+    max_latency_p95_ms: float = Field(default=250.0, gt=0.0)
+    #: With labels: the canary's primary metric may trail the champion's by at most this much.
+    max_metric_regression: float = Field(default=0.02, ge=0.0)
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing(cls, steps: list[float]) -> list[float]:
+        if steps != sorted(set(steps)):
+            raise ValueError("expected strictly increasing percentages")
+        if steps and steps[-1] != 100.0:
+            raise ValueError("expected the last step to be 100")
+        return steps
+
+
+class RolloutConfig(_Strict):
+    """How a gated candidate reaches traffic (used by ``<model>__deploy``)."""
+
+    target: Literal["local", "sagemaker", "azureml"] = "local"
+    #: Target-specific settings (endpoint name, instance type, ...), validated by the target adapter.
+    target_options: dict[str, Any] = Field(default_factory=dict)
+    shadow: ShadowConfig = Field(default_factory=ShadowConfig)
+    canary: CanaryConfig = Field(default_factory=CanaryConfig)
+    approval_before_canary: bool = False
+    approval_before_promotion: bool = False
+
+
+class DriftThresholds(_Strict):
+    psi_warn: float = Field(default=0.1, gt=0.0)
+    psi_act: float = Field(default=0.25, gt=0.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DriftThresholds:
+        if self.psi_act < self.psi_warn:
+            raise ValueError("expected psi_act >= psi_warn")
+        return self
+
+
+class MonitoringConfig(_Strict):
+    """Drift and performance monitoring (used by ``<model>__monitor``)."""
+
+    enabled: bool = True
+    schedule: str | None = "@hourly"
+    window: Duration = "1d"
+    thresholds: DriftThresholds = Field(default_factory=DriftThresholds)
+    #: Per-feature overrides of ``thresholds``.
+    feature_thresholds: dict[str, DriftThresholds] = Field(default_factory=dict)
+    #: Dataset drift when at least this share of features is at act level.
+    drifted_share: float = Field(default=0.3, gt=0.0, le=1.0)
+    prediction_drift: bool = True
+    #: Performance on delayed labels may trail the champion's evaluation by at most this much.
+    max_performance_drop: float = Field(default=0.05, ge=0.0)
+    cooldown: Duration = "6h"
+
+
+class RetrainingConfig(_Strict):
+    """What starts ``<model>__train`` besides its schedule."""
+
+    on_drift: bool = True
+    on_new_data: bool = True
+    #: Train on the newest window of data when retraining from events (``None`` = all of ``data.uri``).
+    window: Duration | None = None
+
+
+class ModelConfig(_Strict):
+    """One model: everything its DAGs need. ``name`` becomes the registered model and DAG id prefix."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{1,62}$")
+    description: str = ""
+    owner: str = "airflow-mlops"
+    tags: list[str] = Field(default_factory=list)
+    #: Cron expression or preset for ``<model>__train``; ``null`` = only on demand and on events.
+    schedule: str | None = None
+    task: Literal["classification", "regression"]
+    data: DataConfig
+    target: str = Field(min_length=1)
+    features: FeaturesConfig
+    expectations: list[ExpectationConfig] = Field(default_factory=list)
+    estimator: EstimatorConfig
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    gates: GatesConfig = Field(default_factory=GatesConfig)
+    approval: ApprovalConfig = Field(default_factory=ApprovalConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    retraining: RetrainingConfig = Field(default_factory=RetrainingConfig)
+    mlflow_conn_id: str = "mlflow_default"
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> ModelConfig:
+        allowed = CLASSIFICATION_METRICS if self.task == "classification" else REGRESSION_METRICS
+        if self.target in self.features.all:
+            raise ValueError(f"target: got {self.target!r}; expected a column that is not also a feature")
+        used: list[tuple[str, str]] = [(f"evaluation.metrics[{i}]", m) for i, m in enumerate(self.evaluation.metrics)]
+        if self.evaluation.primary_metric:
+            used.append(("evaluation.primary_metric", self.evaluation.primary_metric))
+        used += [(f"gates.thresholds[{i}].metric", t.metric) for i, t in enumerate(self.gates.thresholds)]
+        used += [(f"gates.slices[{i}].metric", s.metric) for i, s in enumerate(self.gates.slices)]
+        if self.gates.champion:
+            used.append(("gates.champion.metric", self.gates.champion.metric))
+        for where, metric in used:
+            if metric not in allowed:
+                raise ValueError(f"{where}: got {metric!r}; expected one of {list(allowed)} for task {self.task!r}")
+        for i, s in enumerate(self.gates.slices):
+            if s.column not in self.features.all:
+                raise ValueError(f"gates.slices[{i}].column: got {s.column!r}; expected one of the features")
+        return self
+
+    @property
+    def metrics(self) -> list[str]:
+        """Metrics computed on the held-out split (config's list, or the task's defaults)."""
+        if self.evaluation.metrics:
+            return list(self.evaluation.metrics)
+        return ["roc_auc", "accuracy", "f1"] if self.task == "classification" else ["rmse", "mae", "r2"]
+
+    @property
+    def primary_metric(self) -> str:
+        return self.evaluation.primary_metric or self.metrics[0]
+
+    @property
+    def dag_ids(self) -> dict[str, str]:
+        return {kind: f"{self.name}__{kind}" for kind in ("train", "deploy", "monitor", "rollback")}

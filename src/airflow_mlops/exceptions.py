@@ -1,0 +1,27 @@
+"""Exception hierarchy: every error we raise on purpose is an ``MlopsError``."""
+
+from __future__ import annotations
+
+
+class MlopsError(Exception):
+    """Base class for errors raised by airflow-mlops."""
+
+
+class ConfigError(MlopsError, ValueError):
+    """A model config file is missing, unreadable or invalid; the message names file and field."""
+
+
+class DataError(MlopsError):
+    """Training data could not be read, or changed while a DAG run was using it."""
+
+
+class DataValidationError(MlopsError):
+    """The data failed one or more of the config's expectations."""
+
+
+class GateFailedError(MlopsError):
+    """The candidate failed its quality gate (or the gate itself errored: fail closed)."""
+
+
+class RegistryError(MlopsError):
+    """A model-registry operation was refused (e.g. promoting a version whose gate did not pass)."""

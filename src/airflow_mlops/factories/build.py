@@ -1,0 +1,90 @@
+"""Turn a folder of model configs into Airflow DAGs; a broken config never hides the others.
+
+A config that fails to load becomes a ``<file>__config_error`` DAG whose description shows the
+error and whose only task fails with it, so the problem is visible in the Airflow UI, and a
+warning (shown by Airflow as a parse warning). Set ``AIRFLOW_MLOPS_STRICT=true`` to raise instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import warnings
+from collections.abc import MutableMapping
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import DAG, BaseOperator
+
+from airflow_mlops.config.loader import config_files, default_config_dir, load_configs
+from airflow_mlops.exceptions import ConfigError
+from airflow_mlops.factories.train import START_DATE, build_train_dag
+
+log = logging.getLogger(__name__)
+
+STRICT_ENV = "AIRFLOW_MLOPS_STRICT"
+
+
+class ConfigErrorWarning(UserWarning):
+    """A model config could not be loaded; its DAGs were replaced by a ``__config_error`` DAG."""
+
+
+class ReportConfigErrorOperator(BaseOperator):
+    """Fails with the config error, so a run of the placeholder DAG says exactly what to fix."""
+
+    ui_color = "#f4c7c3"
+
+    def __init__(self, *, message: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.message = message
+
+    def execute(self, context: Any) -> None:
+        raise ConfigError(self.message)
+
+
+def error_dag_id(path: Path) -> str:
+    stem = re.sub(r"[^A-Za-z0-9_]", "_", path.name.rsplit(".", 1)[0]) or "config"
+    return f"{stem}__config_error"
+
+
+def build_error_dag(path: Path, error: ConfigError) -> DAG:
+    with DAG(
+        dag_id=error_dag_id(path),
+        schedule=None,
+        start_date=START_DATE,
+        catchup=False,
+        tags=["airflow-mlops", "config-error"],
+        description=f"Invalid model config {path.name}: fix the file; the model's DAGs are not built",
+        doc_md=f"### Invalid model config `{path}`\n\n```\n{error}\n```\n",
+    ) as dag:
+        ReportConfigErrorOperator(task_id="report_config_error", message=str(error))
+    return dag
+
+
+def build_dags(namespace: MutableMapping[str, Any] | None = None, config_dir: str | Path | None = None) -> dict[str, DAG]:
+    """Build every model's DAGs from ``config_dir`` (default ``$AIRFLOW_MLOPS_CONFIG_DIR``) into ``namespace``."""
+    folder = Path(config_dir) if config_dir is not None else default_config_dir()
+    result = load_configs(config_files(folder))
+    strict = os.environ.get(STRICT_ENV, "").lower() in ("1", "true", "yes")
+    dags: dict[str, DAG] = {}
+    for path, error in result.errors.items():
+        if strict:
+            raise error
+        log.error("Skipping invalid model config %s:\n%s", path, error)
+        warnings.warn(f"{path}: invalid model config, its DAGs were not built:\n{error}", ConfigErrorWarning, stacklevel=2)
+        dags[error_dag_id(path)] = build_error_dag(path, error)
+    for loaded in result.configs:
+        try:
+            dag = build_train_dag(loaded)
+        except Exception as exc:  # a builder bug for one model must not hide the others
+            if strict:
+                raise
+            error = ConfigError(f"{loaded.path}: could not build DAGs: {type(exc).__name__}: {exc}")
+            log.exception("Could not build DAGs for %s", loaded.path)
+            dags[error_dag_id(loaded.path)] = build_error_dag(loaded.path, error)
+            continue
+        dags[dag.dag_id] = dag
+    if namespace is not None:
+        namespace.update(dags)
+    return dags

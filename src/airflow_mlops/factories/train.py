@@ -1,0 +1,93 @@
+"""Build ``<model>__train``: fingerprint -> validate -> train -> register -> gate -> (approve) -> challenger."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import DAG, Asset, Param
+
+from airflow_mlops.config.schema import parse_duration
+from airflow_mlops.operators.base import PARAM_DATA_CONN_ID, PARAM_DATA_URI
+from airflow_mlops.operators.gates import GateModelOperator
+from airflow_mlops.operators.registry import RecordApprovalOperator, SetChallengerOperator, candidate_asset_uri
+from airflow_mlops.operators.training import (
+    FingerprintDataOperator,
+    RegisterModelOperator,
+    TrainModelOperator,
+    ValidateDataOperator,
+)
+
+if TYPE_CHECKING:
+    from airflow_mlops.config.loader import LoadedConfig
+
+START_DATE = datetime(2025, 1, 1, tzinfo=timezone.utc)
+
+
+def candidate_asset(model: str) -> Asset:
+    uri = candidate_asset_uri(model)
+    return Asset(name=uri, uri=uri, group="airflow-mlops")
+
+
+def _doc(loaded: LoadedConfig) -> str:
+    cfg = loaded.config
+    return (
+        f"### {cfg.name}: training pipeline\n\n{cfg.description}\n\n"
+        f"* config: `{loaded.path}` (sha256 `{loaded.sha256[:12]}`)\n"
+        f"* estimator: `{cfg.estimator.class_}` seed {cfg.estimator.seed}\n"
+        f"* data: `{cfg.data.uri}` (override with `conf={{\"{PARAM_DATA_URI}\": \"...\"}}`)\n"
+        f"* on pass: alias `challenger` and an event on `{candidate_asset_uri(cfg.name)}`\n"
+    )
+
+
+def build_train_dag(loaded: LoadedConfig) -> DAG:
+    cfg = loaded.config
+    common: dict[str, Any] = {"config_path": str(loaded.path), "mlflow_conn_id": cfg.mlflow_conn_id}
+    with DAG(
+        dag_id=cfg.dag_ids["train"],
+        schedule=cfg.schedule,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        tags=["airflow-mlops", cfg.name, *cfg.tags],
+        doc_md=_doc(loaded),
+        default_args={"owner": cfg.owner, "retries": 0},
+        params={
+            PARAM_DATA_URI: Param(cfg.data.uri, type="string", description="Training data URI for this run"),
+            PARAM_DATA_CONN_ID: Param(
+                cfg.data.conn_id, type=["null", "string"], description="Airflow connection for the data URI"
+            ),
+        },
+    ) as dag:
+        fingerprint = FingerprintDataOperator(task_id="fingerprint_data", **common)
+        validate = ValidateDataOperator(task_id="validate_data", **common)
+        train = TrainModelOperator(task_id="train_model", **common)
+        register = RegisterModelOperator(task_id="register_model", **common)
+        gate = GateModelOperator(task_id="gate_model", **common)
+        challenger = SetChallengerOperator(
+            task_id="set_challenger",
+            require_approval=cfg.approval.required,
+            outlets=[candidate_asset(cfg.name)],
+            **common,
+        )
+        chain: list[Any] = [fingerprint, validate, train, register, gate]
+        if cfg.approval.required:
+            from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+            approve = ApprovalOperator(
+                task_id="approve",
+                subject=f"Promote {cfg.name} candidate to challenger?",
+                body=(
+                    f"Candidate **{cfg.name} v{{{{ ti.xcom_pull(task_ids='gate_model')['version'] }}}}** passed its "
+                    "gate.\n\nGate report: `{{ ti.xcom_pull(task_ids='gate_model')['report'] }}`"
+                ),
+                assigned_users=[{"id": user, "name": user} for user in cfg.approval.approvers] or None,
+                response_timeout=parse_duration(cfg.approval.timeout),
+                defaults=["Reject"],
+            )
+            record = RecordApprovalOperator(task_id="record_approval", approval_task_id="approve", **common)
+            chain += [approve, record]
+        chain.append(challenger)
+        for upstream, downstream in zip(chain, chain[1:], strict=False):
+            upstream >> downstream
+    return dag

@@ -1,0 +1,1 @@
+"""Quality gates: absolute thresholds, champion comparison, behaviour cases, slice gaps. Fail closed."""

@@ -1,0 +1,121 @@
+"""``MlflowHook``: an Airflow connection of type ``mlflow`` -> an MLflow tracking/registry client.
+
+The tracking URI lives in the connection's host (``http://mlflow:5000``, ``https://...``,
+``sqlite:////abs/path/mlflow.db``, ``postgresql+psycopg2://...``). Credentials come from the
+connection (login/password -> basic auth, extra ``token`` -> bearer token), never from config files.
+mlflow is imported only when a client is needed, so DAG files stay cheap to parse.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk.bases.hook import BaseHook
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+_CREDENTIAL_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+
+
+class MlflowHook(BaseHook):
+    """Talk to an MLflow tracking server / registry through an Airflow connection.
+
+    :param mlflow_conn_id: The Airflow connection id (type ``mlflow``); host holds the tracking URI.
+    """
+
+    conn_name_attr = "mlflow_conn_id"
+    default_conn_name = "mlflow_default"
+    conn_type = "mlflow"
+    hook_name = "MLflow"
+
+    def __init__(self, mlflow_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.mlflow_conn_id = mlflow_conn_id
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return {
+            "hidden_fields": ["schema"],
+            "relabeling": {"host": "Tracking URI", "login": "Username", "password": "Password"},
+            "placeholders": {
+                "host": "http://127.0.0.1:5000 or sqlite:////abs/path/mlflow.db",
+                "extra": '{"token": "<bearer token>", "registry_uri": "<optional>", "artifact_root": "<optional>"}',
+            },
+        }
+
+    @cached_property
+    def _settings(self) -> dict[str, Any]:
+        conn = self.get_connection(self.mlflow_conn_id)
+        host = (conn.host or "").strip()
+        if not host:
+            raise ValueError(f"connection {self.mlflow_conn_id!r}: host is empty; set it to the MLflow tracking URI")
+        if "://" not in host:
+            host = f"{conn.schema or 'http'}://{host}"
+        if conn.port and host.startswith(("http://", "https://")) and host.count(":") < 2:
+            host = f"{host.rstrip('/')}:{conn.port}"
+        extra = conn.extra_dejson or {}
+        credentials = {}
+        if conn.login:
+            credentials["MLFLOW_TRACKING_USERNAME"] = conn.login
+            credentials["MLFLOW_TRACKING_PASSWORD"] = conn.password or ""
+        if extra.get("token"):
+            credentials["MLFLOW_TRACKING_TOKEN"] = str(extra["token"])
+        return {
+            "tracking_uri": host,
+            "registry_uri": extra.get("registry_uri") or host,
+            "artifact_root": extra.get("artifact_root"),
+            "credentials": credentials,
+        }
+
+    @property
+    def tracking_uri(self) -> str:
+        return str(self._settings["tracking_uri"])
+
+    @property
+    def artifact_root(self) -> str | None:
+        """Where new experiments keep artifacts (extra ``artifact_root``); the server's default otherwise."""
+        root = self._settings["artifact_root"]
+        return str(root) if root else None
+
+    @contextmanager
+    def activate(self) -> Iterator[MlflowClient]:
+        """Point mlflow's fluent API at this connection (URI + credentials) for the block; yield a client."""
+        import mlflow
+
+        settings = self._settings
+        saved_env = {k: os.environ.get(k) for k in _CREDENTIAL_ENV}
+        saved_uris = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+        for key in _CREDENTIAL_ENV:
+            os.environ.pop(key, None)
+        os.environ.update(settings["credentials"])
+        mlflow.set_tracking_uri(settings["tracking_uri"])
+        mlflow.set_registry_uri(settings["registry_uri"])
+        try:
+            yield mlflow.MlflowClient(tracking_uri=settings["tracking_uri"], registry_uri=settings["registry_uri"])
+        finally:
+            for key, value in saved_env.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            mlflow.set_tracking_uri(saved_uris[0])
+            mlflow.set_registry_uri(saved_uris[1])
+
+    def get_conn(self) -> MlflowClient:
+        import mlflow
+
+        os.environ.update(self._settings["credentials"])
+        return mlflow.MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self._settings["registry_uri"])
+
+    def test_connection(self) -> tuple[bool, str]:
+        try:
+            with self.activate() as client:
+                client.search_experiments(max_results=1)
+        except Exception as exc:  # noqa: BLE001 - reported to the UI's "Test" button
+            return False, f"{type(exc).__name__}: {exc}"
+        return True, f"Connected to MLflow at {self.tracking_uri}"

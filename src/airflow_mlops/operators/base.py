@@ -1,0 +1,97 @@
+"""Shared plumbing for our operators: the model config, the MLflow hook, the data URI, the DAG run's MLflow run.
+
+Nothing heavy is imported here: operators are constructed at DAG-parse time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_mlops.config.loader import LoadedConfig, load_config
+from airflow_mlops.exceptions import DataError
+from airflow_mlops.hooks.mlflow import MlflowHook
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from airflow.sdk import Context
+    from mlflow import MlflowClient
+
+#: DAG-run params of ``<model>__train``; REST callers override them through ``conf``.
+PARAM_DATA_URI = "data_uri"
+PARAM_DATA_CONN_ID = "data_conn_id"
+
+
+class MlopsBaseOperator(BaseOperator):
+    """Base for airflow-mlops operators.
+
+    :param config_path: Path to the model's YAML config (read at execute time, not parse time).
+    :param mlflow_conn_id: Airflow connection of type ``mlflow``.
+    """
+
+    template_fields: Sequence[str] = ("config_path", "mlflow_conn_id")
+    ui_color = "#d8ecf3"
+
+    def __init__(self, *, config_path: str, mlflow_conn_id: str = "mlflow_default", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.config_path = config_path
+        self.mlflow_conn_id = mlflow_conn_id
+
+    @cached_property
+    def loaded(self) -> LoadedConfig:
+        return load_config(self.config_path)
+
+    @cached_property
+    def hook(self) -> MlflowHook:
+        return MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
+
+    @property
+    def model_name(self) -> str:
+        return self.loaded.name
+
+    def data_location(self, context: Context) -> tuple[str, str | None]:
+        """The data URI and connection for this DAG run: ``conf``/params override the config."""
+        params = context.get("params") or {}
+        uri = params.get(PARAM_DATA_URI) or self.loaded.config.data.uri
+        conn_id = params.get(PARAM_DATA_CONN_ID) or self.loaded.config.data.conn_id
+        return self.loaded.resolve(str(uri)), (str(conn_id) if conn_id else None)
+
+    def dag_run_id(self, context: Context) -> str:
+        return str(context["dag_run"].run_id)
+
+    def run_id(self, client: MlflowClient, context: Context) -> str:
+        """The MLflow run the first task of this DAG run created (found by the DAG run id tag)."""
+        from airflow_mlops.registry.versions import ensure_experiment
+
+        experiment_id = ensure_experiment(client, self.model_name)
+        runs = client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.`mlops.dag_run_id` = '{self.dag_run_id(context)}'",
+            max_results=1,
+        )
+        if not runs:
+            raise DataError(
+                f"no MLflow run for DAG run {self.dag_run_id(context)!r} of {self.model_name}; "
+                "run the fingerprint_data task first"
+            )
+        return str(runs[0].info.run_id)
+
+    def read_verified_data(self, client: MlflowClient, run_id: str) -> pd.DataFrame:
+        """Read the data again and insist it is the exact content the run fingerprinted."""
+        from airflow_mlops.data.fingerprint import fingerprint
+        from airflow_mlops.data.io import read_table
+
+        tags = client.get_run(run_id).data.tags
+        uri, conn_id = tags["mlops.data_uri"], tags.get("mlops.data_conn_id") or None
+        frame, raw = read_table(uri, conn_id, self.loaded.config.data.format)
+        actual = fingerprint(raw)
+        if actual != tags["mlops.data_sha256"]:
+            raise DataError(
+                f"{uri} changed during the DAG run: fingerprinted sha256 {tags['mlops.data_sha256']}, now {actual}; "
+                "start a new DAG run to train on the new data"
+            )
+        return frame

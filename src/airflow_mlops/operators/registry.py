@@ -1,0 +1,85 @@
+"""Operators that move a gated version forward: record the human approval, make it the ``challenger``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops.exceptions import RegistryError
+from airflow_mlops.operators.base import MlopsBaseOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+APPROVED_BY_TAG = "mlops.approved_by"
+APPROVED_AT_TAG = "mlops.approved_at"
+
+
+def candidate_asset_uri(model: str) -> str:
+    return f"mlops://{model}/candidate"
+
+
+class RecordApprovalOperator(MlopsBaseOperator):
+    """Copy the approver and the time of the answer from the approval task onto the model version.
+
+    :param approval_task_id: The ``ApprovalOperator`` task whose answer to record.
+    """
+
+    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "approval_task_id")
+
+    def __init__(self, *, approval_task_id: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.approval_task_id = approval_task_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.registry.versions import version_for_run
+
+        answer = context["ti"].xcom_pull(task_ids=self.approval_task_id)
+        if not isinstance(answer, dict) or answer.get("chosen_options") != ["Approve"]:
+            raise RegistryError(f"{self.approval_task_id}: expected an 'Approve' answer, got {answer!r}")
+        user = answer.get("responded_by_user") or {}
+        approver = str(user.get("name") or user.get("id") or "unknown")
+        responded_at = answer.get("responded_at")
+        when = responded_at.isoformat() if hasattr(responded_at, "isoformat") else str(responded_at)
+        with self.hook.activate() as client:
+            version = version_for_run(client, self.model_name, self.run_id(client, context))
+            if version is None:
+                raise RegistryError(f"no registered version of {self.model_name} for this DAG run")
+            client.set_model_version_tag(self.model_name, version.version, APPROVED_BY_TAG, approver)
+            client.set_model_version_tag(self.model_name, version.version, APPROVED_AT_TAG, when)
+        self.log.info("%s v%s approved by %s at %s", self.model_name, version.version, approver, when)
+        return {"version": str(version.version), "approved_by": approver, "approved_at": when}
+
+
+class SetChallengerOperator(MlopsBaseOperator):
+    """Point the ``challenger`` alias at this DAG run's gated version and announce it as an Asset event.
+
+    Refuses a version whose gate did not pass (or that still awaits a required approval). Moving
+    the alias is idempotent; the event (``mlops://<model>/candidate``) carries the version.
+
+    :param require_approval: Refuse unless the version carries an approval tag.
+    """
+
+    def __init__(self, *, require_approval: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.require_approval = require_approval
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.registry.versions import CHALLENGER, require_gate_passed, set_alias_once, version_for_run
+
+        name = self.model_name
+        with self.hook.activate() as client:
+            run_id = self.run_id(client, context)
+            registered = version_for_run(client, name, run_id)
+            if registered is None:
+                raise RegistryError(f"no registered version of {name} for MLflow run {run_id}")
+            version = str(registered.version)
+            require_gate_passed(client, name, version)
+            if self.require_approval and APPROVED_BY_TAG not in client.get_model_version(name, version).tags:
+                raise RegistryError(f"{name} v{version} needs an approval before it can become challenger")
+            moved = set_alias_once(client, name, CHALLENGER, version)
+        self.log.info("%s@%s -> v%s (%s)", name, CHALLENGER, version, "moved" if moved else "already there")
+        payload = {"model": name, "version": version, "mlflow_run_id": run_id, "alias": CHALLENGER}
+        for outlet in self.outlets:
+            context["outlet_events"][outlet].extra = payload
+        return {**payload, "alias_moved": moved}

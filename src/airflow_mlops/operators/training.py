@@ -1,0 +1,140 @@
+"""Operators of ``<model>__train`` up to registration: fingerprint, validate, train, register.
+
+Each is idempotent: it finds what an earlier attempt of the same DAG run did (by the MLflow run
+tagged with the DAG run id) and does not do it twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops.exceptions import DataError, DataValidationError
+from airflow_mlops.operators.base import MlopsBaseOperator
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+log = logging.getLogger(__name__)
+
+MODEL_URI_TAG = "mlops.model_uri"
+MODEL_ID_TAG = "mlops.model_id"
+VALIDATION_TAG = "mlops.validation"
+
+
+class FingerprintDataOperator(MlopsBaseOperator):
+    """Read the training data once, hash its content, and open (or find) this DAG run's MLflow run.
+
+    The run carries the lineage tags; later tasks re-read the data and refuse it if the hash changed.
+    """
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.data.fingerprint import fingerprint
+        from airflow_mlops.data.io import read_bytes
+        from airflow_mlops.lineage import code_version, lineage_tags
+        from airflow_mlops.registry.versions import find_or_create_run
+
+        uri, conn_id = self.data_location(context)
+        raw = read_bytes(uri, conn_id)
+        sha = fingerprint(raw)
+        cfg = self.loaded.config
+        tags = lineage_tags(
+            data_uri=uri,
+            data_sha256=sha,
+            config_sha256=self.loaded.sha256,
+            code=code_version(self.loaded.path),
+            seed=cfg.estimator.seed,
+            dag_run_id=self.dag_run_id(context),
+        )
+        tags["mlops.data_conn_id"] = conn_id or ""
+        tags["mlops.config_path"] = str(self.loaded.path)
+        with self.hook.activate() as client:
+            run_id = find_or_create_run(client, cfg.name, self.dag_run_id(context), tags, self.hook.artifact_root)
+            recorded = client.get_run(run_id).data.tags.get("mlops.data_sha256")
+            if recorded and recorded != sha:
+                raise DataError(
+                    f"{uri}: content changed since this DAG run first read it (sha256 {recorded} -> {sha}); "
+                    "start a new DAG run instead of re-running this one"
+                )
+        self.log.info("Data %s: %d bytes, sha256 %s; MLflow run %s", uri, len(raw), sha, run_id)
+        return {"data_uri": uri, "data_sha256": sha, "bytes": len(raw), "mlflow_run_id": run_id}
+
+
+class ValidateDataOperator(MlopsBaseOperator):
+    """Validate the data with the config's expectations; the result is an MLflow artifact.
+
+    A failed expectation fails the task with each failing expectation listed; nothing is trained.
+    """
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        import mlflow
+
+        from airflow_mlops.validation.expectations import validate_frame
+
+        cfg = self.loaded.config
+        with self.hook.activate() as client:
+            run_id = self.run_id(client, context)
+            frame = self.read_verified_data(client, run_id)
+            outcome = validate_frame(frame, list(cfg.expectations), suite_name=f"{cfg.name}-training-data")
+            with mlflow.start_run(run_id=run_id):
+                mlflow.log_text(outcome.raw_json, "validation/expectations.json")
+                mlflow.set_tag(VALIDATION_TAG, "passed" if outcome.success else "failed")
+                mlflow.log_metric("validation.failed_expectations", len(outcome.failures))
+            if not outcome.success:
+                client.set_terminated(run_id, status="FAILED")
+                uri = client.get_run(run_id).data.tags["mlops.data_uri"]
+                raise DataValidationError(outcome.failure_message(uri))
+        self.log.info("All %d expectations passed (%d rows)", len(outcome.results), len(frame))
+        return {"mlflow_run_id": run_id, "expectations": len(outcome.results), "rows": len(frame)}
+
+
+class TrainModelOperator(MlopsBaseOperator):
+    """Fit the configured pipeline and log params, metrics, predictions and the model to the run.
+
+    If this DAG run's MLflow run already holds a trained model, it is reused, not trained again.
+    """
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.training.trainer import fit_and_evaluate, log_training
+
+        cfg = self.loaded.config
+        with self.hook.activate() as client:
+            run_id = self.run_id(client, context)
+            run = client.get_run(run_id)
+            if run.data.tags.get(VALIDATION_TAG) != "passed":
+                raise DataValidationError(f"MLflow run {run_id}: data validation did not pass; refusing to train")
+            if MODEL_URI_TAG in run.data.tags:
+                self.log.info("Run %s already holds model %s; not training again", run_id, run.data.tags[MODEL_URI_TAG])
+                return {"mlflow_run_id": run_id, "model_uri": run.data.tags[MODEL_URI_TAG], "metrics": run.data.metrics}
+            frame = self.read_verified_data(client, run_id)
+            outcome = fit_and_evaluate(frame, cfg)
+            lineage = {k: v for k, v in run.data.tags.items() if k.startswith("mlops.") and k != VALIDATION_TAG}
+            model_uri = log_training(outcome, cfg, run_id, lineage)
+            model_id = model_uri.removeprefix("models:/")
+            client.set_tag(run_id, MODEL_ID_TAG, model_id)
+            client.set_tag(run_id, MODEL_URI_TAG, model_uri)  # last: marks training complete
+        self.log.info("Trained %s: %s", cfg.estimator.class_, outcome.metrics)
+        return {"mlflow_run_id": run_id, "model_uri": model_uri, "metrics": outcome.metrics}
+
+
+class RegisterModelOperator(MlopsBaseOperator):
+    """Register the run's model as a new version with the lineage tags; a re-run returns the same version."""
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.lineage import LINEAGE_KEYS
+        from airflow_mlops.registry.versions import register_version
+
+        with self.hook.activate() as client:
+            run_id = self.run_id(client, context)
+            run = client.get_run(run_id)
+            model_uri = run.data.tags.get(MODEL_URI_TAG)
+            if not model_uri:
+                raise DataError(f"MLflow run {run_id} has no trained model; run train_model first")
+            tags = {k: run.data.tags[k] for k in LINEAGE_KEYS if k in run.data.tags}
+            tags["mlops.mlflow_run_id"] = run_id
+            tags.update({k: v for k, v in run.data.tags.items() if k.startswith("mlops.env.")})
+            version, created = register_version(
+                client, self.model_name, run_id, model_uri, run.data.tags.get(MODEL_ID_TAG), tags
+            )
+        self.log.info("%s %s v%s from run %s", "Registered" if created else "Found", self.model_name, version, run_id)
+        return {"mlflow_run_id": run_id, "version": version, "created": created}

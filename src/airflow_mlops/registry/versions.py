@@ -1,0 +1,137 @@
+"""Idempotent MLflow registry operations: one run per DAG run, one version per run, guarded alias moves.
+
+Every function looks before it writes, so a retried or cleared Airflow task finds what the first
+attempt did instead of doing it again.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from airflow_mlops.exceptions import RegistryError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+PREVIOUS = "previous"
+GATE_TAG = "mlops.gate"
+
+
+def experiment_name(model: str) -> str:
+    return f"airflow-mlops/{model}"
+
+
+def ensure_experiment(client: MlflowClient, model: str, artifact_root: str | None = None) -> str:
+    """The model's experiment id, created on first use (under ``artifact_root`` when given)."""
+    name = experiment_name(model)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)
+        return str(experiment.experiment_id)
+    try:
+        location = f"{artifact_root.rstrip('/')}/{model}" if artifact_root else None
+        return str(client.create_experiment(name, artifact_location=location, tags={"mlops.model": model}))
+    except Exception:  # a concurrent task created it first
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return str(experiment.experiment_id)
+
+
+def find_or_create_run(
+    client: MlflowClient, model: str, dag_run_id: str, tags: dict[str, str], artifact_root: str | None = None
+) -> str:
+    """The MLflow run for (model, DAG run): created once, found again on every retry."""
+    experiment_id = ensure_experiment(client, model, artifact_root)
+    existing = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`mlops.dag_run_id` = '{_quote(dag_run_id)}'",
+        max_results=1,
+        order_by=["attributes.start_time ASC"],
+    )
+    if existing:
+        return str(existing[0].info.run_id)
+    run = client.create_run(
+        experiment_id,
+        run_name=f"{model}-{dag_run_id}"[:250],
+        tags={**tags, "mlops.model": model, "mlops.dag_run_id": dag_run_id},
+    )
+    return str(run.info.run_id)
+
+
+def _quote(value: str) -> str:
+    return value.replace("'", "\\'")
+
+
+def version_for_run(client: MlflowClient, model: str, run_id: str) -> ModelVersion | None:
+    for version in client.search_model_versions(f"name = '{_quote(model)}' and run_id = '{run_id}'"):
+        return version
+    return None
+
+
+def register_version(
+    client: MlflowClient, model: str, run_id: str, model_uri: str, model_id: str | None, tags: dict[str, str]
+) -> tuple[str, bool]:
+    """Register the run's model once. Returns (version, created); a second call returns the first version."""
+    try:
+        client.get_registered_model(model)
+    except Exception:
+        try:
+            client.create_registered_model(model, tags={"mlops.managed_by": "airflow-mlops"})
+        except Exception:  # created concurrently; fine if it exists now
+            client.get_registered_model(model)
+    existing = version_for_run(client, model, run_id)
+    if existing is not None:
+        log.info("Run %s is already registered as %s v%s; not registering again", run_id, model, existing.version)
+        return str(existing.version), False
+    created = client.create_model_version(model, source=model_uri, run_id=run_id, tags=tags, model_id=model_id)
+    return str(created.version), True
+
+
+def alias_version(client: MlflowClient, model: str, alias: str) -> str | None:
+    try:
+        return str(client.get_model_version_by_alias(model, alias).version)
+    except Exception:
+        return None
+
+
+def set_alias_once(client: MlflowClient, model: str, alias: str, version: str) -> bool:
+    """Point ``alias`` at ``version`` unless it already does. Returns True when the alias moved."""
+    if alias_version(client, model, alias) == str(version):
+        return False
+    client.set_registered_model_alias(model, alias, str(version))
+    return True
+
+
+def require_gate_passed(client: MlflowClient, model: str, version: str) -> None:
+    tags = client.get_model_version(model, str(version)).tags
+    if tags.get(GATE_TAG) != "passed":
+        raise RegistryError(
+            f"{model} v{version}: {GATE_TAG} is {tags.get(GATE_TAG)!r}; only versions whose gate passed can move "
+            "to challenger or champion"
+        )
+
+
+def promote_champion(client: MlflowClient, model: str, version: str, actor: str) -> bool:
+    """Make ``version`` the champion (old one kept as ``previous``). Guarded and idempotent.
+
+    Refuses a version whose gate did not pass. Returns False when it already is the champion.
+    """
+    require_gate_passed(client, model, version)
+    current = alias_version(client, model, CHAMPION)
+    if current == str(version):
+        return False
+    if current is not None:
+        client.set_registered_model_alias(model, PREVIOUS, current)
+    client.set_registered_model_alias(model, CHAMPION, str(version))
+    if alias_version(client, model, CHALLENGER) == str(version):
+        client.delete_registered_model_alias(model, CHALLENGER)
+    client.set_model_version_tag(model, str(version), "mlops.promoted_by", actor)
+    return True

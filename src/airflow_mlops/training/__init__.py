@@ -1,0 +1,1 @@
+"""Training: build the estimator from config, split deterministically, fit, evaluate, log to MLflow."""

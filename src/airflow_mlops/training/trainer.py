@@ -1,0 +1,160 @@
+"""Fit the configured pipeline on a deterministic split and log everything to one MLflow run.
+
+The split depends only on the data, ``evaluation.test_size``/``stratify`` and ``estimator.seed``, so
+gates can rebuild exactly the held-out rows training used, and two trainings with the same data,
+config and seed give identical metrics and predictions.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops.config.schema import ModelConfig
+from airflow_mlops.exceptions import DataError
+from airflow_mlops.training.estimator import build_pipeline
+from airflow_mlops.training.metrics import compute_metrics
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    from sklearn.pipeline import Pipeline
+
+MODEL_ARTIFACT = "model"
+PREDICTIONS_ARTIFACT = "evaluation/holdout_predictions.csv"
+
+
+@dataclass(frozen=True)
+class Split:
+    x_train: pd.DataFrame
+    x_test: pd.DataFrame
+    y_train: pd.Series
+    y_test: pd.Series
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    model: Pipeline
+    split: Split
+    metrics: dict[str, float]
+    scores: np.ndarray
+
+
+def check_columns(df: pd.DataFrame, config: ModelConfig) -> None:
+    """Fail with the missing column names before sklearn fails with a less helpful message."""
+    missing = [c for c in [*config.features.all, config.target] if c not in df.columns]
+    if missing:
+        raise DataError(f"data is missing columns {missing} named in the config; it has {list(df.columns)}")
+    if config.task == "classification":
+        values = set(df[config.target].dropna().unique().tolist())
+        if not values <= {0, 1}:
+            raise DataError(f"target {config.target!r}: got values {sorted(values, key=str)[:10]}; expected 0/1")
+
+
+def split_data(df: pd.DataFrame, config: ModelConfig) -> Split:
+    from sklearn.model_selection import train_test_split
+
+    check_columns(df, config)
+    x = df[config.features.all].copy()
+    # numerics as float64: the logged signature then accepts missing values (NaN) at serving time
+    x[config.features.numeric] = x[config.features.numeric].astype("float64")
+    y = df[config.target]
+    stratify = y if config.task == "classification" and config.evaluation.stratify else None
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=config.evaluation.test_size, random_state=config.estimator.seed, stratify=stratify
+    )
+    return Split(x_train, x_test, y_train, y_test)
+
+
+def predict_scores(model: Any, x: pd.DataFrame, task: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Positive-class probability and hard labels (classification), or predictions (regression)."""
+    import numpy as np
+
+    if task == "classification":
+        return np.asarray(model.predict_proba(x))[:, 1], np.asarray(model.predict(x))
+    return np.asarray(model.predict(x), dtype=float), None
+
+
+def fit_and_evaluate(df: pd.DataFrame, config: ModelConfig) -> TrainOutcome:
+    split = split_data(df, config)
+    model = build_pipeline(config)
+    model.fit(split.x_train, split.y_train)
+    scores, labels = predict_scores(model, split.x_test, config.task)
+    metrics = compute_metrics(config.metrics, split.y_test, scores, labels)
+    return TrainOutcome(model=model, split=split, metrics=metrics, scores=scores)
+
+
+def environment_tags() -> dict[str, str]:
+    """Python and key library versions, recorded on every run."""
+    import mlflow
+    import pandas
+    import sklearn
+
+    return {
+        "mlops.env.python": platform.python_version(),
+        "mlops.env.sklearn": sklearn.__version__,
+        "mlops.env.pandas": pandas.__version__,
+        "mlops.env.mlflow": mlflow.__version__,
+    }
+
+
+def _trusted_types(model: Pipeline) -> list[str]:
+    """Types skops must trust to load our own freshly trained model (we built it, so we trust it)."""
+    import skops.io
+
+    return list(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
+
+
+def pip_requirements() -> list[str]:
+    """Pinned requirements for the logged model (inferring them costs seconds in a subprocess)."""
+    import mlflow
+    import numpy
+    import pandas
+    import sklearn
+    import skops
+
+    return [
+        f"mlflow=={mlflow.__version__}",
+        f"scikit-learn=={sklearn.__version__}",
+        f"pandas=={pandas.__version__}",
+        f"numpy=={numpy.__version__}",
+        f"skops=={skops.__version__}",
+    ]
+
+
+def log_training(outcome: TrainOutcome, config: ModelConfig, run_id: str, tags: dict[str, str]) -> str:
+    """Log params, metrics, held-out predictions and the model into ``run_id``; return the model URI."""
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    x_example = outcome.split.x_test.head(5)
+    signature = infer_signature(x_example, outcome.model.predict(x_example))
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_params(
+            {
+                "estimator": config.estimator.class_,
+                "seed": config.estimator.seed,
+                "test_size": config.evaluation.test_size,
+                "n_train": len(outcome.split.x_train),
+                "n_test": len(outcome.split.x_test),
+                **{f"estimator.{k}": v for k, v in sorted(config.estimator.params.items())},
+            }
+        )
+        mlflow.log_metrics(outcome.metrics)
+        mlflow.set_tags({**tags, **environment_tags()})
+        predictions = pd.DataFrame(
+            {"row": outcome.split.x_test.index, "y_true": outcome.split.y_test.to_numpy(), "score": outcome.scores}
+        )
+        mlflow.log_text(predictions.to_csv(index=False), PREDICTIONS_ARTIFACT)
+        info = mlflow.sklearn.log_model(
+            sk_model=outcome.model,
+            name=MODEL_ARTIFACT,
+            signature=signature,
+            input_example=x_example,
+            pip_requirements=pip_requirements(),
+            skops_trusted_types=_trusted_types(outcome.model),
+            tags=tags,
+        )
+    return str(info.model_uri)

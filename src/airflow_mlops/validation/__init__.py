@@ -1,0 +1,1 @@
+"""Data validation with great-expectations, driven by the config's ``expectations`` list."""
