@@ -8,6 +8,7 @@ config and seed give identical metrics and predictions.
 from __future__ import annotations
 
 import platform
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -101,9 +102,13 @@ def environment_tags() -> dict[str, str]:
 
 def _trusted_types(model: Pipeline) -> list[str]:
     """Types skops must trust to load our own freshly trained model (we built it, so we trust it)."""
+    import warnings
+
     import skops.io
 
-    return list(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
+    with warnings.catch_warnings():  # skops probes modules by name; Airflow's shims warn on each probe
+        warnings.simplefilter("ignore")
+        return list(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
 
 
 def pip_requirements() -> list[str]:
@@ -148,13 +153,15 @@ def log_training(outcome: TrainOutcome, config: ModelConfig, run_id: str, tags: 
             {"row": outcome.split.x_test.index, "y_true": outcome.split.y_test.to_numpy(), "score": outcome.scores}
         )
         mlflow.log_text(predictions.to_csv(index=False), PREDICTIONS_ARTIFACT)
-        info = mlflow.sklearn.log_model(
-            sk_model=outcome.model,
-            name=MODEL_ARTIFACT,
-            signature=signature,
-            input_example=x_example,
-            pip_requirements=pip_requirements(),
-            skops_trusted_types=_trusted_types(outcome.model),
-            tags=tags,
-        )
+        with warnings.catch_warnings():  # see _trusted_types
+            warnings.simplefilter("ignore")
+            info = mlflow.sklearn.log_model(
+                sk_model=outcome.model,
+                name=MODEL_ARTIFACT,
+                signature=signature,
+                input_example=x_example,
+                pip_requirements=pip_requirements(),
+                skops_trusted_types=_trusted_types(outcome.model),
+                tags=tags,
+            )
     return str(info.model_uri)

@@ -1,0 +1,222 @@
+"""Operators called directly (``execute(context)``) against a real local MLflow store (SQLite in tmp).
+
+The context is a small stand-in for Airflow's: the DAG run id, params, an XCom-pulling ti, and
+outlet events — the only parts our operators read.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import defaultdict
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from airflow_mlops.exceptions import DataError, DataValidationError, RegistryError
+from airflow_mlops.hooks.mlflow import MlflowHook
+from airflow_mlops.operators.gates import GateModelOperator
+from airflow_mlops.operators.registry import RecordApprovalOperator, SetChallengerOperator
+from airflow_mlops.operators.training import (
+    FingerprintDataOperator,
+    RegisterModelOperator,
+    TrainModelOperator,
+    ValidateDataOperator,
+)
+
+
+class FakeTI:
+    def __init__(self, xcoms: dict[str, Any] | None = None) -> None:
+        self.xcoms = xcoms or {}
+
+    def xcom_pull(self, task_ids: str) -> Any:
+        return self.xcoms.get(task_ids)
+
+
+def context(run_id: str = "manual__op-test", params: dict[str, Any] | None = None, **xcoms: Any) -> dict[str, Any]:
+    return {
+        "dag_run": SimpleNamespace(run_id=run_id),
+        "params": params or {},
+        "ti": FakeTI(xcoms),
+        "outlet_events": defaultdict(lambda: SimpleNamespace(extra=None)),
+    }
+
+
+def op(cls: type, config: Path, **kwargs: Any) -> Any:
+    return cls(task_id=cls.__name__, config_path=str(config), **kwargs)
+
+
+def test_fingerprint_is_idempotent_and_refuses_changed_data(workspace: Any, tmp_path: Path) -> None:
+    data = tmp_path / "batch.csv"
+    config = workspace.write_config("fraud")
+    shutil.copy(Path(__file__).parents[2] / "dags/data/fraud/transactions_batch_001.csv", data)
+    ctx = context(params={"data_uri": str(data)})
+
+    first = op(FingerprintDataOperator, config).execute(ctx)
+    second = op(FingerprintDataOperator, config).execute(ctx)
+
+    assert first == second
+    assert first["data_uri"] == str(data)
+    tags = workspace.client().get_run(first["mlflow_run_id"]).data.tags
+    assert tags["mlops.data_sha256"] == first["data_sha256"]
+    assert tags["mlops.dag_run_id"] == "manual__op-test"
+    data.write_text(data.read_text() + "1.0,1,1.0,1,1,1,grocery,0\n")
+    with pytest.raises(DataError, match=r"content changed since this DAG run first read it"):
+        op(FingerprintDataOperator, config).execute(ctx)
+
+
+def test_validation_failure_lists_each_failing_expectation(workspace: Any) -> None:
+    config = workspace.write_config(
+        "fraud",
+        replace={
+            "expectations": [
+                {"type": "expect_column_values_to_be_between", "kwargs": {"column": "hour", "max_value": 5}},
+                {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "amount"}},
+                {
+                    "type": "expect_column_values_to_be_in_set",
+                    "kwargs": {"column": "merchant_category", "value_set": ["grocery"]},
+                    "notes": "only groceries expected",
+                },
+            ]
+        },
+    )
+    ctx = context()
+    op(FingerprintDataOperator, config).execute(ctx)
+
+    with pytest.raises(DataValidationError) as failure:
+        op(ValidateDataOperator, config).execute(ctx)
+
+    lines = str(failure.value).splitlines()
+    assert lines[0].startswith("2 of 3 expectations failed on ") and lines[0].endswith("transactions_batch_001.csv:")
+    assert lines[1].startswith("  - expect_column_values_to_be_between(column='hour', max_value=5): element_count=6000")
+    assert lines[2].startswith("  - expect_column_values_to_be_in_set(column='merchant_category', value_set=['grocery'])")
+    assert lines[2].endswith("(only groceries expected)")
+    with pytest.raises(DataValidationError, match="data validation did not pass; refusing to train"):
+        op(TrainModelOperator, config).execute(ctx)
+
+
+def test_train_and_register_twice_create_one_model_and_one_version(workspace: Any) -> None:
+    config = workspace.write_config("fraud")
+    ctx = context()
+    op(FingerprintDataOperator, config).execute(ctx)
+    op(ValidateDataOperator, config).execute(ctx)
+
+    trained = op(TrainModelOperator, config).execute(ctx)
+    retrained = op(TrainModelOperator, config).execute(ctx)
+    registered = op(RegisterModelOperator, config).execute(ctx)
+    reregistered = op(RegisterModelOperator, config).execute(ctx)
+
+    assert retrained["model_uri"] == trained["model_uri"]
+    assert (registered["version"], registered["created"]) == ("1", True)
+    assert (reregistered["version"], reregistered["created"]) == ("1", False)
+    client = workspace.client()
+    assert len(client.search_model_versions("name = 'fraud'")) == 1
+    assert len(client.search_logged_models([client.get_run(trained["mlflow_run_id"]).info.experiment_id])) == 1
+
+
+def test_challenger_refused_until_gate_passes_then_set_once_with_event(workspace: Any) -> None:
+    config = workspace.write_config("fraud")
+    ctx = context()
+    for cls in (FingerprintDataOperator, ValidateDataOperator, TrainModelOperator, RegisterModelOperator):
+        op(cls, config).execute(ctx)
+
+    with pytest.raises(RegistryError, match=r"fraud v1: mlops.gate is None; only versions whose gate passed"):
+        op(SetChallengerOperator, config).execute(ctx)
+
+    gate = op(GateModelOperator, config).execute(ctx)
+    assert gate["gate"] == "passed"
+    challenger = SetChallengerOperator(task_id="c", config_path=str(config), outlets=[])
+    first = challenger.execute(ctx)
+    second = challenger.execute(ctx)
+    assert (first["alias_moved"], second["alias_moved"]) == (True, False)
+    assert workspace.client().get_model_version_by_alias("fraud", "challenger").version in ("1", 1)
+
+
+def test_challenger_requires_recorded_approval_when_configured(workspace: Any) -> None:
+    from datetime import datetime, timezone
+
+    config = workspace.write_config("fraud")
+    ctx = context()
+    for cls in (FingerprintDataOperator, ValidateDataOperator, TrainModelOperator, RegisterModelOperator):
+        op(cls, config).execute(ctx)
+    op(GateModelOperator, config).execute(ctx)
+
+    with pytest.raises(RegistryError, match="needs an approval"):
+        op(SetChallengerOperator, config, require_approval=True).execute(ctx)
+    with pytest.raises(RegistryError, match="expected an 'Approve' answer"):
+        op(RecordApprovalOperator, config, approval_task_id="approve").execute(
+            context(approve={"chosen_options": ["Reject"]})
+        )
+
+    answer = {
+        "chosen_options": ["Approve"],
+        "params_input": {},
+        "responded_at": datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc),
+        "responded_by_user": {"id": "ci", "name": "ci"},
+    }
+    recorded = op(RecordApprovalOperator, config, approval_task_id="approve").execute(context(approve=answer))
+    assert recorded == {"version": "1", "approved_by": "ci", "approved_at": "2026-11-01T12:00:00+00:00"}
+    tags = workspace.client().get_model_version("fraud", "1").tags
+    assert (tags["mlops.approved_by"], tags["mlops.approved_at"]) == ("ci", "2026-11-01T12:00:00+00:00")
+    assert op(SetChallengerOperator, config, require_approval=True).execute(ctx)["alias_moved"] is True
+
+
+def test_gate_error_fails_closed(workspace: Any, tmp_path: Path) -> None:
+    """A behaviour-cases file that cannot be read is an error inside the gate: the gate fails."""
+    config = workspace.write_config("fraud", {"gates": {"behaviour": {"cases": str(tmp_path / "missing.csv")}}})
+    ctx = context()
+    for cls in (FingerprintDataOperator, ValidateDataOperator, TrainModelOperator, RegisterModelOperator):
+        op(cls, config).execute(ctx)
+
+    with pytest.raises(Exception, match=r"fraud v1 failed its gate: behaviour \(error: "):
+        op(GateModelOperator, config).execute(ctx)
+
+    assert workspace.client().get_model_version("fraud", "1").tags["mlops.gate"] == "failed"
+
+
+def test_mlflow_hook_reads_uri_and_credentials_from_the_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    conn = {"conn_type": "mlflow", "host": "mlflow.internal", "port": 5000, "login": "alice", "password": "s3cret"}
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_REMOTE", json.dumps(conn))
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+    hook = MlflowHook(mlflow_conn_id="mlflow_remote")
+
+    assert hook.tracking_uri == "http://mlflow.internal:5000"
+    with hook.activate() as client:
+        assert client.tracking_uri == "http://mlflow.internal:5000"
+        assert os.environ["MLFLOW_TRACKING_USERNAME"] == "alice"
+        assert os.environ["MLFLOW_TRACKING_PASSWORD"] == "s3cret"
+    assert "MLFLOW_TRACKING_USERNAME" not in os.environ
+
+
+def test_mlflow_hook_rejects_empty_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_EMPTY", json.dumps({"conn_type": "mlflow"}))
+    with pytest.raises(ValueError, match="connection 'mlflow_empty': host is empty"):
+        _ = MlflowHook(mlflow_conn_id="mlflow_empty").tracking_uri
+
+
+def test_provider_metadata_declares_the_mlflow_connection_type() -> None:
+    from importlib.metadata import entry_points
+
+    (entry,) = [e for e in entry_points(group="apache_airflow_provider") if e.value.startswith("airflow_mlops")]
+    info = entry.load()()
+    assert info["package-name"] == "airflow-mlops"
+    assert info["connection-types"] == [
+        {"hook-class-name": "airflow_mlops.hooks.mlflow.MlflowHook", "connection-type": "mlflow"}
+    ]
+    assert (MlflowHook.conn_type, MlflowHook.default_conn_name) == ("mlflow", "mlflow_default")
+
+
+def test_airflow_lists_the_provider_and_its_connection_type() -> None:
+    import subprocess
+    import sys
+
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    providers = subprocess.run([airflow, "providers", "list"], capture_output=True, text=True, check=True).stdout
+    hooks = subprocess.run([airflow, "providers", "hooks"], capture_output=True, text=True, check=True).stdout
+
+    assert any(line.startswith("airflow-mlops ") and "0.1.0" in line for line in providers.splitlines())
+    assert any(line.startswith("mlflow ") and "airflow_mlops.hooks.mlflow.MlflowHook" in line for line in hooks.splitlines())
