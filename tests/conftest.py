@@ -26,6 +26,8 @@ DAGS_FOLDER = _ROOT / "dags"
 CONFIG_DIR = DAGS_FOLDER / "configs"
 CONFIG_DIR.mkdir(parents=True)
 shutil.copy(REPO / "dags" / "airflow_mlops_dags.py", DAGS_FOLDER / "airflow_mlops_dags.py")
+API_USER, API_PASSWORD = "ci", "ci-password"
+(_ROOT / "passwords.json").write_text(json.dumps({API_USER: API_PASSWORD}))
 
 os.environ.update(
     {
@@ -40,6 +42,11 @@ os.environ.update(
         "GX_ANALYTICS_ENABLED": "False",
         "SCARF_ANALYTICS": "false",
         "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
+        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{API_USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(_ROOT / "passwords.json"),
+        "AIRFLOW__API_AUTH__JWT_SECRET": "airflow-mlops-tests-" + "x" * 64,
+        "AIRFLOW__API__HOST": "127.0.0.1",
     }
 )
 os.environ.pop("MLFLOW_TRACKING_URI", None)
@@ -62,6 +69,19 @@ def airflow_db() -> Path:
     airflow = Path(sys.executable).with_name("airflow")
     subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())
     return Path(os.environ["AIRFLOW_HOME"]) / "airflow.db"
+
+
+@pytest.fixture(scope="session")
+def airflow_api(airflow_db: Path) -> Any:
+    """Airflow's own REST API app (the api-server's core app) in-process, with a bearer token for ``ci``."""
+    from airflow.api_fastapi.app import create_app
+    from fastapi.testclient import TestClient
+
+    client = TestClient(create_app(apps="core"))
+    response = client.post("/auth/token", json={"username": API_USER, "password": API_PASSWORD})
+    assert response.status_code == 201, response.text
+    client.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
+    return client
 
 
 def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

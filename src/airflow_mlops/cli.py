@@ -47,7 +47,9 @@ def _missing_files(loaded: object) -> str | None:
         return None
     location = loaded.resolve(behaviour.cases)
     if "://" not in location and not Path(location).is_file():
-        return f"{loaded.path}: gates.behaviour.cases: got {behaviour.cases!r}; expected an existing CSV file ({location})"
+        return (
+            f"{loaded.path}: gates.behaviour.cases: got {behaviour.cases!r}; expected an existing CSV file ({location})"
+        )
     return None
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -47,7 +47,7 @@ def test_pass_path_registers_challenger_with_lineage_and_rerun_is_idempotent(wor
 
     config_path = workspace.write_config("fraud")
     dag = workspace.dag("fraud")
-    logical_date = datetime(2026, 1, 5, tzinfo=timezone.utc)
+    logical_date = datetime(2026, 1, 5, tzinfo=UTC)
     events_before = len(candidate_events("fraud"))
 
     run = dag.test(logical_date=logical_date, run_after=logical_date)

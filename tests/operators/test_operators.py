@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections import defaultdict
+from datetime import UTC
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -91,7 +92,9 @@ def test_validation_failure_lists_each_failing_expectation(workspace: Any) -> No
     lines = str(failure.value).splitlines()
     assert lines[0].startswith("2 of 3 expectations failed on ") and lines[0].endswith("transactions_batch_001.csv:")
     assert lines[1].startswith("  - expect_column_values_to_be_between(column='hour', max_value=5): element_count=6000")
-    assert lines[2].startswith("  - expect_column_values_to_be_in_set(column='merchant_category', value_set=['grocery'])")
+    assert lines[2].startswith(
+        "  - expect_column_values_to_be_in_set(column='merchant_category', value_set=['grocery'])"
+    )
     assert lines[2].endswith("(only groceries expected)")
     with pytest.raises(DataValidationError, match="data validation did not pass; refusing to train"):
         op(TrainModelOperator, config).execute(ctx)
@@ -135,7 +138,7 @@ def test_challenger_refused_until_gate_passes_then_set_once_with_event(workspace
 
 
 def test_challenger_requires_recorded_approval_when_configured(workspace: Any) -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     config = workspace.write_config("fraud")
     ctx = context()
@@ -153,7 +156,7 @@ def test_challenger_requires_recorded_approval_when_configured(workspace: Any) -
     answer = {
         "chosen_options": ["Approve"],
         "params_input": {},
-        "responded_at": datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc),
+        "responded_at": datetime(2026, 11, 1, 12, 0, tzinfo=UTC),
         "responded_by_user": {"id": "ci", "name": "ci"},
     }
     recorded = op(RecordApprovalOperator, config, approval_task_id="approve").execute(context(approve=answer))
@@ -219,4 +222,6 @@ def test_airflow_lists_the_provider_and_its_connection_type() -> None:
     hooks = subprocess.run([airflow, "providers", "hooks"], capture_output=True, text=True, check=True).stdout
 
     assert any(line.startswith("airflow-mlops ") and "0.1.0" in line for line in providers.splitlines())
-    assert any(line.startswith("mlflow ") and "airflow_mlops.hooks.mlflow.MlflowHook" in line for line in hooks.splitlines())
+    assert any(
+        line.startswith("mlflow ") and "airflow_mlops.hooks.mlflow.MlflowHook" in line for line in hooks.splitlines()
+    )

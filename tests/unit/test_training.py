@@ -109,11 +109,6 @@ def test_build_pipeline_rejects_unknown_params(fraud_config: ModelConfig) -> Non
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src gap: out-of-range param values (C=-1) pass build_pipeline and only fail in fit() with "
-    "sklearn's InvalidParameterError, not a ConfigError naming estimator.params",
-)
 def test_build_pipeline_rejects_invalid_param_values(fraud_config: ModelConfig) -> None:
     with pytest.raises(ConfigError, match=r"^estimator\.params: got \{'C': -1\.0\}; "):
         build_pipeline(with_estimator(fraud_config, params={"C": -1.0}))

@@ -85,8 +85,8 @@ def _allowed_text(error: Any, model_fields: dict[str, list[str]]) -> str:
     if kind == "missing":
         return "this field is required"
     if kind == "extra_forbidden":
-        parent = _field_path(error["loc"][:-1])
-        known = model_fields.get(parent)
+        parent = [p for p in error["loc"][:-1] if not isinstance(p, int)]  # list items share their model
+        known = model_fields.get(_field_path(parent)) or model_fields.get(_field_path(parent[:-1]))  # dict values
         return f"unknown field; allowed fields here: {known}" if known else "unknown field"
     if kind == "value_error":
         return msg.removeprefix("Value error, ")
@@ -132,6 +132,10 @@ def load_config(path: str | os.PathLike[str]) -> LoadedConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read file: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: cannot read file: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})"
+        ) from exc
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -10,7 +10,7 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 #: Estimator classes must live under one of these dotted prefixes. Extend with the environment
 #: variable ``AIRFLOW_MLOPS_ESTIMATOR_ALLOWLIST`` (comma-separated prefixes), never from a config file.
@@ -47,13 +47,15 @@ def parse_duration(value: str | int | float | timedelta) -> timedelta:
     return timedelta(**{_DURATION_UNITS[match.group(2)]: int(match.group(1))})
 
 
-def _check_duration(value: str | int) -> str | int:
+def _check_duration(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError("expected a duration like '30s', '15m', '2h', '7d' or a number of seconds")
     parse_duration(value)
     return value
 
 
 #: A duration as written in YAML; validated when the config loads, turned into ``timedelta`` on use.
-Duration = Annotated[str | int, AfterValidator(_check_duration)]
+Duration = Annotated[str | int | float, BeforeValidator(_check_duration)]
 
 
 class _Strict(BaseModel):

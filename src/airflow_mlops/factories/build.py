@@ -62,7 +62,9 @@ def build_error_dag(path: Path, error: ConfigError) -> DAG:
     return dag
 
 
-def build_dags(namespace: MutableMapping[str, Any] | None = None, config_dir: str | Path | None = None) -> dict[str, DAG]:
+def build_dags(
+    namespace: MutableMapping[str, Any] | None = None, config_dir: str | Path | None = None
+) -> dict[str, DAG]:
     """Build every model's DAGs from ``config_dir`` (default ``$AIRFLOW_MLOPS_CONFIG_DIR``) into ``namespace``."""
     folder = Path(config_dir) if config_dir is not None else default_config_dir()
     result = load_configs(config_files(folder))
@@ -72,7 +74,9 @@ def build_dags(namespace: MutableMapping[str, Any] | None = None, config_dir: st
         if strict:
             raise error
         log.error("Skipping invalid model config %s:\n%s", path, error)
-        warnings.warn(f"{path}: invalid model config, its DAGs were not built:\n{error}", ConfigErrorWarning, stacklevel=2)
+        warnings.warn(
+            f"{path}: invalid model config, its DAGs were not built:\n{error}", ConfigErrorWarning, stacklevel=2
+        )
         dags[error_dag_id(path)] = build_error_dag(path, error)
     for loaded in result.configs:
         try:

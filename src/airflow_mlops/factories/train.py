@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import DAG, Asset, Param
+from airflow.sdk import DAG, Asset, Param, chain
 
 from airflow_mlops.config.schema import parse_duration
 from airflow_mlops.operators.base import PARAM_DATA_CONN_ID, PARAM_DATA_URI
@@ -21,7 +21,7 @@ from airflow_mlops.operators.training import (
 if TYPE_CHECKING:
     from airflow_mlops.config.loader import LoadedConfig
 
-START_DATE = datetime(2025, 1, 1, tzinfo=timezone.utc)
+START_DATE = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 def candidate_asset(model: str) -> Asset:
@@ -35,7 +35,7 @@ def _doc(loaded: LoadedConfig) -> str:
         f"### {cfg.name}: training pipeline\n\n{cfg.description}\n\n"
         f"* config: `{loaded.path}` (sha256 `{loaded.sha256[:12]}`)\n"
         f"* estimator: `{cfg.estimator.class_}` seed {cfg.estimator.seed}\n"
-        f"* data: `{cfg.data.uri}` (override with `conf={{\"{PARAM_DATA_URI}\": \"...\"}}`)\n"
+        f'* data: `{cfg.data.uri}` (override with `conf={{"{PARAM_DATA_URI}": "..."}}`)\n'
         f"* on pass: alias `challenger` and an event on `{candidate_asset_uri(cfg.name)}`\n"
     )
 
@@ -70,7 +70,7 @@ def build_train_dag(loaded: LoadedConfig) -> DAG:
             outlets=[candidate_asset(cfg.name)],
             **common,
         )
-        chain: list[Any] = [fingerprint, validate, train, register, gate]
+        tasks: list[Any] = [fingerprint, validate, train, register, gate]
         if cfg.approval.required:
             from airflow.providers.standard.operators.hitl import ApprovalOperator
 
@@ -86,8 +86,6 @@ def build_train_dag(loaded: LoadedConfig) -> DAG:
                 defaults=["Reject"],
             )
             record = RecordApprovalOperator(task_id="record_approval", approval_task_id="approve", **common)
-            chain += [approve, record]
-        chain.append(challenger)
-        for upstream, downstream in zip(chain, chain[1:], strict=False):
-            upstream >> downstream
+            tasks += [approve, record]
+        chain(*tasks, challenger)
     return dag

@@ -61,7 +61,7 @@ class GateModelOperator(MlopsBaseOperator):
                     version=version,
                     run_id=run_id,
                 )
-            except Exception as exc:  # noqa: BLE001 - fail closed: an error is a failed gate, with the reason
+            except Exception as exc:
                 report = GateReport(model=name, version=version, run_id=run_id)
                 report.checks.append(CheckResult("gate", "gate", "error", detail=f"{type(exc).__name__}: {exc}"))
             result = "passed" if report.passed else "failed"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.exceptions import RegistryError
@@ -40,7 +41,7 @@ class RecordApprovalOperator(MlopsBaseOperator):
         user = answer.get("responded_by_user") or {}
         approver = str(user.get("name") or user.get("id") or "unknown")
         responded_at = answer.get("responded_at")
-        when = responded_at.isoformat() if hasattr(responded_at, "isoformat") else str(responded_at)
+        when = responded_at.isoformat() if isinstance(responded_at, datetime) else str(responded_at)
         with self.hook.activate() as client:
             version = version_for_run(client, self.model_name, self.run_id(client, context))
             if version is None:
@@ -79,7 +80,7 @@ class SetChallengerOperator(MlopsBaseOperator):
                 raise RegistryError(f"{name} v{version} needs an approval before it can become challenger")
             moved = set_alias_once(client, name, CHALLENGER, version)
         self.log.info("%s@%s -> v%s (%s)", name, CHALLENGER, version, "moved" if moved else "already there")
-        payload = {"model": name, "version": version, "mlflow_run_id": run_id, "alias": CHALLENGER}
+        payload: dict[str, Any] = {"model": name, "version": version, "mlflow_run_id": run_id, "alias": CHALLENGER}
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = payload
         return {**payload, "alias_moved": moved}

@@ -37,7 +37,9 @@ def build_pipeline(config: ModelConfig) -> Pipeline:
     params = dict(config.estimator.params)
     try:
         estimator = cls(**params)
-    except TypeError as exc:
+        if callable(getattr(estimator, "_validate_params", None)):
+            estimator._validate_params()  # sklearn's own range/type checks, normally deferred to fit()
+    except (TypeError, ValueError) as exc:  # InvalidParameterError is both
         raise ConfigError(f"estimator.params: got {params!r}; {cls.__name__} rejected them: {exc}") from exc
     if "random_state" in estimator.get_params() and "random_state" not in params:
         estimator.set_params(random_state=config.estimator.seed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.config.schema import LOWER_IS_BETTER
@@ -24,28 +25,34 @@ def compute_metric(metric: str, y_true: Any, scores: np.ndarray, labels: np.ndar
     from sklearn import metrics as m
 
     y = np.asarray(y_true)
-    if metric in ("rmse", "mae", "r2"):
-        if metric == "rmse":
-            return float(np.sqrt(m.mean_squared_error(y, scores)))
-        if metric == "mae":
-            return float(m.mean_absolute_error(y, scores))
-        return float(m.r2_score(y, scores))
-    hard = labels if labels is not None else (np.asarray(scores) >= 0.5).astype(y.dtype)
-    if metric == "roc_auc":
-        if len(np.unique(y)) < 2:
+    scores = np.asarray(scores)
+    if metric in _ON_SCORES:
+        if metric == "roc_auc" and len(np.unique(y)) < 2:
             raise ValueError("roc_auc is undefined when the rows hold a single class")
-        return float(m.roc_auc_score(y, scores))
-    if metric == "log_loss":
-        return float(m.log_loss(y, np.clip(scores, 1e-15, 1 - 1e-15), labels=[0, 1]))
-    if metric == "accuracy":
-        return float(m.accuracy_score(y, hard))
-    if metric == "f1":
-        return float(m.f1_score(y, hard, zero_division=0))
-    if metric == "precision":
-        return float(m.precision_score(y, hard, zero_division=0))
-    if metric == "recall":
-        return float(m.recall_score(y, hard, zero_division=0))
+        return float(_ON_SCORES[metric](m, np, y, scores))
+    if metric in _ON_LABELS:
+        hard = labels if labels is not None else (scores >= 0.5).astype(y.dtype)
+        return float(
+            _ON_LABELS[metric](m)(y, hard, zero_division=0) if metric != "accuracy" else m.accuracy_score(y, hard)
+        )
     raise ValueError(f"unknown metric {metric!r}")
+
+
+# metric -> f(sklearn.metrics, numpy, y_true, scores)
+_ON_SCORES: dict[str, Callable[[Any, Any, Any, Any], float]] = {
+    "rmse": lambda m, np, y, s: np.sqrt(m.mean_squared_error(y, s)),
+    "mae": lambda m, np, y, s: m.mean_absolute_error(y, s),
+    "r2": lambda m, np, y, s: m.r2_score(y, s),
+    "roc_auc": lambda m, np, y, s: m.roc_auc_score(y, s),
+    "log_loss": lambda m, np, y, s: m.log_loss(y, np.clip(s, 1e-15, 1 - 1e-15), labels=[0, 1]),
+}
+# metric -> the sklearn.metrics function over hard labels
+_ON_LABELS: dict[str, Callable[[Any], Any]] = {
+    "accuracy": lambda m: m.accuracy_score,
+    "f1": lambda m: m.f1_score,
+    "precision": lambda m: m.precision_score,
+    "recall": lambda m: m.recall_score,
+}
 
 
 def compute_metrics(

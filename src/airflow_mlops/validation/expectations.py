@@ -70,7 +70,9 @@ def build_expectations(items: list[ExpectationConfig]) -> list[Any]:
         try:
             built.append(cls(**item.kwargs, notes=item.notes) if item.notes else cls(**item.kwargs))
         except Exception as exc:
-            raise ConfigError(f"expectations[{i}].kwargs: got {item.kwargs!r}; {item.type} rejected them: {exc}") from exc
+            raise ConfigError(
+                f"expectations[{i}].kwargs: got {item.kwargs!r}; {item.type} rejected them: {exc}"
+            ) from exc
     return built
 
 
@@ -106,4 +108,5 @@ def validate_frame(df: pd.DataFrame, items: list[ExpectationConfig], *, suite_na
                 notes=item.notes,
             )
         )
-    return ValidationOutcome(bool(result.success), outcomes, json.dumps(result.to_json_dict(), indent=2, default=str))
+    raw = result.to_json_dict()  # type: ignore[no-untyped-call]
+    return ValidationOutcome(bool(result.success), outcomes, json.dumps(raw, indent=2, default=str))
