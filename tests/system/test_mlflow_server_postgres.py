@@ -189,10 +189,15 @@ def mlflow_server(pg_database: str, tmp_path: Path) -> Iterator[MlflowServer]:
 
 @pytest.fixture
 def mlflow_uris() -> Iterator[Callable[[str], None]]:
-    """Point mlflow's global tracking/registry URI somewhere for the test; put the previous ones back after."""
+    """Point mlflow's global tracking/registry URI somewhere for the test; put the previous state back after.
+
+    ``mlflow.set_tracking_uri``/``set_registry_uri`` also export ``MLFLOW_TRACKING_URI``/``MLFLOW_REGISTRY_URI``
+    for subprocesses, so those are restored exactly too (a leftover would point later tests at a dead server).
+    """
     import mlflow
 
-    saved_env = os.environ.get("MLFLOW_TRACKING_URI")
+    env_keys = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved_env = {key: os.environ.get(key) for key in env_keys}
     saved = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
 
     def point_at(uri: str) -> None:
@@ -202,10 +207,11 @@ def mlflow_uris() -> Iterator[Callable[[str], None]]:
     yield point_at
     mlflow.set_tracking_uri(saved[0])
     mlflow.set_registry_uri(saved[1])
-    if saved_env is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)  # set_tracking_uri exports it for subprocesses
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = saved_env
+    for key, value in saved_env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def _uri_in_host(port: int) -> dict[str, Any]:

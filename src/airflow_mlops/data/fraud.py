@@ -35,7 +35,7 @@ def generate_transactions(
     data_drift: float = 0.0,
     concept_drift: float = 0.0,
 ) -> pd.DataFrame:
-    """Return ``n_rows`` transactions; ``is_fraud`` is the 0/1 target (about 8 % positives)."""
+    """Return ``n_rows`` transactions; ``is_fraud`` is the 0/1 target (about 5-6 % positives)."""
     import numpy as np
     import pandas as pd
 
