@@ -192,3 +192,22 @@ def test_gate_compares_with_champion_on_the_same_holdout(workspace: Any, airflow
     assert check["status"] == "fail"
     assert check["value"] == pytest.approx(0.5)
     assert "champion v1" in check["threshold"]
+
+
+def test_two_trainings_with_same_data_config_and_seed_are_identical(workspace: Any, airflow_db: Any) -> None:
+    workspace.write_config("fraud")
+    dag = workspace.dag("fraud")
+    first, second = dag.test(), dag.test()
+
+    assert (first.state, second.state) == ("success", "success")
+    client = workspace.client()
+    v1, v2 = client.get_model_version("fraud", "1"), client.get_model_version("fraud", "2")
+    run1, run2 = client.get_run(v1.run_id), client.get_run(v2.run_id)
+    assert run1.info.run_id != run2.info.run_id
+    assert run1.data.metrics == run2.data.metrics
+    assert v1.tags["mlops.data_sha256"] == v2.tags["mlops.data_sha256"]
+    assert v1.tags["mlops.config_sha256"] == v2.tags["mlops.config_sha256"]
+    p1 = client.download_artifacts(run1.info.run_id, "evaluation/holdout_predictions.csv")
+    p2 = client.download_artifacts(run2.info.run_id, "evaluation/holdout_predictions.csv")
+    with open(p1, "rb") as a, open(p2, "rb") as b:
+        assert a.read() == b.read()

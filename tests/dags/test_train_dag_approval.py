@@ -82,3 +82,21 @@ def test_rejected_candidate_moves_no_alias(workspace: Any, airflow_api: Any) -> 
     client = workspace.client()
     assert "mlops.approved_by" not in client.get_model_version("fraud", "1").tags
     assert client.get_registered_model("fraud").aliases == {}
+
+
+def test_rest_trigger_accepts_a_data_uri_override_in_conf(workspace: Any, airflow_api: Any) -> None:
+    """POST /api/v2/dags/<model>__train/dagRuns with conf: the run carries it as the data_uri param."""
+    workspace.write_config("fraud")
+    workspace.dag("fraud").test()  # puts the serialized DAG in the metadata DB, as the dag-processor would
+
+    response = airflow_api.post(
+        "/api/v2/dags/fraud__train/dagRuns",
+        json={"logical_date": None, "conf": {"data_uri": "s3://bucket/fraud/batch_007.csv", "data_conn_id": "aws_x"}},
+    )
+
+    assert response.status_code == 200, response.text
+    run = airflow_api.get(f"/api/v2/dags/fraud__train/dagRuns/{response.json()['dag_run_id']}").json()
+    assert run["conf"] == {"data_uri": "s3://bucket/fraud/batch_007.csv", "data_conn_id": "aws_x"}
+    assert run["state"] == "queued"
+    bad = airflow_api.post("/api/v2/dags/fraud__train/dagRuns", json={"logical_date": None, "conf": {"data_uri": 7}})
+    assert bad.status_code == 400, bad.text

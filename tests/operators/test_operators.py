@@ -195,6 +195,24 @@ def test_mlflow_hook_reads_uri_and_credentials_from_the_connection(monkeypatch: 
     assert "MLFLOW_TRACKING_USERNAME" not in os.environ
 
 
+def test_mlflow_hook_restores_global_state_it_found(workspace: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Leaving the block must not pin mlflow's default URI or export it to later subprocesses."""
+    import os
+
+    import mlflow
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    mlflow.set_tracking_uri(None)
+    with MlflowHook().activate() as client:
+        assert mlflow.get_tracking_uri() == client.tracking_uri == workspace.tracking_uri
+        assert os.environ["MLFLOW_TRACKING_URI"] == workspace.tracking_uri
+    assert tracking_utils._tracking_uri is None
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert "MLFLOW_REGISTRY_URI" not in os.environ
+
+
 def test_mlflow_hook_rejects_empty_host(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_EMPTY", json.dumps({"conn_type": "mlflow"}))
     with pytest.raises(ValueError, match="connection 'mlflow_empty': host is empty"):

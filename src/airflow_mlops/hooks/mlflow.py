@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 _CREDENTIAL_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+_URI_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
 class MlflowHook(BaseHook):
@@ -84,12 +85,19 @@ class MlflowHook(BaseHook):
 
     @contextmanager
     def activate(self) -> Iterator[MlflowClient]:
-        """Point mlflow's fluent API at this connection (URI + credentials) for the block; yield a client."""
+        """Point mlflow's fluent API at this connection (URI + credentials) for the block; yield a client.
+
+        Restores exactly what was there before: the global URIs (including "never set") and the
+        ``MLFLOW_*`` environment variables mlflow exports for subprocesses.
+        """
         import mlflow
+        from mlflow.tracking._model_registry import utils as registry_utils
+        from mlflow.tracking._tracking_service import utils as tracking_utils
 
         settings = self._settings
-        saved_env = {k: os.environ.get(k) for k in _CREDENTIAL_ENV}
-        saved_uris = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+        saved_env = {k: os.environ.get(k) for k in (*_CREDENTIAL_ENV, *_URI_ENV)}
+        saved_tracking = tracking_utils._tracking_uri
+        saved_registry = registry_utils._registry_uri
         for key in _CREDENTIAL_ENV:
             os.environ.pop(key, None)
         os.environ.update(settings["credentials"])
@@ -98,13 +106,13 @@ class MlflowHook(BaseHook):
         try:
             yield mlflow.MlflowClient(tracking_uri=settings["tracking_uri"], registry_uri=settings["registry_uri"])
         finally:
+            mlflow.set_tracking_uri(saved_tracking)  # type: ignore[arg-type]  # None = "not set", as found
+            registry_utils._registry_uri = saved_registry
             for key, value in saved_env.items():
                 if value is None:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
-            mlflow.set_tracking_uri(saved_uris[0])
-            mlflow.set_registry_uri(saved_uris[1])
 
     def get_conn(self) -> MlflowClient:
         import mlflow
