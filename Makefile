@@ -7,6 +7,7 @@ UV_VERSION := 0.13.9
 AZURITE := tools/node_modules/.bin/azurite-blob
 
 export MLFLOW_DISABLE_TELEMETRY := true
+export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 export DO_NOT_TRACK := 1
 export GX_ANALYTICS_ENABLED := False
 export SCARF_ANALYTICS := false

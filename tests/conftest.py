@@ -38,6 +38,7 @@ os.environ.update(
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
         "AIRFLOW_MLOPS_CONFIG_DIR": str(CONFIG_DIR),
         "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "DO_NOT_TRACK": "1",
         "GX_ANALYTICS_ENABLED": "False",
         "SCARF_ANALYTICS": "false",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,6 +66,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     promote.add_argument("--actor", default="cli")
     demo = sub.add_parser("demo", help="run the fraud model's train DAG twice on embedded SQLite Airflow + MLflow")
     demo.add_argument("--home", default=".demo", help="project-local folder for Airflow, MLflow and data")
+    serve = sub.add_parser("serve", help="start the serving gateway for one or more models")
+    serve.add_argument("--model", dest="models", action="append", required=True, help="repeat for more models")
+    serve.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"), help="MLflow tracking URI")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8001)
+    serve.add_argument("--log-root", default="prediction-log", help="prediction log: local path, s3://, wasbs://")
+    serve.add_argument("--log-conn-id", default=None, help="Airflow connection for an object-store log root")
+    serve.add_argument("--log-mode", choices=["batched", "strict"], default="batched")
+    serve.add_argument("--flush-interval", type=float, default=1.0, help="seconds between prediction-log flushes")
+    serve.add_argument("--wal-dir", default=None, help="local write-ahead log folder (strict mode)")
+    serve.add_argument("--poll-interval", type=float, default=1.0, help="seconds between registry polls")
+    serve.add_argument("--max-batch", type=int, default=1000)
     data = sub.add_parser("make-example-data", help="(re)write the example datasets")
     data.add_argument("folder", nargs="?", default="dags/data")
     args = parser.parse_args(argv)
@@ -79,6 +92,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         client = mlflow.MlflowClient(tracking_uri=args.tracking_uri, registry_uri=args.tracking_uri)
         moved = promote_champion(client, args.model, args.version, actor=args.actor)
         print(f"{args.model}@champion -> v{args.version}" + ("" if moved else " (already champion)"))
+        return 0
+    if args.command == "serve":
+        from airflow_mlops.serving.server import ServeOptions
+        from airflow_mlops.serving.server import serve as run_gateway
+
+        if not args.tracking_uri:
+            parser.error("serve: --tracking-uri (or MLFLOW_TRACKING_URI) is required")
+        run_gateway(
+            ServeOptions(
+                models=args.models,
+                tracking_uri=args.tracking_uri,
+                host=args.host,
+                port=args.port,
+                log_root=args.log_root,
+                log_mode=args.log_mode,
+                flush_interval=args.flush_interval,
+                log_conn_id=args.log_conn_id,
+                wal_dir=args.wal_dir,
+                poll_interval=args.poll_interval,
+                max_batch=args.max_batch,
+            )
+        )
         return 0
     if args.command == "demo":
         from airflow_mlops.demo import run_demo

@@ -36,6 +36,7 @@ def demo_environment(home: Path, dags_folder: Path) -> dict[str, str]:
         "AIRFLOW_MLOPS_CONFIG_DIR": str((dags_folder / "configs").resolve()),
         "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps(mlflow_conn),
         "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
         "DO_NOT_TRACK": "1",
         "PYTHONWARNINGS": "ignore",

@@ -41,7 +41,14 @@ def test_repository_dags_parse_without_errors_or_heavy_imports() -> None:
     result = parse_in_fresh_process(REPO / "dags", REPO / "dags" / "configs")
 
     assert result["errors"] == {}
-    assert result["dags"] == ["diabetes__train", "fraud__train"]
+    assert result["dags"] == [
+        "diabetes__deploy",
+        "diabetes__rollback",
+        "diabetes__train",
+        "fraud__deploy",
+        "fraud__rollback",
+        "fraud__train",
+    ]
     assert result["heavy"] == []
 
 
@@ -56,7 +63,13 @@ def test_broken_config_never_hides_other_models_and_is_visible(tmp_path: Path) -
     result = parse_in_fresh_process(REPO / "dags", configs)
 
     assert result["errors"] == {}
-    assert result["dags"] == ["broken_yaml__config_error", "churn__config_error", "fraud__train"]
+    assert result["dags"] == [
+        "broken_yaml__config_error",
+        "churn__config_error",
+        "fraud__deploy",
+        "fraud__rollback",
+        "fraud__train",
+    ]
     churn_doc = result["docs"]["churn__config_error"]
     assert "churn.yaml: task: got 'classify'; expected: input should be 'classification' or 'regression'" in churn_doc
     assert "churn.yaml: data: this field is required" in churn_doc

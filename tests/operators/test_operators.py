@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections import defaultdict
 from datetime import UTC
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -26,23 +24,7 @@ from airflow_mlops.operators.training import (
     TrainModelOperator,
     ValidateDataOperator,
 )
-
-
-class FakeTI:
-    def __init__(self, xcoms: dict[str, Any] | None = None) -> None:
-        self.xcoms = xcoms or {}
-
-    def xcom_pull(self, task_ids: str) -> Any:
-        return self.xcoms.get(task_ids)
-
-
-def context(run_id: str = "manual__op-test", params: dict[str, Any] | None = None, **xcoms: Any) -> dict[str, Any]:
-    return {
-        "dag_run": SimpleNamespace(run_id=run_id),
-        "params": params or {},
-        "ti": FakeTI(xcoms),
-        "outlet_events": defaultdict(lambda: SimpleNamespace(extra=None)),
-    }
+from support import context
 
 
 def op(cls: type, config: Path, **kwargs: Any) -> Any:

@@ -88,6 +88,8 @@ class DataConfig(_Strict):
 class FeaturesConfig(_Strict):
     numeric: list[str] = Field(default_factory=list)
     categorical: list[str] = Field(default_factory=list)
+    #: A category never seen in training: encode as all-zeros (``ignore``) or fail the prediction (``error``).
+    unknown_categories: Literal["ignore", "error"] = "ignore"
 
     @model_validator(mode="after")
     def _not_empty_no_overlap(self) -> FeaturesConfig:
@@ -241,6 +243,17 @@ class RolloutConfig(_Strict):
     approval_before_promotion: bool = False
 
 
+class ServingConfig(_Strict):
+    """Where the gateway logs predictions (read by rollout health checks and monitoring)."""
+
+    #: Prediction-log root: local path (relative to the config's folder), ``s3://`` or ``wasbs://``;
+    #: when unset, ``$AIRFLOW_MLOPS_PREDICTION_LOG`` (the deployment-wide default).
+    prediction_log: str | None = None
+    prediction_log_conn_id: str | None = None
+    #: The gateway's base URL, used to confirm that a rollback is being served (optional).
+    gateway_url: str | None = None
+
+
 class DriftThresholds(_Strict):
     psi_warn: float = Field(default=0.1, gt=0.0)
     psi_act: float = Field(default=0.25, gt=0.0)
@@ -297,6 +310,7 @@ class ModelConfig(_Strict):
     gates: GatesConfig = Field(default_factory=GatesConfig)
     approval: ApprovalConfig = Field(default_factory=ApprovalConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     retraining: RetrainingConfig = Field(default_factory=RetrainingConfig)
     mlflow_conn_id: str = "mlflow_default"

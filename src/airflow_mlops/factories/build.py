@@ -19,6 +19,7 @@ from airflow.sdk import DAG, BaseOperator
 
 from airflow_mlops.config.loader import config_files, default_config_dir, load_configs
 from airflow_mlops.exceptions import ConfigError
+from airflow_mlops.factories.deploy import build_deploy_dag, build_rollback_dag
 from airflow_mlops.factories.train import START_DATE, build_train_dag
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def build_dags(
         dags[error_dag_id(path)] = build_error_dag(path, error)
     for loaded in result.configs:
         try:
-            dag = build_train_dag(loaded)
+            built = [builder(loaded) for builder in (build_train_dag, build_deploy_dag, build_rollback_dag)]
         except Exception as exc:  # a builder bug for one model must not hide the others
             if strict:
                 raise
@@ -88,7 +89,7 @@ def build_dags(
             log.exception("Could not build DAGs for %s", loaded.path)
             dags[error_dag_id(loaded.path)] = build_error_dag(loaded.path, error)
             continue
-        dags[dag.dag_id] = dag
+        dags.update({dag.dag_id: dag for dag in built})
     if namespace is not None:
         namespace.update(dags)
     return dags

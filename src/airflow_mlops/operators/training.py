@@ -122,6 +122,7 @@ class RegisterModelOperator(MlopsBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.lineage import LINEAGE_KEYS
+        from airflow_mlops.registry.checksum import MODEL_SHA256_TAG, version_sha256
         from airflow_mlops.registry.versions import register_version
 
         with self.hook.activate() as client:
@@ -136,5 +137,9 @@ class RegisterModelOperator(MlopsBaseOperator):
             version, created = register_version(
                 client, self.model_name, run_id, model_uri, run.data.tags.get(MODEL_ID_TAG), tags
             )
+            if MODEL_SHA256_TAG not in client.get_model_version(self.model_name, version).tags:
+                # recorded from the registry's own copy, exactly as the gateway will verify it
+                checksum = version_sha256(client, self.model_name, version)
+                client.set_model_version_tag(self.model_name, version, MODEL_SHA256_TAG, checksum)
         self.log.info("%s %s v%s from run %s", "Registered" if created else "Found", self.model_name, version, run_id)
         return {"mlflow_run_id": run_id, "version": version, "created": created}

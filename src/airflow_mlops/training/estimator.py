@@ -51,7 +51,7 @@ def build_pipeline(config: ModelConfig) -> Pipeline:
         categorical = Pipeline(
             [
                 ("impute", SimpleImputer(strategy="most_frequent")),
-                ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+                ("onehot", OneHotEncoder(handle_unknown=config.features.unknown_categories, sparse_output=False)),
             ]
         )
         transformers.append(("categorical", categorical, list(config.features.categorical)))

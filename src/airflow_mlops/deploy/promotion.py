@@ -1,0 +1,548 @@
+"""Guarded deployment operations over the MLflow registry: promote, roll back, reject, canary, shadow.
+
+The registry is the deployment state of the local gateway: aliases ``champion``, ``challenger``,
+``canary``, ``shadow``, ``previous`` and the registered-model tag ``mlops.canary_percent`` (a float
+as a string, ``"0"`` when no canary). Every operation here
+
+1. takes the model's lock (:func:`~airflow_mlops.deploy.locking.model_lock`) for its whole duration,
+   so concurrent or repeated operations run one after the other;
+2. completes any operation on the model that an earlier process left unfinished (see below);
+3. re-reads the aliases and tags from MLflow *inside* the lock and decides from what it reads:
+   an operation whose outcome already holds is a no-op (``changed=False``, no audit row), and the
+   gate check (``mlops.gate == "passed"``) happens here too;
+4. records its intent (``mlops_pending_ops``: the target value of every alias and tag it will
+   write, in order) and commits it before touching the registry;
+5. applies the writes, each only if the current value differs (so applying twice is harmless);
+6. in one transaction, appends one audit row per alias it moved and deletes the intent.
+
+Crash safety ("no half-moved state"): MLflow has no multi-alias transaction, so a process can die
+between two alias writes. Its intent row survives it; the next operation on the model (of any kind,
+by any process) finds the intent in step 2, re-applies it (idempotent, step 5) and audits it exactly
+once (step 6 deletes the intent in the same transaction as it appends the rows). Readers that poll
+the registry meanwhile may see an intermediate state; writes are ordered so that each one is a
+state the gateway can serve (e.g. canary traffic goes to 0 before the canary alias disappears).
+
+Every function raises :class:`~airflow_mlops.exceptions.RegistryError` for a refused operation
+(gate not passed, unknown version, ...), with the registry and the trail untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops.deploy.audit import AliasEvent, AuditTrail, NewEvent
+from airflow_mlops.deploy.locking import DEFAULT_LOCK_TIMEOUT, model_lock
+from airflow_mlops.exceptions import RegistryError
+from airflow_mlops.registry.versions import CHALLENGER, CHAMPION, GATE_TAG, PREVIOUS
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+__all__ = [
+    "CANARY",
+    "CANARY_PERCENT_TAG",
+    "CHALLENGER",
+    "CHAMPION",
+    "DEFAULT_LOCK_TIMEOUT",
+    "PREVIOUS",
+    "PROMOTED_BY_TAG",
+    "REJECTED_BY_TAG",
+    "REJECTED_REASON_TAG",
+    "SHADOW",
+    "TEMPORARY_ALIASES",
+    "DeploymentState",
+    "PromotionResult",
+    "model_lock",
+    "promote",
+    "read_state",
+    "reject",
+    "rollback",
+    "set_canary",
+    "set_challenger",
+    "set_shadow",
+]
+
+log = logging.getLogger(__name__)
+
+CANARY = "canary"
+SHADOW = "shadow"
+CANARY_PERCENT_TAG = "mlops.canary_percent"
+PROMOTED_BY_TAG = "mlops.promoted_by"
+REJECTED_REASON_TAG = "mlops.rejected_reason"
+REJECTED_BY_TAG = "mlops.rejected_by"
+TEMPORARY_ALIASES = (CHALLENGER, CANARY, SHADOW)
+"""Aliases a promotion clears: they describe the rollout of a candidate, which is over."""
+
+_ALIASES = (CHAMPION, CHALLENGER, CANARY, SHADOW, PREVIOUS)
+
+
+@dataclass(frozen=True)
+class DeploymentState:
+    """Who serves what, as the registry says (versions as strings, ``None`` when the alias is unset)."""
+
+    champion: str | None = None
+    challenger: str | None = None
+    canary: str | None = None
+    canary_percent: float = 0.0
+    shadow: str | None = None
+    previous: str | None = None
+
+    def aliases(self) -> dict[str, str]:
+        """The set aliases, ``{alias: version}``."""
+        values = {alias: getattr(self, alias) for alias in _ALIASES}
+        return {alias: version for alias, version in values.items() if version is not None}
+
+
+@dataclass(frozen=True)
+class PromotionResult:
+    """What a guarded operation did (every operation in this module returns one).
+
+    :ivar changed: False when the registry already was in the requested state (nothing written).
+    :ivar state: The deployment state after the operation.
+    :ivar events: The audit rows this operation appended (one per alias moved).
+    :ivar recovered: Ids of interrupted earlier operations on the model that were completed first.
+    """
+
+    model: str
+    operation: str
+    changed: bool
+    state: DeploymentState
+    events: tuple[AliasEvent, ...] = ()
+    recovered: tuple[str, ...] = ()
+
+
+# -- reading --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    aliases: Mapping[str, str]
+    tags: Mapping[str, str]
+
+    def alias(self, name: str) -> str | None:
+        return self.aliases.get(name)
+
+    @property
+    def percent_tag(self) -> str | None:
+        return self.tags.get(CANARY_PERCENT_TAG)
+
+    def state(self, model: str) -> DeploymentState:
+        return DeploymentState(
+            champion=self.alias(CHAMPION),
+            challenger=self.alias(CHALLENGER),
+            canary=self.alias(CANARY),
+            canary_percent=_parse_percent(model, self.percent_tag),
+            shadow=self.alias(SHADOW),
+            previous=self.alias(PREVIOUS),
+        )
+
+
+def _snapshot(client: MlflowClient, model: str) -> _Snapshot:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        registered = client.get_registered_model(model)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise RegistryError(f"registered model {model!r} not found in the MLflow registry") from exc
+        raise
+    aliases = {str(alias): str(version) for alias, version in (registered.aliases or {}).items()}
+    return _Snapshot(aliases=aliases, tags=dict(registered.tags or {}))
+
+
+def read_state(client: MlflowClient, model: str) -> DeploymentState:
+    """The model's deployment state, read from the registry (one call, no lock)."""
+    return _snapshot(client, model).state(model)
+
+
+def _parse_percent(model: str, raw: str | None) -> float:
+    if raw is None or raw == "":
+        return 0.0
+    try:
+        return float(raw)
+    except ValueError:
+        log.warning("%s: tag %s is %r, not a number; reading it as 0", model, CANARY_PERCENT_TAG, raw)
+        return 0.0
+
+
+def _format_percent(percent: float) -> str:
+    return format(float(percent), "g")
+
+
+def _percent_note(snapshot: _Snapshot, new_value: str) -> str:
+    """``"canary_percent 5 -> 0"`` for the audit row, or ``""`` when the percentage stays."""
+    old_value = snapshot.percent_tag or "0"
+    return f"canary_percent {old_value} -> {new_value}" if old_value != new_value else ""
+
+
+def _version_tags(client: MlflowClient, model: str, version: str) -> dict[str, str]:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return dict(client.get_model_version(model, version).tags or {})
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise RegistryError(f"{model} v{version}: no such version in the MLflow registry") from exc
+        raise
+
+
+def _require_servable(client: MlflowClient, model: str, version: str, role: str) -> dict[str, str]:
+    """The version's tags, after checking it may serve traffic: gate passed and not rejected."""
+    tags = _version_tags(client, model, version)
+    if tags.get(GATE_TAG) != "passed":
+        raise RegistryError(
+            f"{model} v{version}: {GATE_TAG} is {tags.get(GATE_TAG)!r}; only a version whose gate passed can become "
+            f"{role}"
+        )
+    if REJECTED_REASON_TAG in tags:
+        raise RegistryError(
+            f"{model} v{version} was rejected ({REJECTED_REASON_TAG}={tags[REJECTED_REASON_TAG]!r}); it cannot become "
+            f"{role}"
+        )
+    return tags
+
+
+# -- plans: what an operation will write, recorded before it writes -------------------------------
+
+
+@dataclass
+class _Plan:
+    """Ordered writes plus the audit rows they amount to; serialized into the intent row."""
+
+    steps: list[dict[str, str | None]] = field(default_factory=list)
+    moves: list[dict[str, str | None]] = field(default_factory=list)
+
+    def alias(self, snapshot: _Snapshot, alias: str, version: str | None, note: str = "") -> None:
+        current = snapshot.alias(alias)
+        if current != version:
+            self.steps.append({"kind": "alias", "key": alias, "value": version})
+            self.moves.append({"alias": alias, "from": current, "to": version, "note": note})
+
+    def model_tag(self, snapshot: _Snapshot, key: str, value: str) -> None:
+        if snapshot.tags.get(key) != value:
+            self.steps.append({"kind": "model_tag", "key": key, "value": value})
+
+    def version_tag(self, tags: Mapping[str, str], version: str, key: str, value: str) -> None:
+        if tags.get(key) != value:
+            self.steps.append({"kind": "version_tag", "key": key, "value": value, "version": version})
+
+    def note(self, alias: str, version: str, note: str) -> None:
+        """An audit row for a traffic change that moves no alias (e.g. the canary's percentage)."""
+        self.moves.append({"alias": alias, "from": version, "to": version, "note": note})
+
+    def to_json(self) -> dict[str, Any]:
+        return {"steps": self.steps, "moves": self.moves}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> _Plan:
+        return cls(steps=list(raw["steps"]), moves=list(raw["moves"]))
+
+    def events(self, *, actor: str, reason: str) -> list[NewEvent]:
+        out = []
+        for move in self.moves:
+            note = move.get("note") or ""
+            text = f"{reason} [{note}]" if note else reason
+            out.append(NewEvent(str(move["alias"]), move["from"], move["to"], text, actor))
+        return out
+
+
+def _apply(client: MlflowClient, model: str, plan: _Plan) -> None:
+    """Write the plan's steps in order, each only where the registry differs (safe to repeat)."""
+    snapshot = _snapshot(client, model)
+    aliases, tags = dict(snapshot.aliases), dict(snapshot.tags)
+    for step in plan.steps:
+        key, value = str(step["key"]), step["value"]
+        if step["kind"] == "alias":
+            if aliases.get(key) == value:
+                continue
+            if value is None:
+                client.delete_registered_model_alias(model, key)
+                aliases.pop(key, None)
+            else:
+                client.set_registered_model_alias(model, key, value)
+                aliases[key] = value
+        elif step["kind"] == "model_tag":
+            if tags.get(key) != value:
+                client.set_registered_model_tag(model, key, str(value))
+                tags[key] = str(value)
+        elif step["kind"] == "version_tag":
+            client.set_model_version_tag(model, str(step["version"]), key, str(value))
+        else:
+            raise RegistryError(f"{model}: unknown step in a recorded deployment plan: {step!r}")
+
+
+def _complete_pending(client: MlflowClient, audit: AuditTrail, model: str, actor: str) -> tuple[str, ...]:
+    done = []
+    for op in audit.pending(model):
+        log.warning(
+            "%s: completing the interrupted %s %s by %s (recorded %s)",
+            model,
+            op.kind,
+            op.op_id,
+            op.actor,
+            op.created_at,
+        )
+        plan = _Plan.from_json(op.plan)
+        try:
+            _apply(client, model, plan)
+        except Exception as exc:
+            raise RegistryError(
+                f"{model}: could not complete the interrupted {op.kind} {op.op_id} by {op.actor} "
+                f"({type(exc).__name__}: {exc}); it stays recorded and the next operation tries again"
+            ) from exc
+        reason = f"{op.reason} (completed by {actor} after an interruption)"
+        audit.complete_pending(op.op_id, model, plan.events(actor=op.actor, reason=reason))
+        done.append(op.op_id)
+    return tuple(done)
+
+
+_Planner = Callable[[_Snapshot], _Plan]
+
+
+def _guarded(
+    client: MlflowClient,
+    audit: AuditTrail,
+    model: str,
+    operation: str,
+    planner: _Planner,
+    *,
+    actor: str,
+    reason: str,
+    lock_timeout: float,
+) -> PromotionResult:
+    if not actor or not reason:
+        raise ValueError(f"{operation}: actor and reason are required for the audit trail; got {actor=!r}, {reason=!r}")
+    with model_lock(audit, model, holder=f"{operation} by {actor}", timeout=lock_timeout):
+        recovered = _complete_pending(client, audit, model, actor)
+        snapshot = _snapshot(client, model)
+        plan = planner(snapshot)
+        if not plan.steps and not plan.moves:
+            log.info("%s: %s by %s changes nothing", model, operation, actor)
+            return PromotionResult(model, operation, False, snapshot.state(model), (), recovered)
+        op_id = audit.add_pending(model, operation, plan.to_json(), actor=actor, reason=reason)
+        try:
+            _apply(client, model, plan)
+        except Exception as exc:
+            raise RegistryError(
+                f"{model}: {operation} by {actor} was interrupted ({type(exc).__name__}: {exc}); its intent {op_id} is "
+                "recorded, and the next deployment operation on this model completes it"
+            ) from exc
+        events = audit.complete_pending(op_id, model, plan.events(actor=actor, reason=reason))
+        state = read_state(client, model)
+    for event in events:
+        log.info("%s@%s: %s -> %s (%s)", model, event.alias, event.from_version, event.to_version, actor)
+    return PromotionResult(model, operation, True, state, tuple(events), recovered)
+
+
+# -- operations -----------------------------------------------------------------------------------
+
+
+def promote(
+    client: MlflowClient,
+    audit: AuditTrail,
+    model: str,
+    version: str | int,
+    *,
+    actor: str,
+    reason: str,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+) -> PromotionResult:
+    """Make ``version`` the champion; the old champion becomes ``previous``; the rollout aliases go.
+
+    Clears ``challenger``, ``canary`` and ``shadow`` (wherever they point) and sets
+    ``mlops.canary_percent`` to ``"0"``. Refuses a version whose gate did not pass or that was
+    rejected. A no-op when ``version`` already is the champion.
+
+    :param actor: Who promotes (DAG run id, or the approver).
+    :param reason: Why; both go to the audit trail.
+    """
+    version = str(version)
+
+    def plan(snapshot: _Snapshot) -> _Plan:
+        tags = _require_servable(client, model, version, CHAMPION)
+        out = _Plan()
+        if snapshot.alias(CHAMPION) == version:
+            return out
+        out.model_tag(snapshot, CANARY_PERCENT_TAG, "0")  # first: no traffic to a canary that is about to go
+        old = snapshot.alias(CHAMPION)
+        if old is not None:
+            out.alias(snapshot, PREVIOUS, old)
+        out.alias(snapshot, CHAMPION, version)
+        for alias in TEMPORARY_ALIASES:
+            out.alias(snapshot, alias, None, _percent_note(snapshot, "0") if alias == CANARY else "")
+        out.version_tag(tags, version, PROMOTED_BY_TAG, actor)
+        return out
+
+    return _guarded(client, audit, model, "promote", plan, actor=actor, reason=reason, lock_timeout=lock_timeout)
+
+
+def rollback(
+    client: MlflowClient,
+    audit: AuditTrail,
+    model: str,
+    *,
+    to_version: str | int | None = None,
+    actor: str,
+    reason: str,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+) -> PromotionResult:
+    """Back to champion-only traffic; with ``to_version``, also make that version the champion.
+
+    ``to_version=None``: remove ``canary`` and ``shadow``, ``mlops.canary_percent`` ``"0"``.
+    ``to_version="previous"`` (or the version ``previous`` points at): that version becomes the
+    champion and the old champion becomes ``previous``; its gate is not checked again (it served as
+    champion before). Any other version must have passed its gate.
+    """
+    target_spec = None if to_version is None else str(to_version)
+
+    def plan(snapshot: _Snapshot) -> _Plan:
+        out = _Plan()
+        target = snapshot.alias(PREVIOUS) if target_spec == PREVIOUS else target_spec
+        if target_spec == PREVIOUS and target is None:
+            raise RegistryError(f"{model}: cannot roll back to 'previous': the alias is not set")
+        if target is not None and target != snapshot.alias(CHAMPION):
+            if target == snapshot.alias(PREVIOUS):
+                _version_tags(client, model, target)  # must still exist
+            else:
+                _require_servable(client, model, target, CHAMPION)
+        out.model_tag(snapshot, CANARY_PERCENT_TAG, "0")
+        out.alias(snapshot, CANARY, None, _percent_note(snapshot, "0"))
+        out.alias(snapshot, SHADOW, None)
+        if target is not None and target != snapshot.alias(CHAMPION):
+            old = snapshot.alias(CHAMPION)
+            if old is not None:
+                out.alias(snapshot, PREVIOUS, old)
+            out.alias(snapshot, CHAMPION, target)
+        return out
+
+    return _guarded(client, audit, model, "rollback", plan, actor=actor, reason=reason, lock_timeout=lock_timeout)
+
+
+def reject(
+    client: MlflowClient,
+    audit: AuditTrail,
+    model: str,
+    version: str | int,
+    *,
+    actor: str,
+    reason: str,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+) -> PromotionResult:
+    """Take ``version`` out of the rollout: drop the ``challenger``/``canary``/``shadow`` aliases on it.
+
+    Tags the version ``mlops.rejected_reason`` (and ``mlops.rejected_by``); a rejected version cannot
+    be promoted, canaried or shadowed. Refuses to reject the champion: roll back first.
+    """
+    version = str(version)
+
+    def plan(snapshot: _Snapshot) -> _Plan:
+        tags = _version_tags(client, model, version)
+        if snapshot.alias(CHAMPION) == version:
+            raise RegistryError(f"{model} v{version} is the champion; roll back before rejecting it")
+        out = _Plan()
+        if snapshot.alias(CANARY) == version:
+            out.model_tag(snapshot, CANARY_PERCENT_TAG, "0")
+        for alias in TEMPORARY_ALIASES:
+            if snapshot.alias(alias) == version:
+                out.alias(snapshot, alias, None, _percent_note(snapshot, "0") if alias == CANARY else "")
+        out.version_tag(tags, version, REJECTED_REASON_TAG, reason)
+        out.version_tag(tags, version, REJECTED_BY_TAG, actor)
+        return out
+
+    return _guarded(client, audit, model, "reject", plan, actor=actor, reason=reason, lock_timeout=lock_timeout)
+
+
+def set_canary(
+    client: MlflowClient,
+    audit: AuditTrail,
+    model: str,
+    version: str | int | None,
+    percent: float,
+    *,
+    actor: str,
+    reason: str,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+) -> PromotionResult:
+    """Send ``percent`` % of live traffic to ``version`` (alias ``canary`` + tag ``mlops.canary_percent``).
+
+    ``percent == 0`` or ``version=None`` ends the canary (alias removed, tag ``"0"``): the alias is
+    set exactly when the percentage is above 0. A change of percentage alone is audited too, as a
+    ``canary`` row from and to the same version.
+    """
+    if not 0 <= percent <= 100:
+        raise ValueError(f"percent: got {percent}; expected a number from 0 to 100")
+    if version is None and percent != 0:
+        raise ValueError(f"percent: got {percent} with no canary version; use 0 (or give a version)")
+    target = None if version is None or percent == 0 else str(version)
+    value = _format_percent(percent if target is not None else 0)
+
+    def plan(snapshot: _Snapshot) -> _Plan:
+        out = _Plan()
+        current = snapshot.alias(CANARY)
+        note = _percent_note(snapshot, value)
+        if target is None:
+            out.model_tag(snapshot, CANARY_PERCENT_TAG, value)  # traffic off before the alias goes
+            out.alias(snapshot, CANARY, None, note)
+            return out
+        _require_servable(client, model, target, CANARY)
+        if snapshot.alias(CHAMPION) == target:
+            raise RegistryError(f"{model} v{target} is the champion; a canary must be another version")
+        out.alias(snapshot, CANARY, target, note)
+        out.model_tag(snapshot, CANARY_PERCENT_TAG, value)
+        if current == target and note:
+            out.note(CANARY, target, note)
+        return out
+
+    return _guarded(client, audit, model, "set_canary", plan, actor=actor, reason=reason, lock_timeout=lock_timeout)
+
+
+def set_shadow(
+    client: MlflowClient,
+    audit: AuditTrail,
+    model: str,
+    version: str | int | None,
+    *,
+    actor: str,
+    reason: str,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+) -> PromotionResult:
+    """Mirror traffic to ``version`` (alias ``shadow``); ``None`` stops shadowing."""
+    target = None if version is None else str(version)
+
+    def plan(snapshot: _Snapshot) -> _Plan:
+        out = _Plan()
+        if target is not None and snapshot.alias(SHADOW) != target:
+            _require_servable(client, model, target, SHADOW)
+            if snapshot.alias(CHAMPION) == target:
+                raise RegistryError(f"{model} v{target} is the champion; a shadow must be another version")
+        out.alias(snapshot, SHADOW, target)
+        return out
+
+    return _guarded(client, audit, model, "set_shadow", plan, actor=actor, reason=reason, lock_timeout=lock_timeout)
+
+
+def set_challenger(
+    client: MlflowClient,
+    audit: AuditTrail,
+    model: str,
+    version: str | int,
+    *,
+    actor: str,
+    reason: str,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+) -> PromotionResult:
+    """Point ``challenger`` at a gated version (a no-op when it is already challenger or champion)."""
+    version = str(version)
+
+    def plan(snapshot: _Snapshot) -> _Plan:
+        out = _Plan()
+        if snapshot.alias(CHALLENGER) == version or snapshot.alias(CHAMPION) == version:
+            return out
+        _require_servable(client, model, version, CHALLENGER)
+        out.alias(snapshot, CHALLENGER, version)
+        return out
+
+    return _guarded(client, audit, model, "set_challenger", plan, actor=actor, reason=reason, lock_timeout=lock_timeout)

@@ -1,0 +1,159 @@
+"""Deployment targets behind one interface, so the deploy DAG does not care where a model serves.
+
+A target moves traffic (canary percentage, shadow mirroring), promotes, rolls back, rejects and
+reports its current state. ``LocalGatewayTarget`` is the bundled gateway: it follows the MLflow
+registry, so the target only moves aliases and tags (through :mod:`airflow_mlops.deploy.promotion`,
+guarded and audited). Cloud targets (SageMaker, Azure ML) will reconcile their endpoint's own
+traffic state with the registry behind the same methods.
+
+.. code-block:: python
+
+    target = get_target("local", tracking_uri="sqlite:///mlflow.db", state_url=default_state_url())
+    target.set_traffic("fraud", "7", 5, actor="fraud__deploy/run_3", reason="canary step 1")
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+from airflow_mlops.deploy import promotion
+from airflow_mlops.deploy.audit import AuditTrail, default_state_url
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from airflow_mlops.deploy.promotion import DeploymentState, PromotionResult
+
+TargetKind = Literal["local", "sagemaker", "azureml"]
+TARGET_KINDS: tuple[TargetKind, ...] = ("local", "sagemaker", "azureml")
+
+
+@runtime_checkable
+class DeploymentTarget(Protocol):
+    """Where a model serves. Every method is idempotent and leaves an audit row per alias it moves.
+
+    ``actor`` is who acts (DAG run id or approver) and ``reason`` why; both go to the audit trail.
+    """
+
+    def state(self, model: str) -> DeploymentState:
+        """Champion, challenger, canary (and its percentage), shadow and previous, as the target serves them."""
+        ...
+
+    def set_traffic(
+        self, model: str, canary_version: str | None, percent: float, *, actor: str, reason: str
+    ) -> PromotionResult:
+        """Send ``percent`` % of live traffic to ``canary_version``, the rest to the champion.
+
+        ``canary_version=None`` or ``percent=0``: champion-only traffic (shadowing continues).
+        """
+        ...
+
+    def start_shadow(self, model: str, version: str, *, actor: str, reason: str) -> PromotionResult:
+        """Mirror live traffic to ``version`` (its answers are logged, never returned)."""
+        ...
+
+    def stop_shadow(self, model: str, *, actor: str, reason: str) -> PromotionResult:
+        """Stop mirroring."""
+        ...
+
+    def promote(self, model: str, version: str, *, actor: str, reason: str) -> PromotionResult:
+        """``version`` serves all traffic; the old champion is kept as ``previous``; rollout state cleared."""
+        ...
+
+    def rollback(self, model: str, to_version: str | None = None, *, actor: str, reason: str) -> PromotionResult:
+        """Champion-only traffic; with ``to_version`` (or ``"previous"``) that version becomes the champion."""
+        ...
+
+    def reject(self, model: str, version: str, *, actor: str, reason: str) -> PromotionResult:
+        """Take ``version`` out of the rollout and mark it rejected."""
+        ...
+
+
+class LocalGatewayTarget:
+    """The bundled serving gateway: it polls the registry, so changing the registry is the deployment.
+
+    :param client: MLflow client of the registry the gateway reads.
+    :param audit: Audit trail (and lock database) for the alias moves.
+    :param lock_timeout: Seconds to wait for a concurrent operation on the same model.
+    """
+
+    kind: TargetKind = "local"
+
+    def __init__(
+        self, client: MlflowClient, audit: AuditTrail, *, lock_timeout: float = promotion.DEFAULT_LOCK_TIMEOUT
+    ) -> None:
+        self.client = client
+        self.audit = audit
+        self.lock_timeout = lock_timeout
+
+    @classmethod
+    def from_options(
+        cls,
+        *,
+        client: MlflowClient | None = None,
+        audit: AuditTrail | None = None,
+        tracking_uri: str | None = None,
+        registry_uri: str | None = None,
+        state_url: str | None = None,
+        lock_timeout: float = promotion.DEFAULT_LOCK_TIMEOUT,
+    ) -> LocalGatewayTarget:
+        """Build from ready objects (``client``, ``audit``) or from URIs (``tracking_uri``, ``state_url``)."""
+        if client is None:
+            import mlflow
+
+            client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri or tracking_uri)
+        if audit is None:
+            audit = AuditTrail(state_url or default_state_url())
+        return cls(client, audit, lock_timeout=lock_timeout)
+
+    @property
+    def _lock(self) -> dict[str, float]:
+        return {"lock_timeout": self.lock_timeout}
+
+    def __repr__(self) -> str:
+        return f"LocalGatewayTarget(tracking_uri={self.client.tracking_uri!r}, audit={self.audit!r})"
+
+    def state(self, model: str) -> DeploymentState:
+        return promotion.read_state(self.client, model)
+
+    def set_traffic(
+        self, model: str, canary_version: str | None, percent: float, *, actor: str, reason: str
+    ) -> PromotionResult:
+        percent = percent if canary_version is not None else 0
+        return promotion.set_canary(
+            self.client, self.audit, model, canary_version, percent, actor=actor, reason=reason, **self._lock
+        )
+
+    def start_shadow(self, model: str, version: str, *, actor: str, reason: str) -> PromotionResult:
+        return promotion.set_shadow(self.client, self.audit, model, version, actor=actor, reason=reason, **self._lock)
+
+    def stop_shadow(self, model: str, *, actor: str, reason: str) -> PromotionResult:
+        return promotion.set_shadow(self.client, self.audit, model, None, actor=actor, reason=reason, **self._lock)
+
+    def promote(self, model: str, version: str, *, actor: str, reason: str) -> PromotionResult:
+        return promotion.promote(self.client, self.audit, model, version, actor=actor, reason=reason, **self._lock)
+
+    def rollback(self, model: str, to_version: str | None = None, *, actor: str, reason: str) -> PromotionResult:
+        return promotion.rollback(
+            self.client, self.audit, model, to_version=to_version, actor=actor, reason=reason, **self._lock
+        )
+
+    def reject(self, model: str, version: str, *, actor: str, reason: str) -> PromotionResult:
+        return promotion.reject(self.client, self.audit, model, version, actor=actor, reason=reason, **self._lock)
+
+
+def get_target(kind: TargetKind, **options: Any) -> DeploymentTarget:
+    """The deployment target of ``kind`` (the model config's ``deploy.target``).
+
+    ``"local"`` takes the options of :meth:`LocalGatewayTarget.from_options` (``client``/``audit``
+    or ``tracking_uri``/``state_url``).
+    """
+    if kind == "local":
+        return LocalGatewayTarget.from_options(**options)
+    if kind in ("sagemaker", "azureml"):
+        raise NotImplementedError(
+            f"deployment target {kind!r} is not implemented yet (planned: a target that reconciles the "
+            f"{'SageMaker endpoint variants' if kind == 'sagemaker' else 'Azure ML endpoint traffic'} with the "
+            "registry); use 'local' for the bundled gateway"
+        )
+    raise ValueError(f"deployment target: got {kind!r}; expected one of {list(TARGET_KINDS)}")

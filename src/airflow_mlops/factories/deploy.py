@@ -1,0 +1,85 @@
+"""Build ``<model>__deploy`` (on the candidate Asset) and ``<model>__rollback`` (manual)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import DAG, Param, chain
+
+from airflow_mlops.config.schema import parse_duration
+from airflow_mlops.factories.train import START_DATE, candidate_asset
+from airflow_mlops.operators.rollout import (
+    PARAM_VERSION,
+    CanaryStepOperator,
+    PromoteOperator,
+    ResolveCandidateOperator,
+    RollbackOperator,
+    ShadowOperator,
+)
+
+if TYPE_CHECKING:
+    from airflow_mlops.config.loader import LoadedConfig
+
+
+def _approval(task_id: str, subject: str, loaded: LoadedConfig) -> Any:
+    from airflow.providers.standard.operators.hitl import ApprovalOperator
+
+    approval = loaded.config.approval
+    return ApprovalOperator(
+        task_id=task_id,
+        subject=subject,
+        body="Candidate v{{ ti.xcom_pull(task_ids='resolve_candidate')['version'] }} of " + loaded.name,
+        assigned_users=[{"id": user, "name": user} for user in approval.approvers] or None,
+        response_timeout=parse_duration(approval.timeout),
+        defaults=["Reject"],
+    )
+
+
+def build_deploy_dag(loaded: LoadedConfig) -> DAG:
+    cfg = loaded.config
+    rollout = cfg.rollout
+    common: dict[str, Any] = {"config_path": str(loaded.path), "mlflow_conn_id": cfg.mlflow_conn_id}
+    with DAG(
+        dag_id=cfg.dag_ids["deploy"],
+        schedule=[candidate_asset(cfg.name)],
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        tags=["airflow-mlops", cfg.name, "deploy"],
+        doc_md=(
+            f"### {cfg.name}: rollout\n\nShadow → canary {rollout.canary.steps} % → champion, with automatic "
+            f"rollback. Target: `{rollout.target}`."
+        ),
+        default_args={"owner": cfg.owner, "retries": 0},
+        params={PARAM_VERSION: Param(None, type=["null", "string"], description="Version (default: the event's)")},
+    ) as dag:
+        tasks: list[Any] = [ResolveCandidateOperator(task_id="resolve_candidate", **common)]
+        if rollout.shadow.enabled:
+            tasks.append(ShadowOperator(task_id="shadow", **common))
+        if rollout.approval_before_canary:
+            tasks.append(_approval("approve_canary", f"Start the canary of {cfg.name}?", loaded))
+        for percent in rollout.canary.steps:
+            label = f"{percent:g}".replace(".", "_")
+            tasks.append(CanaryStepOperator(task_id=f"canary_{label}", percent=percent, **common))
+        if rollout.approval_before_promotion:
+            tasks.append(_approval("approve_promotion", f"Promote {cfg.name} to champion?", loaded))
+        tasks.append(PromoteOperator(task_id="promote", **common))
+        chain(*tasks)
+    return dag
+
+
+def build_rollback_dag(loaded: LoadedConfig) -> DAG:
+    cfg = loaded.config
+    with DAG(
+        dag_id=cfg.dag_ids["rollback"],
+        schedule=None,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        tags=["airflow-mlops", cfg.name, "rollback"],
+        doc_md=f"### {cfg.name}: manual rollback\n\nServe `version` (an alias such as `previous`, or a number).",
+        default_args={"owner": cfg.owner, "retries": 0},
+        params={PARAM_VERSION: Param("previous", type="string", description="Version number or alias")},
+    ) as dag:
+        RollbackOperator(task_id="rollback", config_path=str(loaded.path), mlflow_conn_id=cfg.mlflow_conn_id)
+    return dag

@@ -1,0 +1,117 @@
+"""Load each model version once, after verifying its artifact checksum, and predict with it.
+
+A version is downloaded from the registry, its artifact tree hashed and compared with the
+``mlops.model_sha256`` tag written at registration; only then is it deserialized. Loaded versions
+are cached by (model, version) for the life of the gateway.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from airflow_mlops.registry.checksum import MODEL_SHA256_TAG, download_version, tree_sha256
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from mlflow import MlflowClient
+
+    from airflow_mlops.serving.signature import InputSchema
+
+log = logging.getLogger(__name__)
+
+
+class ModelLoadError(Exception):
+    """A version could not be served: missing or mismatched checksum, or it failed to load."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: str
+    version: str
+    estimator: Any
+    schema: InputSchema
+    #: "classification" answers a label and the positive-class score; "regression" a value.
+    task: str
+
+    def predict(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
+        """One output per input row, JSON-ready."""
+        if self.task == "classification":
+            scores = self.estimator.predict_proba(frame)[:, 1]
+            labels = self.estimator.predict(frame)
+            return [
+                {"prediction": _plain(label), "score": float(score)}
+                for label, score in zip(labels, scores, strict=True)
+            ]
+        return [{"prediction": float(value)} for value in self.estimator.predict(frame)]
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def output_json(output: dict[str, Any]) -> str:
+    return json.dumps(output, separators=(",", ":"))
+
+
+class ModelCache:
+    """Thread-safe cache of verified, loaded versions."""
+
+    def __init__(self, client: MlflowClient) -> None:
+        self._client = client
+        self._loaded: dict[tuple[str, str], LoadedModel] = {}
+        self._failed: dict[tuple[str, str], str] = {}
+        self._lock = threading.Lock()
+
+    def get(self, model: str, version: str) -> LoadedModel | None:
+        return self._loaded.get((model, version))
+
+    def failure(self, model: str, version: str) -> str | None:
+        return self._failed.get((model, version))
+
+    def load(self, model: str, version: str) -> LoadedModel:
+        """Verify and load ``model`` v``version`` (once); raises ``ModelLoadError`` with the reason."""
+        key = (model, version)
+        with self._lock:
+            if key in self._loaded:
+                return self._loaded[key]
+            if key in self._failed:  # a registered version's artifacts do not change: don't retry every poll
+                raise ModelLoadError(self._failed[key])
+            try:
+                loaded = self._verify_and_load(model, version)
+            except Exception as exc:
+                reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ModelLoadError) else str(exc)
+                self._failed[key] = reason
+                log.error("Not serving %s v%s: %s", model, version, reason)
+                raise ModelLoadError(reason) from exc
+            self._loaded[key] = loaded
+            self._failed.pop(key, None)
+            log.info("Loaded %s v%s", model, version)
+            return loaded
+
+    def _verify_and_load(self, model: str, version: str) -> LoadedModel:
+        import mlflow
+
+        from airflow_mlops.serving.signature import InputSchema
+
+        mv = self._client.get_model_version(model, version)
+        expected = mv.tags.get(MODEL_SHA256_TAG)
+        if not expected:
+            raise ModelLoadError(f"{model} v{version} has no {MODEL_SHA256_TAG} tag; refusing an unverifiable model")
+        with tempfile.TemporaryDirectory(prefix="mlops-serve-") as tmp:
+            local = download_version(self._client, model, version, tmp)
+            actual = tree_sha256(local)
+            if actual != expected:
+                raise ModelLoadError(
+                    f"{model} v{version}: artifact checksum {actual} does not match {expected} recorded at registration"
+                )
+            info = mlflow.models.Model.load(local)
+            if info.signature is None:
+                raise ModelLoadError(f"{model} v{version} has no signature; the gateway cannot check inputs")
+            estimator = mlflow.sklearn.load_model(local)
+        task = "classification" if hasattr(estimator, "predict_proba") else "regression"
+        return LoadedModel(model, version, estimator, InputSchema.from_mlflow(info.signature), task)

@@ -1,0 +1,77 @@
+"""Run the gateway on uvicorn: ``airflow-mlops serve --model fraud --port 8001``."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Literal
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServeOptions:
+    models: list[str]
+    tracking_uri: str
+    registry_uri: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8001
+    log_root: str = "prediction-log"
+    log_mode: Literal["batched", "strict"] = "batched"
+    flush_interval: float = 1.0
+    log_conn_id: str | None = None
+    wal_dir: str | None = None
+    poll_interval: float = 1.0
+    max_batch: int = 1000
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def build_gateway(options: ServeOptions) -> object:
+    """The gateway object (not started), for tests and for :func:`serve`."""
+    import os
+
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import mlflow
+
+    from airflow_mlops.serving.app import Gateway, GatewaySettings
+    from airflow_mlops.serving.models import ModelCache
+    from airflow_mlops.serving.prediction_log import PredictionLog
+    from airflow_mlops.serving.state import RegistryWatcher
+
+    client = mlflow.MlflowClient(
+        tracking_uri=options.tracking_uri, registry_uri=options.registry_uri or options.tracking_uri
+    )
+    cache = ModelCache(client)
+    watcher = RegistryWatcher(client, cache, options.models, poll_interval=options.poll_interval)
+    plog = PredictionLog(
+        options.log_root,
+        mode=options.log_mode,
+        flush_interval=options.flush_interval,
+        wal_dir=options.wal_dir,
+        conn_id=options.log_conn_id,
+    )
+    return Gateway(GatewaySettings(models=options.models, max_batch=options.max_batch), cache, watcher, plog)
+
+
+def serve(options: ServeOptions) -> None:
+    import contextlib
+
+    import uvicorn
+
+    from airflow_mlops.serving.app import Gateway, create_app
+
+    gateway = build_gateway(options)
+    assert isinstance(gateway, Gateway)
+    app = create_app(gateway)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: object):  # type: ignore[no-untyped-def]
+        gateway.start()
+        try:
+            yield
+        finally:
+            gateway.stop()
+
+    app.router.lifespan_context = lifespan
+    uvicorn.run(app, host=options.host, port=options.port, log_level="warning", access_log=False)

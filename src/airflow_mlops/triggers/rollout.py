@@ -1,0 +1,152 @@
+"""Deferrable waits of the rollout: the shadow window and each canary step, read from the prediction log.
+
+Both triggers poll the prediction log every ``check_interval`` seconds in the triggerer (no worker
+slot is held). The shadow trigger fires once the window has lasted ``duration`` and seen
+``min_requests`` shadow answers (or at ``deadline``). The canary trigger fires at the end of the step
+— or at the first check that finds a breach, so the operator rolls back within one check interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+
+def _read_window(root: str, conn_id: str | None, model: str, start: float, with_feedback: bool) -> tuple[Any, Any]:
+    from airflow_mlops.serving.prediction_log import read_feedback, read_predictions
+
+    since = datetime.fromtimestamp(start, tz=UTC)
+    rows = read_predictions(root, model, since, None, conn_id=conn_id)
+    feedback = read_feedback(root, model, since, None, conn_id=conn_id) if with_feedback else None
+    return rows, feedback
+
+
+class ShadowWindowTrigger(BaseTrigger):
+    """Wait for the shadow window to fill; the event carries the shadow-vs-champion statistics."""
+
+    def __init__(
+        self,
+        *,
+        log_root: str,
+        log_conn_id: str | None,
+        model: str,
+        champion: str,
+        shadow: str,
+        start: float,
+        duration: float,
+        min_requests: int,
+        deadline: float,
+        check_interval: float = 5.0,
+    ) -> None:
+        super().__init__()
+        self.log_root, self.log_conn_id, self.model = log_root, log_conn_id, model
+        self.champion, self.shadow = champion, shadow
+        self.start, self.duration, self.min_requests = start, duration, min_requests
+        self.deadline, self.check_interval = deadline, check_interval
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "log_root": self.log_root,
+                "log_conn_id": self.log_conn_id,
+                "model": self.model,
+                "champion": self.champion,
+                "shadow": self.shadow,
+                "start": self.start,
+                "duration": self.duration,
+                "min_requests": self.min_requests,
+                "deadline": self.deadline,
+                "check_interval": self.check_interval,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_mlops.deploy.health import shadow_stats
+
+        while True:
+            now = time.time()
+            if now >= self.start + self.duration:
+                try:
+                    rows, _ = await asyncio.to_thread(
+                        _read_window, self.log_root, self.log_conn_id, self.model, self.start, False
+                    )
+                    stats = shadow_stats(rows, self.champion, self.shadow)
+                except Exception as exc:  # reported to the operator, which fails closed
+                    yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
+                    return
+                if stats.shadow_requests >= self.min_requests or now >= self.deadline:
+                    yield TriggerEvent(
+                        {"status": "success", "stats": stats.to_dict(), "timed_out": now >= self.deadline}
+                    )
+                    return
+            await asyncio.sleep(self.check_interval)
+
+
+class CanaryStepTrigger(BaseTrigger):
+    """Watch one canary step; fire early on a breach of the config's limits, else at the end of the step."""
+
+    def __init__(
+        self,
+        *,
+        log_root: str,
+        log_conn_id: str | None,
+        model: str,
+        champion: str,
+        canary: str,
+        start: float,
+        duration: float,
+        check_interval: float,
+        limits: dict[str, Any],
+        metric: str | None,
+    ) -> None:
+        super().__init__()
+        self.log_root, self.log_conn_id, self.model = log_root, log_conn_id, model
+        self.champion, self.canary = champion, canary
+        self.start, self.duration, self.check_interval = start, duration, check_interval
+        self.limits, self.metric = limits, metric
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "log_root": self.log_root,
+                "log_conn_id": self.log_conn_id,
+                "model": self.model,
+                "champion": self.champion,
+                "canary": self.canary,
+                "start": self.start,
+                "duration": self.duration,
+                "check_interval": self.check_interval,
+                "limits": self.limits,
+                "metric": self.metric,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_mlops.config.schema import CanaryConfig
+        from airflow_mlops.deploy.health import canary_stats, decide_canary
+
+        limits = CanaryConfig.model_validate(self.limits)
+        while True:
+            await asyncio.sleep(min(self.check_interval, max(0.0, self.start + self.duration - time.time())))
+            try:
+                rows, feedback = await asyncio.to_thread(
+                    _read_window, self.log_root, self.log_conn_id, self.model, self.start, self.metric is not None
+                )
+                stats = canary_stats(rows, feedback, self.canary, self.champion, self.metric)
+            except Exception as exc:
+                yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
+                return
+            decision = decide_canary(stats, limits)
+            if not decision.passed:
+                yield TriggerEvent({"status": "breach", "reasons": decision.reasons, "stats": stats.to_dict()})
+                return
+            if time.time() >= self.start + self.duration:
+                yield TriggerEvent({"status": "success", "stats": stats.to_dict()})
+                return

@@ -1,0 +1,187 @@
+"""``<model>__deploy`` and ``<model>__rollback`` with ``dag.test()`` against a real gateway process.
+
+Traffic is generated on loopback while the DAG runs; the shadow window and canary steps are
+shortened through the test config. The deferrable waits run in ``dag.test()``'s inline triggerer.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from support import GatewayProcess, train_version
+
+pytestmark = pytest.mark.integration
+
+FAST_ROLLOUT = {
+    "shadow": {"enabled": True, "duration": 3, "min_requests": 20, "min_agreement": 0.5, "max_error_rate": 0.05},
+    "canary": {"steps": [50, 100], "step_duration": 3, "check_interval": 1, "max_error_rate": 0.05},
+}
+
+
+class Traffic:
+    """Background requests from a fraud batch; ``unknown_share`` of them carry an unseen merchant category."""
+
+    def __init__(self, url: str, unknown_share: float = 0.0) -> None:
+        from airflow_mlops.data.examples import fraud_batch
+
+        self.rows = fraud_batch(11).drop(columns=["is_fraud"]).to_dict("records")
+        self.url, self.unknown_share = url, unknown_share
+        self.statuses: dict[int, int] = {}
+        self.versions: dict[tuple[str, str], int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=10.0) as client:
+            i = 0
+            while not self._stop.is_set() and i < 20_000:
+                row = dict(self.rows[i % len(self.rows)])
+                if self.unknown_share and (i % round(1 / self.unknown_share)) == 0:
+                    row["merchant_category"] = "crypto"
+                answer = client.post("/v1/models/fraud/predict", json={"records": row})
+                self.statuses[answer.status_code] = self.statuses.get(answer.status_code, 0) + 1
+                if answer.status_code == 200:
+                    key = (answer.json()["model_version"], answer.json()["role"])
+                    self.versions[key] = self.versions.get(key, 0) + 1
+                i += 1
+                time.sleep(0.005)
+
+
+@pytest.fixture
+def rollout_env(workspace: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    from airflow_mlops.deploy.targets import LocalGatewayTarget
+
+    log_root = tmp_path / "prediction-log"
+    monkeypatch.setenv("AIRFLOW_MLOPS_STATE_DB", f"sqlite:///{tmp_path / 'state.db'}")
+    config = workspace.write_config("fraud", {"rollout": FAST_ROLLOUT, "serving": {"prediction_log": str(log_root)}})
+    v1 = train_version(config, "manual__v1")
+    target = LocalGatewayTarget.from_options(client=workspace.client(), state_url=f"sqlite:///{tmp_path / 'state.db'}")
+    target.promote("fraud", v1, actor="test", reason="first champion")
+    gateway = GatewayProcess(
+        models=["fraud"],
+        tracking_uri=workspace.tracking_uri,
+        log_root=log_root,
+        extra=["--poll-interval", "0.5", "--flush-interval", "0.5"],
+    )
+    gateway.wait_ready()
+    yield {"config": config, "v1": v1, "target": target, "gateway": gateway, "log_root": log_root}
+    gateway.kill()
+
+
+def states(run: Any) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+
+
+def test_good_candidate_goes_shadow_canary_champion(
+    workspace: Any, airflow_db: Any, rollout_env: dict[str, Any]
+) -> None:
+    from airflow_mlops.factories import build_dags
+    from airflow_mlops.registry.versions import CHALLENGER, set_alias_once
+
+    client = workspace.client()
+    v2 = train_version(rollout_env["config"], "manual__v2")
+    set_alias_once(client, "fraud", CHALLENGER, v2)
+    gateway = rollout_env["gateway"]
+
+    with Traffic(gateway.url) as traffic:
+        run = build_dags(None, workspace.config_dir)["fraud__deploy"].test(run_conf={"version": v2})
+        gateway.wait_ready(predicate=lambda r: r["models"]["fraud"]["champion"] == v2, timeout=10)
+
+    assert run.state == "success", states(run)
+    assert set(states(run).values()) == {"success"}
+    state = rollout_env["target"].state("fraud")
+    assert (state.champion, state.previous, state.canary, state.shadow, state.challenger) == (
+        v2,
+        rollout_env["v1"],
+        None,
+        None,
+        None,
+    )
+    assert traffic.statuses.keys() == {200}
+    assert traffic.versions.get((v2, "canary"), 0) > 0 and traffic.versions.get((rollout_env["v1"], "champion"), 0) > 0
+    moves = [(e.alias, e.from_version, e.to_version) for e in rollout_env["target"].audit.history("fraud")]
+    assert (
+        ("shadow", None, v2) in moves and ("canary", None, v2) in moves and ("champion", rollout_env["v1"], v2) in moves
+    )
+
+
+def test_broken_candidate_is_rolled_back_by_the_canary_check(
+    workspace: Any, airflow_db: Any, rollout_env: dict[str, Any]
+) -> None:
+    """A candidate that fails on unseen merchant categories passes offline gates, then breaches online."""
+    from airflow_mlops.factories import build_dags
+
+    client = workspace.client()
+    broken_config = workspace.write_config(
+        "fraud",
+        {
+            "features": {"unknown_categories": "error"},
+            "rollout": {
+                **FAST_ROLLOUT,
+                "shadow": {"enabled": False},
+                "canary": {**FAST_ROLLOUT["canary"], "step_duration": 20},
+            },
+            "serving": {"prediction_log": str(rollout_env["log_root"])},
+        },
+    )
+    v2 = train_version(broken_config, "manual__broken")
+    gateway = rollout_env["gateway"]
+
+    with Traffic(gateway.url, unknown_share=0.1) as traffic:
+        started = time.monotonic()
+        run = build_dags(None, workspace.config_dir)["fraud__deploy"].test(run_conf={"version": v2})
+        elapsed = time.monotonic() - started
+        gateway.wait_ready(predicate=lambda r: r["models"]["fraud"]["canary"] is None, timeout=10)
+
+    assert run.state == "failed"
+    assert states(run)["canary_50"] == "failed" and states(run)["promote"] == "upstream_failed"
+    assert elapsed < 20, "the breach must end the step before its 20 s duration"
+    state = rollout_env["target"].state("fraud")
+    assert (state.champion, state.canary, state.canary_percent) == (rollout_env["v1"], None, 0.0)
+    reason = client.get_model_version("fraud", v2).tags["mlops.rollback_reason"]
+    assert reason.startswith("canary step 50.0%: canary error rate")
+    assert traffic.statuses.keys() == {200}, "a failing canary never reaches the client: the champion answers"
+    last = rollout_env["target"].audit.history("fraud")[-1]
+    assert (last.alias, last.from_version, last.to_version) == ("canary", v2, None)
+    assert "canary error rate" in last.reason
+
+
+def test_rollback_dag_serves_previous_within_seconds(
+    workspace: Any, airflow_db: Any, rollout_env: dict[str, Any]
+) -> None:
+    from airflow_mlops.factories import build_dags
+
+    v2 = train_version(rollout_env["config"], "manual__v2b")
+    target = rollout_env["target"]
+    target.promote("fraud", v2, actor="test", reason="setup")
+    gateway = rollout_env["gateway"]
+    gateway.wait_ready(predicate=lambda r: r["models"]["fraud"]["champion"] == v2, timeout=10)
+    workspace.write_config(
+        "fraud",
+        {
+            "rollout": FAST_ROLLOUT,
+            "serving": {"prediction_log": str(rollout_env["log_root"]), "gateway_url": gateway.url},
+        },
+    )
+
+    run = build_dags(None, workspace.config_dir)["fraud__rollback"].test()
+    finished = time.monotonic()
+    served = gateway.wait_ready(predicate=lambda r: r["models"]["fraud"]["champion"] == rollout_env["v1"], timeout=5)
+
+    assert run.state == "success"
+    assert time.monotonic() - finished < 5
+    assert served["models"]["fraud"]["champion"] == rollout_env["v1"]
+    assert target.state("fraud").previous == v2
