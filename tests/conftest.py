@@ -37,6 +37,7 @@ os.environ.update(
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
         "AIRFLOW_MLOPS_CONFIG_DIR": str(CONFIG_DIR),
+        "AIRFLOW_MLOPS_STATE_DB": f"sqlite:///{_ROOT / 'airflow_mlops_state.db'}",
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "DO_NOT_TRACK": "1",

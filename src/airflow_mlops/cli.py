@@ -63,7 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     promote.add_argument("model")
     promote.add_argument("version")
     promote.add_argument("--tracking-uri", required=True)
+    promote.add_argument("--state-db", default=None, help="audit trail DB URL (default: $AIRFLOW_MLOPS_STATE_DB)")
     promote.add_argument("--actor", default="cli")
+    promote.add_argument("--reason", default="promoted from the command line")
     demo = sub.add_parser("demo", help="run the fraud model's train DAG twice on embedded SQLite Airflow + MLflow")
     demo.add_argument("--home", default=".demo", help="project-local folder for Airflow, MLflow and data")
     serve = sub.add_parser("serve", help="start the serving gateway for one or more models")
@@ -78,6 +80,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--wal-dir", default=None, help="local write-ahead log folder (strict mode)")
     serve.add_argument("--poll-interval", type=float, default=1.0, help="seconds between registry polls")
     serve.add_argument("--max-batch", type=int, default=1000)
+    history = sub.add_parser("history", help="print the audit trail of a model's alias moves")
+    history.add_argument("model")
+    history.add_argument("--state-db", default=None, help="SQLAlchemy URL (default: $AIRFLOW_MLOPS_STATE_DB)")
+    history.add_argument("--limit", type=int, default=None, help="only the newest N entries")
     data = sub.add_parser("make-example-data", help="(re)write the example datasets")
     data.add_argument("folder", nargs="?", default="dags/data")
     args = parser.parse_args(argv)
@@ -85,13 +91,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "validate-config":
         return validate_config(args.paths)
     if args.command == "promote":
-        import mlflow
+        from airflow_mlops.deploy.targets import LocalGatewayTarget
 
-        from airflow_mlops.registry.versions import promote_champion
+        target = LocalGatewayTarget.from_options(tracking_uri=args.tracking_uri, state_url=args.state_db)
+        from airflow_mlops.exceptions import MlopsError
 
-        client = mlflow.MlflowClient(tracking_uri=args.tracking_uri, registry_uri=args.tracking_uri)
-        moved = promote_champion(client, args.model, args.version, actor=args.actor)
-        print(f"{args.model}@champion -> v{args.version}" + ("" if moved else " (already champion)"))
+        try:
+            result = target.promote(args.model, args.version, actor=args.actor, reason=args.reason)
+        except MlopsError as exc:  # e.g. the gate did not pass: a message, not a traceback
+            print(f"promote: {exc}", file=sys.stderr)
+            return 1
+        print(f"{args.model}@champion -> v{args.version}" + ("" if result.changed else " (already champion)"))
         return 0
     if args.command == "serve":
         from airflow_mlops.serving.server import ServeOptions
@@ -114,6 +124,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 max_batch=args.max_batch,
             )
         )
+        return 0
+    if args.command == "history":
+        from airflow_mlops.deploy.audit import AuditTrail, default_state_url, format_history
+
+        events = AuditTrail(args.state_db or default_state_url()).history(args.model, limit=args.limit)
+        print(format_history(events) if events else f"no alias moves recorded for {args.model!r}")
         return 0
     if args.command == "demo":
         from airflow_mlops.demo import run_demo

@@ -1,8 +1,15 @@
-"""``make demo``: the fraud model's train DAG twice on embedded SQLite Airflow + SQLite MLflow.
+"""``make demo``: the fraud model's whole loop on embedded SQLite Airflow + SQLite MLflow, on loopback.
 
-Run 1 trains on batch 1 and registers v1 (no champion yet, so only absolute gates decide); the demo
-then promotes v1 to champion. Run 2 trains on a new batch (passed as ``conf``, as a REST caller
-would) and is gated against v1. Everything lives under one project-local folder; no network.
+1. ``fraud__train`` on batch 1 registers v1 (no champion yet: only absolute gates decide); the demo
+   promotes it to champion (audited).
+2. ``fraud__train`` on batch 2 (passed as ``conf``, as a REST caller would) is gated against v1.
+3. The serving gateway starts on loopback and generated traffic flows (with delayed labels).
+4. ``fraud__deploy`` takes v2 through shadow -> canary steps -> champion.
+5. A deliberately broken candidate (it cannot handle a merchant category it never saw) passes its
+   offline gate, goes to canary while new-category traffic arrives, and is rolled back automatically.
+6. The traffic each version served, and the audit trail of alias moves, are printed.
+
+Everything lives under one project-local folder; no network beyond loopback; no telemetry.
 """
 
 from __future__ import annotations
@@ -10,13 +17,23 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 MODEL = "fraud"
+#: Short windows so the demo's rollout takes seconds, not hours (the shipped config uses 1 h / 30 min).
+DEMO_ROLLOUT = {
+    "shadow": {"enabled": True, "duration": 4, "min_requests": 40, "min_agreement": 0.8},
+    "canary": {"steps": [10, 50, 100], "step_duration": 4, "check_interval": 1, "max_error_rate": 0.02},
+}
 
 
 def demo_environment(home: Path, dags_folder: Path) -> dict[str, str]:
@@ -33,7 +50,8 @@ def demo_environment(home: Path, dags_folder: Path) -> dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get("DEMO_LOG_LEVEL", "WARNING"),
-        "AIRFLOW_MLOPS_CONFIG_DIR": str((dags_folder / "configs").resolve()),
+        "AIRFLOW_MLOPS_CONFIG_DIR": str(home / "configs"),
+        "AIRFLOW_MLOPS_STATE_DB": f"sqlite:///{home / 'state.db'}",
         "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps(mlflow_conn),
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
@@ -46,86 +64,239 @@ def demo_environment(home: Path, dags_folder: Path) -> dict[str, str]:
     }
 
 
+def write_demo_config(home: Path, dags_folder: Path, *, broken: bool = False, gateway_url: str | None = None) -> Path:
+    """The shipped fraud config with absolute paths, demo-length rollout windows and a local prediction log."""
+    source = dags_folder.resolve() / "configs" / f"{MODEL}.yaml"
+    raw = yaml.safe_load(source.read_text())
+    raw["data"]["uri"] = str((source.parent / raw["data"]["uri"]).resolve())
+    raw["gates"]["behaviour"]["cases"] = str(source.parent / raw["gates"]["behaviour"]["cases"])
+    raw["rollout"] = {**raw.get("rollout", {}), **json.loads(json.dumps(DEMO_ROLLOUT))}
+    raw["serving"] = {"prediction_log": str(home.resolve() / "prediction-log"), "gateway_url": gateway_url}
+    if broken:
+        # the "hotfix" candidate: strict about categories, and rushed past the shadow phase
+        raw["features"]["unknown_categories"] = "error"
+        raw["rollout"]["shadow"]["enabled"] = False
+    path = home / "configs" / f"{MODEL}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
 def run_demo(home: Path, dags_folder: Path = Path("dags")) -> int:
     """Reset ``home``, migrate Airflow's database, then run the demo in a child with the right environment."""
     if home.exists():
         shutil.rmtree(home)
     (home / "airflow").mkdir(parents=True)
+    write_demo_config(home, dags_folder)
     env = {**os.environ, **demo_environment(home, dags_folder)}
     airflow = Path(sys.executable).with_name("airflow")
     print(f"[demo] Airflow metadata DB: {home / 'airflow' / 'airflow.db'} (airflow db migrate)", flush=True)
     subprocess.run([str(airflow), "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
-    return subprocess.run([sys.executable, "-m", "airflow_mlops.demo", str(home)], env=env, check=False).returncode
+    child = [sys.executable, "-m", "airflow_mlops.demo", str(home), str(dags_folder.resolve())]
+    return subprocess.run(child, env=env, check=False).returncode
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+
+    def say(self, text: str) -> None:
+        print(f"[demo {time.monotonic() - self.start:6.1f}s] {text}", flush=True)
 
 
 def _stage_batch(home: Path, batch: int) -> str:
     from airflow_mlops.data.examples import fraud_batch
 
-    path = home / "data" / "fraud" / f"transactions_batch_{batch:03d}.csv"
+    path = home / "data" / MODEL / f"transactions_batch_{batch:03d}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     fraud_batch(batch).to_csv(path, index=False)
     return str(path)
 
 
-def _train(conf: dict[str, Any] | None) -> tuple[str, float]:
+def _dag(kind: str) -> Any:
     from airflow_mlops.factories import build_dags
 
-    dag = build_dags(None)[f"{MODEL}__train"]
-    started = time.perf_counter()
-    run = dag.test(run_conf=conf)
-    return str(run.state), time.perf_counter() - started
+    return build_dags(None)[f"{MODEL}__{kind}"]
 
 
-def _describe(client: Any, version: str) -> dict[str, Any]:
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _Gateway:
+    def __init__(self, home: Path) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cli = Path(sys.executable).with_name("airflow-mlops")
+        self.log = (home / "gateway.log").open("wb")
+        args = [str(cli), "serve", "--model", MODEL, "--tracking-uri", os.environ["MLFLOW_TRACKING_URI"]]
+        args += ["--log-root", str(home / "prediction-log"), "--port", str(self.port)]
+        args += ["--poll-interval", "0.5", "--flush-interval", "0.5"]
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait(self, predicate: Any, timeout: float = 60.0) -> dict[str, Any]:
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the gateway exited ({self.proc.returncode}); see {self.log.name}")
+            try:
+                ready = httpx.get(f"{self.url}/ready", timeout=2.0).json()
+                if predicate(ready["models"][MODEL]):
+                    return dict(ready)
+            except (httpx.HTTPError, ValueError, KeyError):
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"gateway at {self.url} did not reach the expected state; see {self.log.name}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self.log.close()
+
+
+class _Traffic(threading.Thread):
+    """Transactions from batch 3 at a steady pace, labels sent back as feedback; optionally new categories."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        from airflow_mlops.data.examples import fraud_batch
+
+        frame = fraud_batch(3)
+        self.labels = frame.pop("is_fraud").tolist()
+        self.rows = frame.to_dict("records")
+        self.url = url
+        self.new_category_share = 0.0
+        self.statuses: dict[int, int] = {}
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        import httpx
+
+        with httpx.Client(base_url=self.url, timeout=10.0) as client:
+            i = 0
+            while not self._halt.is_set():
+                row = dict(self.rows[i % len(self.rows)])
+                if self.new_category_share and i % round(1 / self.new_category_share) == 0:
+                    row["merchant_category"] = "crypto"
+                answer = client.post(f"/v1/models/{MODEL}/predict", json={"records": row})
+                self.statuses[answer.status_code] = self.statuses.get(answer.status_code, 0) + 1
+                if answer.status_code == 200:
+                    label = {"request_id": answer.json()["request_id"], "label": self.labels[i % len(self.labels)]}
+                    client.post(f"/v1/models/{MODEL}/feedback", json=label)
+                i += 1
+                time.sleep(0.01)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=30)
+
+
+def _gate_lines(client: Any, version: str) -> list[str]:
     mv = client.get_model_version(MODEL, version)
-    report_uri = mv.tags.get("mlops.gate_report", "")
-    report_json = report_uri.replace("gate_report.md", "gate_report.json")
-    checks = json.loads(Path(report_json).read_text())["checks"] if Path(report_json).is_file() else []
-    return {"version": version, "tags": mv.tags, "aliases": mv.aliases, "checks": checks, "report": report_uri}
+    report = Path(mv.tags.get("mlops.gate_report", "").replace("gate_report.md", "gate_report.json"))
+    lines = [f"  v{version}: gate={mv.tags.get('mlops.gate')}  data={Path(mv.tags.get('mlops.data_uri', '')).name}"]
+    if report.is_file():
+        for check in json.loads(report.read_text())["checks"]:
+            value = check["value"]
+            shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+            lines.append(f"    {check['status']:>7}  {check['name'][:60]:<60} {shown:>8}  {check['threshold'] or ''}")
+    lines.append(f"    report {mv.tags.get('mlops.gate_report')}")
+    return lines
 
 
-def _print_version(info: dict[str, Any]) -> None:
-    tags = info["tags"]
-    print(f"  v{info['version']}: gate={tags.get('mlops.gate')} aliases={info['aliases']}")
-    print(f"    data   {tags.get('mlops.data_uri')} (sha256 {tags.get('mlops.data_sha256', '')[:16]}...)")
-    print(f"    config sha256 {tags.get('mlops.config_sha256', '')[:16]}...  code {tags.get('mlops.code_version')}")
-    for check in info["checks"]:
-        value = check["value"]
-        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-        print(f"    {check['status']:>7}  {check['name']:<70} {shown:>8}  {check['threshold'] or ''}")
-    print(f"    report {info['report']}")
+def _served_table(home: Path) -> list[str]:
+    from airflow_mlops.serving.prediction_log import read_predictions
+
+    rows = read_predictions(str(home / "prediction-log"), MODEL)
+    if rows.empty:
+        return ["  (no traffic logged)"]
+    rows["ok"] = rows["error"].isna()
+    table = rows.groupby(["version", "role"]).agg(requests=("request_id", "size"), ok=("ok", "sum"))
+    return [
+        f"  v{version:<3} {role:<9} {int(r.requests):>6} requests  {int(r.requests - r.ok):>4} errors"
+        for (version, role), r in table.iterrows()
+    ]
 
 
-def main(home: Path) -> int:
+def main(home: Path, dags_folder: Path) -> int:
     import mlflow
 
-    from airflow_mlops.registry.versions import promote_champion
+    from airflow_mlops.deploy.audit import AuditTrail, format_history
+    from airflow_mlops.deploy.targets import LocalGatewayTarget
 
+    clock = _Clock()
     client = mlflow.MlflowClient()
-    print("[demo] run 1: fraud__train on the shipped batch 1 (no champion yet)", flush=True)
-    state, seconds = _train(None)
-    print(f"[demo]   DAG run {state} in {seconds:.1f}s")
-    if state != "success":
+    target = LocalGatewayTarget.from_options(client=client, state_url=os.environ["AIRFLOW_MLOPS_STATE_DB"])
+
+    clock.say("run 1: fraud__train on the shipped batch 1 (no champion yet)")
+    if _dag("train").test().state != "success":
         return 1
-    promote_champion(client, MODEL, "1", actor="make demo")
-    print("[demo]   promoted v1 to champion (what the deploy DAG will do after shadow and canary)")
+    target.promote(MODEL, "1", actor="make demo", reason="first champion")
+    clock.say("  v1 registered and promoted to champion")
 
     batch2 = _stage_batch(home, 2)
-    print(f"[demo] run 2: fraud__train with conf data_uri={batch2}, gated against champion v1", flush=True)
-    state2, seconds = _train({"data_uri": batch2})
-    print(f"[demo]   DAG run {state2} in {seconds:.1f}s")
+    clock.say(f"run 2: fraud__train with conf data_uri={batch2}, gated against champion v1")
+    if _dag("train").test(run_conf={"data_uri": batch2}).state != "success":
+        return 1
+    for line in _gate_lines(client, "1") + _gate_lines(client, "2"):
+        print(line)
 
-    print("\n[demo] registered versions")
-    for mv in sorted(client.search_model_versions(f"name = '{MODEL}'"), key=lambda v: int(v.version)):
-        _print_version(_describe(client, str(mv.version)))
-    aliases = client.get_registered_model(MODEL).aliases
-    print(f"\n[demo] aliases: {aliases}")
+    gateway = _Gateway(home)
+    traffic: _Traffic | None = None
+    try:
+        gateway.wait(lambda m: m["champion"] == "1")
+        clock.say(f"gateway serving v1 at {gateway.url}; generated traffic starts (labels fed back)")
+        traffic = _Traffic(gateway.url)
+        traffic.start()
+        write_demo_config(home, dags_folder, gateway_url=gateway.url)
+
+        clock.say("deploy v2: shadow -> canary 10% -> 50% -> 100% -> champion")
+        run = _dag("deploy").test(run_conf={"version": "2"})
+        clock.say(f"  fraud__deploy {run.state}; registry: {target.state(MODEL).aliases()}")
+        gateway.wait(lambda m: m["champion"] == "2", timeout=10)
+
+        write_demo_config(home, dags_folder, broken=True, gateway_url=gateway.url)
+        clock.say("run 3: a 'hotfix' candidate that fails on merchant categories it never saw")
+        if _dag("train").test().state != "success":
+            return 1
+        broken = str(max(int(v.version) for v in client.search_model_versions(f"name = '{MODEL}'")))
+        clock.say(f"  v{broken} passed its offline gate (its data has no new categories); deploy with shadow skipped")
+        traffic.new_category_share = 0.05
+        clock.say("  traffic now includes a new merchant category 'crypto' (5%)")
+        run = _dag("deploy").test(run_conf={"version": broken})
+        state = target.state(MODEL)
+        reason = client.get_model_version(MODEL, broken).tags.get("mlops.rollback_reason", "-")
+        clock.say(f"  fraud__deploy {run.state}: rolled back automatically -> {state.aliases()}")
+        clock.say(f"  reason: {reason}")
+        gateway.wait(lambda m: m["canary"] is None and m["champion"] == "2", timeout=10)
+        time.sleep(1.0)
+    finally:
+        if traffic is not None:
+            traffic.stop()
+        gateway.stop()
+
+    print(f"\n[demo] client responses by HTTP status: {traffic.statuses if traffic else {}}")
+    print("[demo] traffic each version served (from the prediction log):")
+    for line in _served_table(home):
+        print(line)
+    print("\n[demo] audit trail (airflow-mlops history fraud):")
+    print(format_history(AuditTrail(os.environ["AIRFLOW_MLOPS_STATE_DB"]).history(MODEL)))
     print("\n[demo] where to look")
     print(f"  MLflow UI:  .venv/bin/mlflow ui --backend-store-uri sqlite:///{home / 'mlflow.db'} --port 5000")
-    print(f"  artifacts:  {home / 'mlartifacts' / MODEL}/<run id>/artifacts/(gate|validation|evaluation|...)")
-    print(f"  Airflow DB: {home / 'airflow' / 'airflow.db'}")
-    return 0 if state2 == "success" else 1
+    print(f"  artifacts:  {home / 'mlartifacts' / MODEL}/<run id>/artifacts/(gate|validation|evaluation)")
+    print(f"  predictions: {home / 'prediction-log' / MODEL}  gateway log: {home / 'gateway.log'}")
+    print(f"  history:    AIRFLOW_MLOPS_STATE_DB=sqlite:///{home / 'state.db'} .venv/bin/airflow-mlops history fraud")
+    healthy = traffic is not None and set(traffic.statuses) == {200}
+    return 0 if healthy and target.state(MODEL).champion == "2" else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1]).resolve()))
+    sys.exit(main(Path(sys.argv[1]).resolve(), Path(sys.argv[2])))

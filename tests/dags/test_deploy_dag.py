@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from support import GatewayProcess, train_version
 
 pytestmark = pytest.mark.integration
@@ -89,11 +90,8 @@ def test_good_candidate_goes_shadow_canary_champion(
     workspace: Any, airflow_db: Any, rollout_env: dict[str, Any]
 ) -> None:
     from airflow_mlops.factories import build_dags
-    from airflow_mlops.registry.versions import CHALLENGER, set_alias_once
 
-    client = workspace.client()
     v2 = train_version(rollout_env["config"], "manual__v2")
-    set_alias_once(client, "fraud", CHALLENGER, v2)
     gateway = rollout_env["gateway"]
 
     with Traffic(gateway.url) as traffic:

@@ -163,12 +163,14 @@ def test_failed_gate_moves_no_alias_and_fails_the_run(workspace: Any, airflow_db
 
 
 def test_gate_compares_with_champion_on_the_same_holdout(workspace: Any, airflow_db: Any) -> None:
-    from airflow_mlops.registry.versions import promote_champion
+    from airflow_mlops.deploy.targets import LocalGatewayTarget
 
     workspace.write_config("fraud")
     assert workspace.dag("fraud").test().state == "success"
     client = workspace.client()
-    promote_champion(client, "fraud", "1", actor="test")
+    LocalGatewayTarget.from_options(client=client, state_url=f"sqlite:///{workspace.root / 'state.db'}").promote(
+        "fraud", "1", actor="test", reason="first champion"
+    )
 
     # A much worse candidate: absolute gates off, only the comparison with champion v1 can fail it.
     workspace.write_config(

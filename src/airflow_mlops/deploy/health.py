@@ -38,6 +38,7 @@ class CanaryStats:
     error_rate: float
     latency_p95_ms: float | None
     labelled: int = 0
+    champion_labelled: int = 0
     metric: str | None = None
     canary_metric: float | None = None
     champion_metric: float | None = None
@@ -134,11 +135,11 @@ def canary_stats(
         return stats
     labels = feedback.drop_duplicates("request_id", keep="last").set_index("request_id")["label"].map(json.loads)
     values: dict[str, float | None] = {}
-    labelled = 0
+    counts: dict[str, int] = {}
     for role, version in (("canary", canary), ("champion", champion)):
         part = rows[(rows["role"] == role) & (rows["version"] == version) & rows["error"].isna()]
         part = part[part["request_id"].isin(labels.index)]
-        labelled += len(part) if role == "canary" else 0
+        counts[role] = len(part)
         try:
             values[role] = compute_metric(
                 metric, labels.loc[part["request_id"]].to_numpy(), _scores(part["output"]), _labels(part["output"])
@@ -148,7 +149,8 @@ def canary_stats(
     return CanaryStats(
         **{
             **stats.to_dict(),
-            "labelled": labelled,
+            "labelled": counts["canary"],
+            "champion_labelled": counts["champion"],
             "canary_metric": values["canary"],
             "champion_metric": values["champion"],
         }
@@ -174,7 +176,8 @@ def decide_canary(stats: CanaryStats, config: CanaryConfig) -> Decision:
         reasons.append(f"canary error rate {stats.error_rate:.4f} > {config.max_error_rate} ({stats.errors} errors)")
     if stats.latency_p95_ms is not None and stats.latency_p95_ms > config.max_latency_p95_ms:
         reasons.append(f"canary latency p95 {stats.latency_p95_ms:.1f} ms > {config.max_latency_p95_ms} ms")
-    if stats.metric and stats.canary_metric is not None and stats.champion_metric is not None:
+    enough = min(stats.labelled, stats.champion_labelled) >= config.min_labels
+    if stats.metric and enough and stats.canary_metric is not None and stats.champion_metric is not None:
         sign = 1.0 if higher_is_better(stats.metric) else -1.0
         drop = sign * (stats.champion_metric - stats.canary_metric)
         if math.isfinite(drop) and drop > config.max_metric_regression:

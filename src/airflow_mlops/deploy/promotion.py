@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_mlops.deploy.audit import AliasEvent, AuditTrail, NewEvent
 from airflow_mlops.deploy.locking import DEFAULT_LOCK_TIMEOUT, model_lock
 from airflow_mlops.exceptions import RegistryError
-from airflow_mlops.registry.versions import CHALLENGER, CHAMPION, GATE_TAG, PREVIOUS
+from airflow_mlops.registry.versions import CHALLENGER, CHAMPION, GATE_TAG
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -67,6 +67,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+PREVIOUS = "previous"
 CANARY = "canary"
 SHADOW = "shadow"
 CANARY_PERCENT_TAG = "mlops.canary_percent"

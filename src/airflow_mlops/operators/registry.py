@@ -66,7 +66,9 @@ class SetChallengerOperator(MlopsBaseOperator):
         self.require_approval = require_approval
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.registry.versions import CHALLENGER, require_gate_passed, set_alias_once, version_for_run
+        from airflow_mlops.deploy.audit import AuditTrail, default_state_url
+        from airflow_mlops.deploy.promotion import set_challenger
+        from airflow_mlops.registry.versions import CHALLENGER, require_gate_passed, version_for_run
 
         name = self.model_name
         with self.hook.activate() as client:
@@ -78,7 +80,14 @@ class SetChallengerOperator(MlopsBaseOperator):
             require_gate_passed(client, name, version)
             if self.require_approval and APPROVED_BY_TAG not in client.get_model_version(name, version).tags:
                 raise RegistryError(f"{name} v{version} needs an approval before it can become challenger")
-            moved = set_alias_once(client, name, CHALLENGER, version)
+            moved = set_challenger(
+                client,
+                AuditTrail(default_state_url()),
+                name,
+                version,
+                actor=f"{self.dag_id}/{context['dag_run'].run_id}",
+                reason="gate passed" + (" and approved" if self.require_approval else ""),
+            ).changed
         self.log.info("%s@%s -> v%s (%s)", name, CHALLENGER, version, "moved" if moved else "already there")
         payload: dict[str, Any] = {"model": name, "version": version, "mlflow_run_id": run_id, "alias": CHALLENGER}
         for outlet in self.outlets:

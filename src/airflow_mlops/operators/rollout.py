@@ -196,7 +196,8 @@ class CanaryStepOperator(RolloutBaseOperator):
         )
         reason = f"canary step {self.percent}%: " + "; ".join(reasons or [])
         with self.hook.activate() as client:
-            self.target(client).rollback(self.model_name, None, actor=self.actor(context), reason=reason)
+            # champion-only traffic at once, and the candidate loses its aliases (reason recorded on it)
+            self.target(client).reject(self.model_name, version, actor=self.actor(context), reason=reason)
             client.set_model_version_tag(self.model_name, version, ROLLBACK_REASON_TAG, reason)
         self.log.error("Rolled back %s to champion-only traffic: %s", self.model_name, reason)
         raise GateFailedError(f"{self.model_name} v{version} rolled back: {reason}")

@@ -19,7 +19,6 @@ log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
-PREVIOUS = "previous"
 GATE_TAG = "mlops.gate"
 
 
@@ -117,21 +116,3 @@ def require_gate_passed(client: MlflowClient, model: str, version: str) -> None:
             f"{model} v{version}: {GATE_TAG} is {tags.get(GATE_TAG)!r}; only versions whose gate passed can move "
             "to challenger or champion"
         )
-
-
-def promote_champion(client: MlflowClient, model: str, version: str, actor: str) -> bool:
-    """Make ``version`` the champion (old one kept as ``previous``). Guarded and idempotent.
-
-    Refuses a version whose gate did not pass. Returns False when it already is the champion.
-    """
-    require_gate_passed(client, model, version)
-    current = alias_version(client, model, CHAMPION)
-    if current == str(version):
-        return False
-    if current is not None:
-        client.set_registered_model_alias(model, PREVIOUS, current)
-    client.set_registered_model_alias(model, CHAMPION, str(version))
-    if alias_version(client, model, CHALLENGER) == str(version):
-        client.delete_registered_model_alias(model, CHALLENGER)
-    client.set_model_version_tag(model, str(version), "mlops.promoted_by", actor)
-    return True

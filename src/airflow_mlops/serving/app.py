@@ -10,6 +10,7 @@ prediction log.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import queue
@@ -262,14 +263,17 @@ def create_app(gateway: Gateway) -> Starlette:
         if error is not None:
             gateway.metrics.count_rejected(model, "invalid_json")
             return error
-        status, body = gateway.predict(model, payload, request_id)
+        if gateway.plog.mode == "strict":  # each append waits for fsync: keep the event loop free meanwhile
+            status, body = await asyncio.to_thread(gateway.predict, model, payload, request_id)
+        else:
+            status, body = gateway.predict(model, payload, request_id)
         return JSONResponse(body, status_code=status, headers={"x-request-id": request_id})
 
     async def feedback(request: Request) -> Response:
         payload, error = await _json_body(request)
         if error is not None:
             return error
-        status, body = gateway.feedback(request.path_params["model"], payload)
+        status, body = await asyncio.to_thread(gateway.feedback, request.path_params["model"], payload)
         return JSONResponse(body, status_code=status)
 
     async def health(_: Request) -> Response:

@@ -14,14 +14,13 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from airflow_mlops.deploy.promotion import CANARY_PERCENT_TAG
 from airflow_mlops.serving.models import ModelCache, ModelLoadError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
-
-CANARY_PERCENT_TAG = "mlops.canary_percent"
 
 
 @dataclass(frozen=True)

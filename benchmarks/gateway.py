@@ -1,0 +1,405 @@
+"""Gateway vs ``mlflow models serve``: requests/s and client p50/p99 on the same small scikit-learn model.
+
+Fully offline, in a temporary folder: trains two fraud versions (different seeds) through our real
+operators into a SQLite MLflow store, promotes v1 to champion, then starts ``mlflow models serve``
+(``models:/fraud/1``, ``--env-manager local``, 1 worker, its default) and our gateway
+(``airflow-mlops serve``, one process) on loopback ports, and drives all of them with one load
+generator (asyncio + ``httpx.AsyncClient`` with keep-alive, fixed concurrency, an uncounted warm-up,
+the same single-record fraud payloads):
+
+    (0) client ceiling  gateway ``GET /health`` (what the load generator itself can drive)
+    (a) mlflow          ``POST /invocations``   ``{"dataframe_records": [record]}``
+    (b) gateway         champion only           ``{"records": record}``
+    (c) gateway         canary v2 at 5 % + shadow v2 (after ``/ready`` shows it)
+
+and the same (b)/(c) at concurrency 1 (service time without queueing). Prints a table and the ratios
+against the targets: (c) >= 2x mlflow's requests/s; shadow adds <= 1 ms p99 (p99(c) - p99(b)).
+A missed target is printed, not an error; the exit code is non-zero only on errors or non-2xx answers.
+
+    .venv/bin/python benchmarks/gateway.py [--requests 3000] [--concurrency 16] [--warmup 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+MODEL = "fraud"
+TARGET_RATIO = 2.0
+TARGET_SHADOW_P99_MS = 1.0
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# setup -----------------------------------------------------------------------------------------
+def set_env(tmp: Path) -> str:
+    """Offline, quiet, isolated environment; must run before anything imports Airflow or MLflow."""
+    tracking_uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    conn = {"conn_type": "mlflow", "host": tracking_uri, "extra": {"artifact_root": str(tmp / "artifacts")}}
+    os.environ.update(
+        {
+            "AIRFLOW_HOME": str(tmp / "airflow"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+            "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
+            "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps(conn),
+            "AIRFLOW_MLOPS_STATE_DB": f"sqlite:///{tmp / 'state.db'}",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+            "DO_NOT_TRACK": "1",
+            "GX_ANALYTICS_ENABLED": "False",
+            "SCARF_ANALYTICS": "false",
+            "PYTHONWARNINGS": "ignore",
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+    )
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    return tracking_uri
+
+
+def write_config(folder: Path, seed: int) -> Path:
+    """The fraud example with absolute data/behaviour paths (as tests' ``Workspace.write_config``) and ``seed``."""
+    import yaml
+
+    source = REPO / "dags" / "configs" / f"{MODEL}.yaml"
+    raw = yaml.safe_load(source.read_text())
+    raw["data"]["uri"] = str((source.parent / raw["data"]["uri"]).resolve())
+    if raw.get("gates", {}).get("behaviour"):
+        raw["gates"]["behaviour"]["cases"] = str(source.parent / raw["gates"]["behaviour"]["cases"])
+    raw["estimator"]["seed"] = seed
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{MODEL}.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def train_two_versions(tmp: Path) -> list[str]:
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    sys.path.insert(0, str(REPO / "tests"))
+    from support import train_version  # tests/support.py: the real operators, no scheduler
+
+    for name in ("mlflow", "airflow", "alembic", "great_expectations", "airflow_mlops"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    versions = []
+    for i, seed in enumerate((42, 7), start=1):
+        started = time.perf_counter()
+        config = write_config(tmp / f"configs-{i}", seed)
+        versions.append(train_version(config, run_id=f"manual__benchmark-{i}"))
+        log(f"trained + registered + gated {MODEL} v{versions[-1]} (seed {seed}) in {time.perf_counter() - started:.1f} s")
+    return versions
+
+
+def sample_records(count: int = 256) -> list[dict[str, Any]]:
+    import pandas as pd
+
+    frame = pd.read_csv(REPO / "dags" / "data" / MODEL / "transactions_batch_001.csv", nrows=count)
+    return list(frame.drop(columns=["is_fraud"]).to_dict(orient="records"))  # plain Python scalars
+
+
+# processes -------------------------------------------------------------------------------------
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Service:
+    """A server process in its own process group, logging to a file."""
+
+    def __init__(self, name: str, args: list[str], port: int, log_path: Path, env: dict[str, str]) -> None:
+        self.name = name
+        self.url = f"http://127.0.0.1:{port}"
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+    def wait(self, path: str, timeout: float, predicate: Callable[[Any], bool] | None = None) -> float:
+        import httpx
+
+        started = time.monotonic()
+        last: Any = None
+        while time.monotonic() - started < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}")
+            try:
+                response = httpx.get(self.url + path, timeout=2.0)
+                last = response.text
+                if response.status_code == 200 and (predicate is None or predicate(response.json())):
+                    return time.monotonic() - started
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"{self.name}: {path} not ready after {timeout:.0f} s (last: {last}):\n{self.tail()}")
+
+    def tail(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")[-3000:]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
+                try:
+                    os.killpg(self.proc.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    self.proc.wait(timeout=grace)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+        try:  # children left in the group (mlflow's uvicorn) once the leader is gone
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self._log.close()
+
+
+# load generator --------------------------------------------------------------------------------
+@dataclass
+class Result:
+    label: str
+    requests: int
+    seconds: float
+    latencies: list[float]
+    statuses: Counter[int]
+    errors: Counter[str]
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+    def pct_ms(self, q: int) -> float:
+        return statistics.quantiles(self.latencies, n=100, method="inclusive")[q - 1] * 1000.0
+
+    @property
+    def bad(self) -> int:
+        return sum(n for status, n in self.statuses.items() if not 200 <= status < 300) + sum(self.errors.values())
+
+
+async def _drive(url: str, bodies: list[bytes] | None, requests: int, warmup: int, concurrency: int) -> Result:
+    import httpx
+
+    headers = {"content-type": "application/json"}
+    statuses: Counter[int] = Counter()
+    errors: Counter[str] = Counter()
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=30.0) as client:
+
+        async def phase(total: int, latencies: list[float] | None) -> None:
+            counter = iter(range(total))
+
+            async def worker() -> None:
+                for i in counter:
+                    started = time.perf_counter()
+                    try:
+                        if bodies is None:
+                            response = await client.get(url)
+                        else:
+                            response = await client.post(url, content=bodies[i % len(bodies)], headers=headers)
+                    except httpx.HTTPError as exc:
+                        errors[type(exc).__name__] += 1
+                        continue
+                    if latencies is not None:
+                        latencies.append(time.perf_counter() - started)
+                        statuses[response.status_code] += 1
+                    elif not 200 <= response.status_code < 300:
+                        errors[f"warm-up HTTP {response.status_code}: {response.text[:200]}"] += 1
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+        await phase(warmup, None)
+        latencies: list[float] = []
+        gc.collect()
+        gc.disable()  # the client's collector must not add pauses to the servers' latencies
+        try:
+            started = time.perf_counter()
+            await phase(requests, latencies)
+            seconds = time.perf_counter() - started
+        finally:
+            gc.enable()
+    return Result("", len(latencies), seconds, latencies, statuses, errors)
+
+
+def drive(label: str, url: str, bodies: list[bytes] | None, requests: int, warmup: int, concurrency: int) -> Result:
+    try:
+        import uvloop
+
+        result = uvloop.run(_drive(url, bodies, requests, warmup, concurrency))
+    except ImportError:
+        result = asyncio.run(_drive(url, bodies, requests, warmup, concurrency))
+    result.label = label
+    log(f"{label}: {result.rps:,.0f} req/s, p50 {result.pct_ms(50):.2f} ms, p99 {result.pct_ms(99):.2f} ms")
+    if result.bad:
+        log(f"  NOT OK: statuses {dict(result.statuses)}, errors {dict(result.errors)}")
+    return result
+
+
+_SERIES = re.compile(r'^mlops_gateway_requests_total\{model="([^"]*)",version="([^"]*)",role="([^"]*)"\} (\d+)$')
+
+
+def role_counts(url: str) -> Counter[str]:
+    import httpx
+
+    counts: Counter[str] = Counter()
+    for line in httpx.get(f"{url}/metrics", timeout=5.0).text.splitlines():
+        match = _SERIES.match(line)
+        if match and match.group(1) == MODEL:
+            counts[f"{match.group(3)} v{match.group(2)}"] += int(match.group(4))
+    return counts
+
+
+# report ----------------------------------------------------------------------------------------
+def report(results: dict[str, Result], mirrored: Counter[str], args: argparse.Namespace) -> None:
+    print()
+    print(f"{args.requests} requests per row after {args.warmup} warm-up, concurrency {args.concurrency} unless noted;")
+    print("one process each (mlflow: uvicorn, 1 worker; gateway: uvicorn, 1 process); client on the same host.")
+    print(f"{'':4}{'run':58}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}")
+    for key, res in results.items():
+        print(f"{key:4}{res.label:58}{res.rps:9,.0f}{res.pct_ms(50):9.2f}{res.pct_ms(99):9.2f}{res.bad:9d}")
+    a, b, c = results["a"], results["b"], results["c"]
+    ratio_b, ratio_c = b.rps / a.rps, c.rps / a.rps
+    shadow_p99 = c.pct_ms(99) - b.pct_ms(99)
+    print()
+    print(f"gateway champion-only / mlflow  req/s: {ratio_b:5.2f}x   p50 {b.pct_ms(50) / a.pct_ms(50):5.2f}x")
+    print(f"gateway canary+shadow / mlflow  req/s: {ratio_c:5.2f}x   p50 {c.pct_ms(50) / a.pct_ms(50):5.2f}x")
+    print(f"shadow's added p99 = p99(c) - p99(b) = {shadow_p99:+.2f} ms", end="")
+    if "b1" in results and "c1" in results:
+        print(f"   (at concurrency 1: {results['c1'].pct_ms(99) - results['b1'].pct_ms(99):+.2f} ms)")
+    else:
+        print()
+    if "0" in results:
+        share = max(b.rps, c.rps, a.rps) / results["0"].rps
+        print(f"fastest POST run reached {share:.0%} of the client ceiling (0)", end="")
+        print(" -- client-bound, ratios understate the gap" if share > 0.8 else "")
+    print(f"served/mirrored in (c): {dict(sorted(mirrored.items()))}")
+    print()
+    meets_ratio = ratio_c >= TARGET_RATIO
+    meets_shadow = shadow_p99 <= TARGET_SHADOW_P99_MS
+    print(f"target >= {TARGET_RATIO:.0f}x mlflow req/s with canary+shadow: {'MET' if meets_ratio else 'MISSED'}")
+    print(f"target shadow adds <= {TARGET_SHADOW_P99_MS:.0f} ms p99:          {'MET' if meets_shadow else 'MISSED'}")
+
+
+# main ------------------------------------------------------------------------------------------
+def run(args: argparse.Namespace, tmp: Path, services: list[Service]) -> dict[str, Result]:
+    tracking_uri = set_env(tmp)
+    v1, v2 = train_two_versions(tmp)
+    from airflow_mlops.deploy.targets import LocalGatewayTarget
+
+    target = LocalGatewayTarget.from_options(tracking_uri=tracking_uri, state_url=os.environ["AIRFLOW_MLOPS_STATE_DB"])
+    target.promote(MODEL, v1, actor="benchmark", reason="benchmark champion")
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
+    port = free_port()
+    mlflow_serve = Service(
+        "mlflow models serve",
+        [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{MODEL}/{v1}", "--env-manager", "local"]
+        + ["-h", "127.0.0.1", "-p", str(port), "-w", "1"],
+        port,
+        tmp / "mlflow-serve.log",
+        env,
+    )
+    services.append(mlflow_serve)
+    port = free_port()
+    gateway = Service(
+        "gateway",
+        [str(BIN / "airflow-mlops"), "serve", "--model", MODEL, "--tracking-uri", tracking_uri]
+        + ["--log-root", str(tmp / "prediction-log"), "--port", str(port)],
+        port,
+        tmp / "gateway.log",
+        env,
+    )
+    services.append(gateway)
+    log(f"mlflow models serve up in {mlflow_serve.wait('/ping', 180):.1f} s")
+    log(f"gateway ready in {gateway.wait('/ready', 120, lambda body: body['models'][MODEL]['champion'] == v1):.1f} s")
+
+    records = sample_records()
+    mlflow_bodies = [json.dumps({"dataframe_records": [r]}).encode() for r in records]
+    gateway_bodies = [json.dumps({"records": r}).encode() for r in records]
+    n, w, conc = args.requests, args.warmup, args.concurrency
+    one = min(n, 500)
+    predict = f"{gateway.url}/v1/models/{MODEL}/predict"
+    results = {"0": drive("client ceiling: gateway GET /health", f"{gateway.url}/health", None, n, w, conc)}
+    results["a"] = drive("mlflow models serve /invocations", f"{mlflow_serve.url}/invocations", mlflow_bodies, n, w, conc)
+    results["b"] = drive("gateway, champion only", predict, gateway_bodies, n, w, conc)
+    results["b1"] = drive("gateway, champion only, concurrency 1", predict, gateway_bodies, one, 50, 1)
+
+    target.set_traffic(MODEL, v2, 5, actor="benchmark", reason="benchmark canary 5 %")
+    target.start_shadow(MODEL, v2, actor="benchmark", reason="benchmark shadow")
+
+    def rolled_out(body: Any) -> bool:
+        state = body["models"][MODEL]
+        return bool(state["canary"] == v2 and state["canary_percent"] == 5 and state["shadow"] == v2)
+
+    log(f"gateway shows canary v{v2} 5 % + shadow v{v2} after {gateway.wait('/ready', 60, rolled_out):.1f} s")
+    before = role_counts(gateway.url)
+    results["c"] = drive("gateway, canary v2 5 % + shadow v2", predict, gateway_bodies, n, w, conc)
+    time.sleep(0.5)  # let the shadow worker drain what it still holds
+    mirrored = role_counts(gateway.url) - before
+    results["c1"] = drive("gateway, canary 5 % + shadow, concurrency 1", predict, gateway_bodies, one, 50, 1)
+    results = {k: results[k] for k in ("0", "a", "b", "c", "b1", "c1")}
+    report(results, mirrored, args)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=3000, help="measured requests per run")
+    parser.add_argument("--concurrency", type=int, default=16, help="requests in flight")
+    parser.add_argument("--warmup", type=int, default=200, help="uncounted requests before each run")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, stores)")
+    args = parser.parse_args(argv)
+    if args.requests < 100 or args.concurrency < 1 or args.warmup < 0:
+        parser.error("--requests >= 100, --concurrency >= 1, --warmup >= 0")
+    tmp = Path(tempfile.mkdtemp(prefix="mlops-bench-gateway-"))
+    services: list[Service] = []
+    started = time.perf_counter()
+    try:
+        results = run(args, tmp, services)
+    except Exception:
+        traceback.print_exc()
+        log("ERROR: benchmark aborted")
+        return 1
+    finally:
+        for service in reversed(services):
+            service.stop()
+        if args.keep:
+            log(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    print(f"total {time.perf_counter() - started:.0f} s")
+    bad = {key: res.bad for key, res in results.items() if res.bad}
+    if bad:
+        print(f"non-2xx answers or request errors: {bad}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
