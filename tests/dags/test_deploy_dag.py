@@ -183,3 +183,55 @@ def test_rollback_dag_serves_previous_within_seconds(
     assert time.monotonic() - finished < 5
     assert served["models"]["fraud"]["champion"] == rollout_env["v1"]
     assert target.state("fraud").previous == v2
+
+
+def test_candidate_failing_the_shadow_gate_is_rejected(
+    workspace: Any, airflow_db: Any, rollout_env: dict[str, Any]
+) -> None:
+    from airflow_mlops.factories import build_dags
+
+    client = workspace.client()
+    broken_config = workspace.write_config(
+        "fraud",
+        {
+            "features": {"unknown_categories": "error"},
+            "rollout": FAST_ROLLOUT,
+            "serving": {"prediction_log": str(rollout_env["log_root"])},
+        },
+    )
+    v2 = train_version(broken_config, "manual__shadow_broken")
+
+    with Traffic(rollout_env["gateway"].url, unknown_share=0.1) as traffic:
+        run = build_dags(None, workspace.config_dir)["fraud__deploy"].test(run_conf={"version": v2})
+
+    assert run.state == "failed"
+    assert states(run)["shadow"] == "failed" and states(run)["canary_50"] == "upstream_failed"
+    state = rollout_env["target"].state("fraud")
+    assert (state.champion, state.shadow, state.canary) == (rollout_env["v1"], None, None)
+    tags = client.get_model_version("fraud", v2).tags
+    rejected = [value for key, value in tags.items() if "reject" in key]
+    assert rejected and "shadow gate failed: shadow error rate" in rejected[0]
+    assert traffic.statuses.keys() == {200}
+    assert traffic.versions.get((v2, "canary"), 0) == 0
+
+
+def test_deploy_dag_inserts_approvals_where_configured(workspace: Any) -> None:
+    from airflow_mlops.factories import build_dags
+
+    workspace.write_config(
+        "fraud",
+        {
+            "rollout": {
+                "approval_before_canary": True,
+                "approval_before_promotion": True,
+                "canary": {"steps": [20, 100]},
+            }
+        },
+    )
+    dag = build_dags(None, workspace.config_dir)["fraud__deploy"]
+
+    chain = ["resolve_candidate", "shadow", "approve_canary", "canary_20", "canary_100", "approve_promotion", "promote"]
+    for upstream, downstream in zip(chain, chain[1:], strict=False):
+        assert dag.get_task(downstream).upstream_task_ids == {upstream}
+    assert type(dag.get_task("approve_canary")).__name__ == "ApprovalOperator"
+    assert [asset.uri for asset in dag.schedule] == ["mlops://fraud/candidate"]
