@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -109,8 +110,11 @@ def train_two_versions(tmp: Path) -> list[str]:
     for i, seed in enumerate((42, 7), start=1):
         started = time.perf_counter()
         config = write_config(tmp / f"configs-{i}", seed)
-        versions.append(train_version(config, run_id=f"manual__benchmark-{i}"))
-        log(f"trained + registered + gated {MODEL} v{versions[-1]} (seed {seed}) in {time.perf_counter() - started:.1f} s")
+        # Airflow warns per operator that execute() runs outside a task runner: keep that out of the report
+        with (tmp / "train.log").open("a") as noise, contextlib.redirect_stderr(noise):
+            versions.append(train_version(config, run_id=f"manual__benchmark-{i}"))
+        took = time.perf_counter() - started
+        log(f"trained + registered + gated {MODEL} v{versions[-1]} (seed {seed}) in {took:.1f} s")
     return versions
 
 
@@ -158,6 +162,18 @@ class Service:
             time.sleep(0.2)
         raise TimeoutError(f"{self.name}: {path} not ready after {timeout:.0f} s (last: {last}):\n{self.tail()}")
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU of every live process in the service's process group (Linux ``/proc``)."""
+        ticks = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[2]) == self.proc.pid:  # pgrp: the leader started a new session
+                ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def tail(self) -> str:
         self._log.flush()
         return self.log_path.read_text(errors="replace")[-3000:]
@@ -190,6 +206,7 @@ class Result:
     latencies: list[float]
     statuses: Counter[int]
     errors: Counter[str]
+    server_cpu: float = float("nan")
 
     @property
     def rps(self) -> float:
@@ -199,11 +216,18 @@ class Result:
         return statistics.quantiles(self.latencies, n=100, method="inclusive")[q - 1] * 1000.0
 
     @property
+    def cpu_ms(self) -> float:
+        """Server CPU per measured request: less sensitive than req/s to other load on the host."""
+        return self.server_cpu / self.requests * 1000.0
+
+    @property
     def bad(self) -> int:
         return sum(n for status, n in self.statuses.items() if not 200 <= status < 300) + sum(self.errors.values())
 
 
-async def _drive(url: str, bodies: list[bytes] | None, requests: int, warmup: int, concurrency: int) -> Result:
+async def _drive(
+    url: str, bodies: list[bytes] | None, requests: int, warmup: int, concurrency: int, cpu: Callable[[], float]
+) -> Result:
     import httpx
 
     headers = {"content-type": "application/json"}
@@ -239,23 +263,29 @@ async def _drive(url: str, bodies: list[bytes] | None, requests: int, warmup: in
         gc.collect()
         gc.disable()  # the client's collector must not add pauses to the servers' latencies
         try:
-            started = time.perf_counter()
+            cpu_before, started = cpu(), time.perf_counter()
             await phase(requests, latencies)
-            seconds = time.perf_counter() - started
+            seconds, server_cpu = time.perf_counter() - started, cpu() - cpu_before
         finally:
             gc.enable()
-    return Result("", len(latencies), seconds, latencies, statuses, errors)
+    return Result("", len(latencies), seconds, latencies, statuses, errors, server_cpu)
 
 
-def drive(label: str, url: str, bodies: list[bytes] | None, requests: int, warmup: int, concurrency: int) -> Result:
+def drive(
+    label: str, service: Service, path: str, bodies: list[bytes] | None, requests: int, warmup: int, concurrency: int
+) -> Result:
+    args = (service.url + path, bodies, requests, warmup, concurrency, service.cpu_seconds)
     try:
         import uvloop
 
-        result = uvloop.run(_drive(url, bodies, requests, warmup, concurrency))
+        result = uvloop.run(_drive(*args))
     except ImportError:
-        result = asyncio.run(_drive(url, bodies, requests, warmup, concurrency))
+        result = asyncio.run(_drive(*args))
     result.label = label
-    log(f"{label}: {result.rps:,.0f} req/s, p50 {result.pct_ms(50):.2f} ms, p99 {result.pct_ms(99):.2f} ms")
+    log(
+        f"{label}: {result.rps:,.0f} req/s, p50 {result.pct_ms(50):.2f} ms, p99 {result.pct_ms(99):.2f} ms, "
+        f"server CPU {result.cpu_ms:.2f} ms/req"
+    )
     if result.bad:
         log(f"  NOT OK: statuses {dict(result.statuses)}, errors {dict(result.errors)}")
     return result
@@ -280,15 +310,19 @@ def report(results: dict[str, Result], mirrored: Counter[str], args: argparse.Na
     print()
     print(f"{args.requests} requests per row after {args.warmup} warm-up, concurrency {args.concurrency} unless noted;")
     print("one process each (mlflow: uvicorn, 1 worker; gateway: uvicorn, 1 process); client on the same host.")
-    print(f"{'':4}{'run':58}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}")
+    print(f"{'':4}{'run':50}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>11}{'non-2xx':>9}")
     for key, res in results.items():
-        print(f"{key:4}{res.label:58}{res.rps:9,.0f}{res.pct_ms(50):9.2f}{res.pct_ms(99):9.2f}{res.bad:9d}")
+        row = f"{res.rps:9,.0f}{res.pct_ms(50):9.2f}{res.pct_ms(99):9.2f}{res.cpu_ms:11.2f}{res.bad:9d}"
+        print(f"{key:4}{res.label:50}{row}")
     a, b, c = results["a"], results["b"], results["c"]
     ratio_b, ratio_c = b.rps / a.rps, c.rps / a.rps
     shadow_p99 = c.pct_ms(99) - b.pct_ms(99)
     print()
-    print(f"gateway champion-only / mlflow  req/s: {ratio_b:5.2f}x   p50 {b.pct_ms(50) / a.pct_ms(50):5.2f}x")
-    print(f"gateway canary+shadow / mlflow  req/s: {ratio_c:5.2f}x   p50 {c.pct_ms(50) / a.pct_ms(50):5.2f}x")
+    for name, res, ratio in (("champion-only", b, ratio_b), ("canary+shadow", c, ratio_c)):
+        print(
+            f"gateway {name} / mlflow  req/s: {ratio:5.2f}x   p50 {res.pct_ms(50) / a.pct_ms(50):5.2f}x   "
+            f"server CPU per request: {res.cpu_ms / a.cpu_ms:5.2f}x (capacity {a.cpu_ms / res.cpu_ms:4.2f}x)"
+        )
     print(f"shadow's added p99 = p99(c) - p99(b) = {shadow_p99:+.2f} ms", end="")
     if "b1" in results and "c1" in results:
         print(f"   (at concurrency 1: {results['c1'].pct_ms(99) - results['b1'].pct_ms(99):+.2f} ms)")
@@ -317,20 +351,20 @@ def run(args: argparse.Namespace, tmp: Path, services: list[Service]) -> dict[st
 
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
     port = free_port()
+    listen = ["-h", "127.0.0.1", "-p", str(port), "-w", "1"]
     mlflow_serve = Service(
         "mlflow models serve",
-        [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{MODEL}/{v1}", "--env-manager", "local"]
-        + ["-h", "127.0.0.1", "-p", str(port), "-w", "1"],
+        [str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{MODEL}/{v1}", "--env-manager", "local", *listen],
         port,
         tmp / "mlflow-serve.log",
         env,
     )
     services.append(mlflow_serve)
     port = free_port()
+    gateway_args = ["--log-root", str(tmp / "prediction-log"), "--port", str(port)]
     gateway = Service(
         "gateway",
-        [str(BIN / "airflow-mlops"), "serve", "--model", MODEL, "--tracking-uri", tracking_uri]
-        + ["--log-root", str(tmp / "prediction-log"), "--port", str(port)],
+        [str(BIN / "airflow-mlops"), "serve", "--model", MODEL, "--tracking-uri", tracking_uri, *gateway_args],
         port,
         tmp / "gateway.log",
         env,
@@ -344,11 +378,11 @@ def run(args: argparse.Namespace, tmp: Path, services: list[Service]) -> dict[st
     gateway_bodies = [json.dumps({"records": r}).encode() for r in records]
     n, w, conc = args.requests, args.warmup, args.concurrency
     one = min(n, 500)
-    predict = f"{gateway.url}/v1/models/{MODEL}/predict"
-    results = {"0": drive("client ceiling: gateway GET /health", f"{gateway.url}/health", None, n, w, conc)}
-    results["a"] = drive("mlflow models serve /invocations", f"{mlflow_serve.url}/invocations", mlflow_bodies, n, w, conc)
-    results["b"] = drive("gateway, champion only", predict, gateway_bodies, n, w, conc)
-    results["b1"] = drive("gateway, champion only, concurrency 1", predict, gateway_bodies, one, 50, 1)
+    predict = f"/v1/models/{MODEL}/predict"
+    results = {"0": drive("client ceiling: gateway GET /health", gateway, "/health", None, n, w, conc)}
+    results["a"] = drive("mlflow models serve /invocations", mlflow_serve, "/invocations", mlflow_bodies, n, w, conc)
+    results["b"] = drive("gateway, champion only", gateway, predict, gateway_bodies, n, w, conc)
+    results["b1"] = drive("gateway, champion only, concurrency 1", gateway, predict, gateway_bodies, one, 50, 1)
 
     target.set_traffic(MODEL, v2, 5, actor="benchmark", reason="benchmark canary 5 %")
     target.start_shadow(MODEL, v2, actor="benchmark", reason="benchmark shadow")
@@ -359,10 +393,10 @@ def run(args: argparse.Namespace, tmp: Path, services: list[Service]) -> dict[st
 
     log(f"gateway shows canary v{v2} 5 % + shadow v{v2} after {gateway.wait('/ready', 60, rolled_out):.1f} s")
     before = role_counts(gateway.url)
-    results["c"] = drive("gateway, canary v2 5 % + shadow v2", predict, gateway_bodies, n, w, conc)
+    results["c"] = drive("gateway, canary v2 5 % + shadow v2", gateway, predict, gateway_bodies, n, w, conc)
     time.sleep(0.5)  # let the shadow worker drain what it still holds
     mirrored = role_counts(gateway.url) - before
-    results["c1"] = drive("gateway, canary 5 % + shadow, concurrency 1", predict, gateway_bodies, one, 50, 1)
+    results["c1"] = drive("gateway, canary 5 % + shadow, concurrency 1", gateway, predict, gateway_bodies, one, 50, 1)
     results = {k: results[k] for k in ("0", "a", "b", "c", "b1", "c1")}
     report(results, mirrored, args)
     return results

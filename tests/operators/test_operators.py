@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from types import SimpleNamespace
 from datetime import UTC
 from pathlib import Path
 from typing import Any
@@ -225,3 +226,32 @@ def test_airflow_lists_the_provider_and_its_connection_type() -> None:
     assert any(
         line.startswith("mlflow ") and "airflow_mlops.hooks.mlflow.MlflowHook" in line for line in hooks.splitlines()
     )
+
+
+def test_new_data_event_and_conf_choose_the_training_data(workspace: Any) -> None:
+    """A ``mlops://<model>/data`` event's data_uri wins, then conf/params, then the config."""
+    from airflow_mlops.factories.assets import data_asset
+
+    config = workspace.write_config("fraud")
+    operator = op(FingerprintDataOperator, config)
+    event = SimpleNamespace(extra={"data_uri": "s3://bucket/new.csv", "data_conn_id": "aws_x"})
+    announced = {**context(), "triggering_asset_events": {data_asset("fraud"): [event]}}
+
+    assert operator.data_location(announced) == ("s3://bucket/new.csv", "aws_x")
+    assert operator.data_location(context(params={"data_uri": "s3://b/k.csv"})) == ("s3://b/k.csv", None)
+    default_uri, default_conn = operator.data_location(context())
+    assert default_uri.endswith("dags/data/fraud/transactions_batch_001.csv") and default_conn is None
+
+
+def test_train_dag_runs_on_cron_or_drift_or_new_data(workspace: Any) -> None:
+    from airflow_mlops.factories import build_dags
+
+    workspace.write_config("fraud")
+    dag = build_dags(None, workspace.config_dir)["fraud__train"]
+    uris = sorted(asset.uri for asset in dag.timetable.asset_condition.objects)
+    assert uris == ["mlops://fraud/data", "mlops://fraud/drift"]
+    assert dag.timetable.timetable.expression == "0 0 * * *"  # "@daily" from the config
+
+    workspace.write_config("fraud", {"schedule": None, "retraining": {"on_drift": True, "on_new_data": False}})
+    dag = build_dags(None, workspace.config_dir)["fraud__train"]
+    assert [asset.uri for asset in dag.timetable.asset_condition.objects] == ["mlops://fraud/drift"]

@@ -218,6 +218,9 @@ class CanaryConfig(_Strict):
     check_interval: Duration = "1m"
     max_error_rate: float = Field(default=0.01, ge=0.0, le=1.0)
     max_latency_p95_ms: float = Field(default=250.0, gt=0.0)
+    #: A step ends early (rollback) only once the canary answered this many requests in it; the
+    #: end-of-step check judges whatever traffic there was.
+    min_requests: int = Field(default=20, ge=1)
     #: With labels: the canary's primary metric may trail the champion's by at most this much ...
     max_metric_regression: float = Field(default=0.02, ge=0.0)
     #: ... judged only once both have at least this many labelled answers in the step (fewer is noise).

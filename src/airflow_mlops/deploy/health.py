@@ -169,9 +169,12 @@ def _labels(outputs: pd.Series) -> Any:
     return np.asarray([_prediction(o) for o in outputs])
 
 
-def decide_canary(stats: CanaryStats, config: CanaryConfig) -> Decision:
-    """A breach of any limit fails the step; with no canary traffic yet nothing can be judged (passes)."""
-    reasons = []
+def decide_canary(stats: CanaryStats, config: CanaryConfig, *, final: bool = True) -> Decision:
+    """A breach of any limit fails the step. Before the step's end (``final=False``) error rate and latency
+    are judged only once the canary has ``min_requests`` answers, so one early error is not a rollback."""
+    reasons: list[str] = []
+    if not final and stats.requests < config.min_requests:
+        return Decision(passed=True, reasons=reasons)
     if stats.error_rate > config.max_error_rate:
         reasons.append(f"canary error rate {stats.error_rate:.4f} > {config.max_error_rate} ({stats.errors} errors)")
     if stats.latency_p95_ms is not None and stats.latency_p95_ms > config.max_latency_p95_ms:

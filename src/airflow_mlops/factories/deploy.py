@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import DAG, Param, chain
 
 from airflow_mlops.config.schema import parse_duration
-from airflow_mlops.factories.train import START_DATE, candidate_asset
+from airflow_mlops.factories.assets import candidate_asset
+from airflow_mlops.factories.train import START_DATE
 from airflow_mlops.operators.rollout import (
     PARAM_VERSION,
     CanaryStepOperator,

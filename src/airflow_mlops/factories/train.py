@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import DAG, Asset, Param, chain
+from airflow.sdk import DAG, Param, chain
 
 from airflow_mlops.config.schema import parse_duration
+from airflow_mlops.factories.assets import candidate_asset, data_asset, drift_asset
 from airflow_mlops.operators.base import PARAM_DATA_CONN_ID, PARAM_DATA_URI
 from airflow_mlops.operators.gates import GateModelOperator
 from airflow_mlops.operators.registry import RecordApprovalOperator, SetChallengerOperator, candidate_asset_uri
@@ -24,9 +25,18 @@ if TYPE_CHECKING:
 START_DATE = datetime(2025, 1, 1, tzinfo=UTC)
 
 
-def candidate_asset(model: str) -> Asset:
-    uri = candidate_asset_uri(model)
-    return Asset(name=uri, uri=uri, group="airflow-mlops")
+def train_schedule(loaded: LoadedConfig) -> Any:
+    """The cron schedule, OR a drift event, OR a new-data event (each as configured)."""
+    from airflow.sdk import AssetAny, AssetOrTimeSchedule, CronTriggerTimetable
+
+    cfg = loaded.config
+    events = [drift_asset(cfg.name)] if cfg.retraining.on_drift else []
+    events += [data_asset(cfg.name)] if cfg.retraining.on_new_data else []
+    if not events:
+        return cfg.schedule
+    if cfg.schedule is None:
+        return AssetAny(*events)
+    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(cfg.schedule, timezone="UTC"), assets=AssetAny(*events))
 
 
 def _doc(loaded: LoadedConfig) -> str:
@@ -37,6 +47,7 @@ def _doc(loaded: LoadedConfig) -> str:
         f"* estimator: `{cfg.estimator.class_}` seed {cfg.estimator.seed}\n"
         f'* data: `{cfg.data.uri}` (override with `conf={{"{PARAM_DATA_URI}": "..."}}`)\n'
         f"* on pass: alias `challenger` and an event on `{candidate_asset_uri(cfg.name)}`\n"
+        f"* also runs on `mlops://{cfg.name}/drift` and `mlops://{cfg.name}/data` events (see `retraining`)\n"
     )
 
 
@@ -45,7 +56,7 @@ def build_train_dag(loaded: LoadedConfig) -> DAG:
     common: dict[str, Any] = {"config_path": str(loaded.path), "mlflow_conn_id": cfg.mlflow_conn_id}
     with DAG(
         dag_id=cfg.dag_ids["train"],
-        schedule=cfg.schedule,
+        schedule=train_schedule(loaded),
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,

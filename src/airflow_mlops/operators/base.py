@@ -25,6 +25,17 @@ PARAM_DATA_URI = "data_uri"
 PARAM_DATA_CONN_ID = "data_conn_id"
 
 
+def _announced_data(events: Any) -> dict[str, Any]:
+    """The newest ``data_uri``/``data_conn_id`` carried by a triggering Asset event, if any."""
+    found: dict[str, Any] = {}
+    for asset_events in (events or {}).values():
+        for event in asset_events:
+            extra = getattr(event, "extra", None) or {}
+            if extra.get(PARAM_DATA_URI):
+                found = {key: extra.get(key) for key in (PARAM_DATA_URI, PARAM_DATA_CONN_ID)}
+    return found
+
+
 class MlopsBaseOperator(BaseOperator):
     """Base for airflow-mlops operators.
 
@@ -53,10 +64,16 @@ class MlopsBaseOperator(BaseOperator):
         return self.loaded.name
 
     def data_location(self, context: Context) -> tuple[str, str | None]:
-        """The data URI and connection for this DAG run: ``conf``/params override the config."""
+        """The data URI and connection for this DAG run.
+
+        A new-data Asset event's ``data_uri`` wins (the announced data), then ``conf``/params, then the
+        config. Params always hold the config's default, so an override is a value that differs from it.
+        """
+        cfg = self.loaded.config.data
         params = context.get("params") or {}
-        uri = params.get(PARAM_DATA_URI) or self.loaded.config.data.uri
-        conn_id = params.get(PARAM_DATA_CONN_ID) or self.loaded.config.data.conn_id
+        announced = _announced_data(context.get("triggering_asset_events"))
+        uri = announced.get(PARAM_DATA_URI) or params.get(PARAM_DATA_URI) or cfg.uri
+        conn_id = announced.get(PARAM_DATA_CONN_ID) or params.get(PARAM_DATA_CONN_ID) or cfg.conn_id
         return self.loaded.resolve(str(uri)), (str(conn_id) if conn_id else None)
 
     def dag_run_id(self, context: Context) -> str:

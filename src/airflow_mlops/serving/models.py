@@ -41,8 +41,9 @@ class LoadedModel:
     def predict(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
         """One output per input row, JSON-ready."""
         if self.task == "classification":
-            scores = self.estimator.predict_proba(frame)[:, 1]
-            labels = self.estimator.predict(frame)
+            proba = self.estimator.predict_proba(frame)  # one pass over the pipeline, labels derived from it
+            scores = proba[:, 1]
+            labels = self.estimator.classes_[proba.argmax(axis=1)]
             return [
                 {"prediction": _plain(label), "score": float(score)}
                 for label, score in zip(labels, scores, strict=True)

@@ -143,10 +143,11 @@ class CanaryStepTrigger(BaseTrigger):
             except Exception as exc:
                 yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
                 return
-            decision = decide_canary(stats, limits)
+            final = time.time() >= self.start + self.duration
+            decision = decide_canary(stats, limits, final=final)
             if not decision.passed:
                 yield TriggerEvent({"status": "breach", "reasons": decision.reasons, "stats": stats.to_dict()})
                 return
-            if time.time() >= self.start + self.duration:
+            if final:
                 yield TriggerEvent({"status": "success", "stats": stats.to_dict()})
                 return

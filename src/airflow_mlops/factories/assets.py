@@ -1,0 +1,30 @@
+"""The Assets that connect a model's DAGs: candidate (train -> deploy), drift (monitor -> train), new data."""
+
+from __future__ import annotations
+
+from airflow.sdk import Asset
+
+GROUP = "airflow-mlops"
+
+
+def _asset(model: str, kind: str) -> Asset:
+    uri = f"mlops://{model}/{kind}"
+    return Asset(name=uri, uri=uri, group=GROUP)
+
+
+def candidate_asset(model: str) -> Asset:
+    """A version passed its gate and became ``challenger``; extra: model, version, mlflow_run_id."""
+    return _asset(model, "candidate")
+
+
+def drift_asset(model: str) -> Asset:
+    """The monitor found act-level drift or a performance breach; extra: features, scores, window."""
+    return _asset(model, "drift")
+
+
+def data_asset(model: str) -> Asset:
+    """New training data is available (any system can announce it: ``POST /api/v2/assets/events``).
+
+    An event's extra may carry ``data_uri`` (and ``data_conn_id``) for the retrain to use.
+    """
+    return _asset(model, "data")
