@@ -14,6 +14,7 @@ import pytest
 from airflow_mlops.config.schema import CanaryConfig, ShadowConfig
 from airflow_mlops.deploy.health import (
     CanaryStats,
+    Decision,
     ShadowStats,
     canary_stats,
     decide_canary,
@@ -350,6 +351,33 @@ def test_decide_canary_with_no_traffic_yet_passes() -> None:
     nothing = CanaryStats(requests=0, errors=0, error_rate=0.0, latency_p95_ms=None, metric="roc_auc")
 
     assert decide_canary(nothing, CANARY_LIMITS).passed
+
+
+def test_decide_canary_before_the_end_waits_for_min_requests() -> None:
+    limits = CanaryConfig(max_error_rate=0.1, max_latency_p95_ms=30, min_requests=20)
+    early = CanaryStats(requests=19, errors=5, error_rate=5 / 19, latency_p95_ms=300.0)
+
+    assert decide_canary(early, limits, final=False) == Decision(passed=True, reasons=[])
+    assert decide_canary(early, limits, final=True).reasons == [
+        "canary error rate 0.2632 > 0.1 (5 errors)",
+        "canary latency p95 300.0 ms > 30.0 ms",
+    ]
+    assert decide_canary(early, limits).reasons == decide_canary(early, limits, final=True).reasons  # default: final
+    enough = with_(early, requests=20, error_rate=0.25)
+    assert decide_canary(enough, limits, final=False).reasons == [
+        "canary error rate 0.2500 > 0.1 (5 errors)",
+        "canary latency p95 300.0 ms > 30.0 ms",
+    ]
+
+
+def test_decide_canary_metric_before_the_end_also_waits_for_min_requests() -> None:
+    limits = CanaryConfig(max_metric_regression=0.05, min_requests=20, min_labels=3)
+    worse = with_(HEALTHY_CANARY, requests=10, canary_metric=0.5)
+
+    assert decide_canary(worse, limits, final=False).passed
+    assert decide_canary(worse, limits, final=True).reasons == [
+        "canary roc_auc 0.5000 trails champion 0.9000 by more than 0.05"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from airflow.sdk import DAG, BaseOperator
 from airflow_mlops.config.loader import config_files, default_config_dir, load_configs
 from airflow_mlops.exceptions import ConfigError
 from airflow_mlops.factories.deploy import build_deploy_dag, build_rollback_dag
+from airflow_mlops.factories.monitor import build_monitor_dag
 from airflow_mlops.factories.train import START_DATE, build_train_dag
 
 log = logging.getLogger(__name__)
@@ -81,7 +82,9 @@ def build_dags(
         dags[error_dag_id(path)] = build_error_dag(path, error)
     for loaded in result.configs:
         try:
-            built = [builder(loaded) for builder in (build_train_dag, build_deploy_dag, build_rollback_dag)]
+            builders = [build_train_dag, build_deploy_dag, build_rollback_dag]
+            builders += [build_monitor_dag] if loaded.config.monitoring.enabled else []
+            built = [builder(loaded) for builder in builders]
         except Exception as exc:  # a builder bug for one model must not hide the others
             if strict:
                 raise

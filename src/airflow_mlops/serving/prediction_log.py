@@ -785,3 +785,53 @@ def _read(
     frame = frame.drop_duplicates(subset=[ROW_ID]).sort_values("ts", kind="stable")
     columns = list(PREDICTION_COLUMNS if kind == "predictions" else FEEDBACK_COLUMNS)
     return frame[columns].reset_index(drop=True)
+
+
+def hour_partitions(
+    root: str,
+    model: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    *,
+    conn_id: str | None = None,
+) -> list[list[str]]:
+    """The part files of each hour partition overlapping ``[start, end)``, oldest hour first.
+
+    An hour's files belong together (rows written twice by a recovery share an hour), so a reader that
+    handles whole hours deduplicates exactly; monitoring maps one task over each hour.
+    """
+    groups: dict[datetime, list[str]] = {}
+    for path, hour in _list_parts(_Store(root, conn_id), model, "predictions"):
+        if (start is not None and hour + timedelta(hours=1) <= start) or (end is not None and hour >= end):
+            continue
+        groups.setdefault(hour, []).append(path)
+    return [groups[hour] for hour in sorted(groups)]
+
+
+def read_prediction_parts(
+    root: str,
+    paths: Sequence[str],
+    start: datetime | None = None,
+    end: datetime | None = None,
+    *,
+    conn_id: str | None = None,
+) -> pd.DataFrame:
+    """The rows of the given prediction part files with ``start <= ts < end``, duplicates removed."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    store = _Store(root, conn_id)
+    schema = _schema("predictions")
+    tables = []
+    for path in paths:
+        try:
+            tables.append(pq.read_table(io.BytesIO(store.read(path)), schema=schema))
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise DataError(f"Cannot parse prediction-log part file {path!r} as Parquet: {exc}") from exc
+    frame = (pa.concat_tables(tables) if tables else schema.empty_table()).to_pandas()
+    if start is not None:
+        frame = frame[frame["ts"] >= start]
+    if end is not None:
+        frame = frame[frame["ts"] < end]
+    frame = frame.drop_duplicates(subset=[ROW_ID]).sort_values("ts", kind="stable")
+    return frame[list(PREDICTION_COLUMNS)].reset_index(drop=True)

@@ -1,0 +1,79 @@
+"""Build ``<model>__monitor``: on its schedule and when a new prediction-log hour lands."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import DAG, Asset, Param, XComArg, chain
+
+from airflow_mlops.factories.assets import GROUP, drift_asset
+from airflow_mlops.factories.train import START_DATE
+from airflow_mlops.operators.monitoring import (
+    PARAM_WINDOW_END,
+    EmitDriftEventOperator,
+    EvaluateDriftOperator,
+    PlanMonitoringWindowOperator,
+    SummarizePartitionOperator,
+)
+from airflow_mlops.operators.rollout import PREDICTION_LOG_ENV
+
+if TYPE_CHECKING:
+    from airflow_mlops.config.loader import LoadedConfig
+
+
+def predictions_asset(loaded: LoadedConfig) -> Asset | None:
+    """``mlops://<model>/predictions``, watched for new hour partitions when the log root is known."""
+    from airflow.sdk import AssetWatcher
+
+    from airflow_mlops.triggers.prediction_log import NewPredictionHourTrigger
+
+    cfg = loaded.config
+    root = cfg.serving.prediction_log or os.environ.get(PREDICTION_LOG_ENV)
+    if not root:
+        return None
+    trigger = NewPredictionHourTrigger(
+        log_root=loaded.resolve(root), log_conn_id=cfg.serving.prediction_log_conn_id, model=cfg.name
+    )
+    uri = f"mlops://{cfg.name}/predictions"
+    return Asset(name=uri, uri=uri, group=GROUP, watchers=[AssetWatcher(name=f"{cfg.name}_new_hour", trigger=trigger)])
+
+
+def monitor_schedule(loaded: LoadedConfig) -> Any:
+    from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
+
+    schedule = loaded.config.monitoring.schedule
+    watched = predictions_asset(loaded)
+    if watched is None:
+        return schedule
+    if schedule is None:
+        return [watched]
+    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(schedule, timezone="UTC"), assets=watched)
+
+
+def build_monitor_dag(loaded: LoadedConfig) -> DAG:
+    cfg = loaded.config
+    common: dict[str, Any] = {"config_path": str(loaded.path), "mlflow_conn_id": cfg.mlflow_conn_id}
+    with DAG(
+        dag_id=cfg.dag_ids["monitor"],
+        schedule=monitor_schedule(loaded),
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        tags=["airflow-mlops", cfg.name, "monitor"],
+        doc_md=(
+            f"### {cfg.name}: drift and performance monitoring\n\nWindow `{cfg.monitoring.window}` of served "
+            f"traffic vs the champion's training data; act-level findings emit `mlops://{cfg.name}/drift` "
+            f"(cooldown `{cfg.monitoring.cooldown}`)."
+        ),
+        default_args={"owner": cfg.owner, "retries": 0},
+        params={PARAM_WINDOW_END: Param(None, type=["null", "string"], description="Window end (ISO, default now)")},
+    ) as dag:
+        plan = PlanMonitoringWindowOperator(task_id="plan_window", **common)
+        summarize = SummarizePartitionOperator.partial(task_id="summarize_partition", **common).expand(
+            paths=XComArg(plan)
+        )
+        evaluate = EvaluateDriftOperator(task_id="evaluate_drift", **common)
+        emit = EmitDriftEventOperator(task_id="emit_drift", outlets=[drift_asset(cfg.name)], **common)
+        chain(plan, summarize, evaluate, emit)
+    return dag

@@ -1,0 +1,62 @@
+"""An event trigger for Asset watchers: a new hour partition appeared in a model's prediction log.
+
+``<model>__monitor`` is scheduled on ``mlops://<model>/predictions``, whose watcher runs this trigger
+in the triggerer: when the gateway starts writing a new hour, the previous hour is complete and a
+monitoring run is due. Partitions present when the trigger starts are the baseline (the cron
+schedule covers any hour that completed while no triggerer was watching).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseEventTrigger, TriggerEvent
+
+_HOUR = re.compile(r"date=(\d{4}-\d{2}-\d{2})[/\\]hour=(\d{2})")
+
+
+def _hours(root: str, model: str, conn_id: str | None) -> set[str]:
+    from airflow_mlops.serving.prediction_log import hour_partitions
+
+    found = set()
+    for group in hour_partitions(root, model, conn_id=conn_id):
+        match = _HOUR.search(group[0])
+        if match:
+            found.add(f"{match.group(1)}T{match.group(2)}")
+    return found
+
+
+class NewPredictionHourTrigger(BaseEventTrigger):
+    def __init__(self, *, log_root: str, log_conn_id: str | None, model: str, poll_interval: float = 30.0) -> None:
+        super().__init__()
+        self.log_root, self.log_conn_id, self.model, self.poll_interval = log_root, log_conn_id, model, poll_interval
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "log_root": self.log_root,
+                "log_conn_id": self.log_conn_id,
+                "model": self.model,
+                "poll_interval": self.poll_interval,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        seen: set[str] | None = None
+        while True:
+            try:
+                hours = await asyncio.to_thread(_hours, self.log_root, self.model, self.log_conn_id)
+            except Exception as exc:  # a flaky store must not kill the watcher; try again next poll
+                self.log.warning("Cannot list the prediction log of %s: %s", self.model, exc)
+                hours = seen or set()
+            if seen is not None:
+                for hour in sorted(hours - seen):
+                    completed = sorted(seen | {hour})
+                    previous = completed[-2] if len(completed) > 1 else None
+                    yield TriggerEvent({"model": self.model, "new_hour": hour, "completed_hour": previous})
+            seen = (seen or set()) | hours
+            await asyncio.sleep(self.poll_interval)

@@ -1,0 +1,138 @@
+"""``<model>__monitor`` with ``dag.test()``: clean traffic -> no event; drifted traffic -> drift event; cooldown.
+
+The prediction log is written with the real ``PredictionLog`` (as the gateway writes it), with inputs
+from the fraud generator and outputs from the champion itself, spread over several hour partitions
+so the summarize task is mapped.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import train_version
+
+pytestmark = pytest.mark.integration
+
+END = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+
+
+def log_traffic(root: Path, client: Any, *, data_drift: float, seed: int, rows: int = 1500, hours: int = 3) -> None:
+    import mlflow
+
+    from airflow_mlops.data.fraud import generate_transactions
+    from airflow_mlops.serving.prediction_log import PredictionLog, PredictionRecord
+
+    frame = generate_transactions(rows, seed=seed, data_drift=data_drift).drop(columns=["is_fraud"])
+    numeric = [c for c in frame.columns if c != "merchant_category"]
+    frame[numeric] = frame[numeric].astype(float)
+    model = mlflow.sklearn.load_model(client.get_model_version_download_uri("fraud", "1"))
+    scores = model.predict_proba(frame)[:, 1]
+    records = []
+    for i, (row, score) in enumerate(zip(frame.to_dict("records"), scores, strict=True)):
+        ts = END - timedelta(minutes=5) - timedelta(hours=i % hours, seconds=i)
+        records.append(
+            PredictionRecord(
+                request_id=f"r{seed}-{i}",
+                ts=ts,
+                model="fraud",
+                version="1",
+                role="champion",
+                inputs=json.dumps(row),
+                output=json.dumps({"prediction": int(score >= 0.5), "score": float(score)}),
+                latency_ms=1.0,
+                error=None,
+            )
+        )
+    log = PredictionLog(str(root))
+    log.append(records)
+    log.close()
+
+
+@pytest.fixture
+def monitored(workspace: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    from airflow_mlops.deploy.targets import LocalGatewayTarget
+
+    root = tmp_path / "prediction-log"
+    monkeypatch.setenv("AIRFLOW_MLOPS_STATE_DB", f"sqlite:///{tmp_path / 'state.db'}")
+    config = workspace.write_config(
+        "fraud", {"serving": {"prediction_log": str(root)}, "monitoring": {"window": "6h", "cooldown": "6h"}}
+    )
+    version = train_version(config, "manual__champion")
+    LocalGatewayTarget.from_options(client=workspace.client(), state_url=f"sqlite:///{tmp_path / 'state.db'}").promote(
+        "fraud", version, actor="test", reason="champion"
+    )
+    return {"root": root, "client": workspace.client()}
+
+
+def run_monitor(workspace: Any) -> Any:
+    from airflow_mlops.factories import build_dags
+
+    return build_dags(None, workspace.config_dir)["fraud__monitor"].test(run_conf={"window_end": END.isoformat()})
+
+
+def states(run: Any) -> dict[str, str]:
+    return {f"{ti.task_id}[{ti.map_index}]": str(ti.state) for ti in run.get_task_instances()}
+
+
+def test_clean_traffic_records_statistics_and_emits_nothing(workspace: Any, airflow_db: Any, monitored: Any) -> None:
+    log_traffic(monitored["root"], monitored["client"], data_drift=0.0, seed=21)
+
+    run = run_monitor(workspace)
+
+    assert run.state == "success", states(run)
+    assert states(run)["emit_drift[-1]"] == "skipped"
+    assert sorted(k for k in states(run) if k.startswith("summarize_partition")) == [
+        "summarize_partition[0]",
+        "summarize_partition[1]",
+        "summarize_partition[2]",
+    ]
+    client = monitored["client"]
+    experiment = client.get_experiment_by_name("airflow-mlops/fraud/monitoring")
+    (monitoring_run,) = client.search_runs([experiment.experiment_id])
+    assert monitoring_run.data.tags["mlops.drift.act"] == "false"
+    assert monitoring_run.data.metrics["rows"] == 1500
+    assert monitoring_run.data.metrics["psi.amount"] < 0.1
+    artifacts = {a.path for a in client.list_artifacts(monitoring_run.info.run_id, "drift")}
+    assert artifacts == {"drift/statistics.json", "drift/evidently_drift_report.html"}
+
+
+def test_drifted_traffic_emits_one_event_then_cooldown_holds_the_next(
+    workspace: Any, airflow_db: Any, monitored: Any
+) -> None:
+    log_traffic(monitored["root"], monitored["client"], data_drift=1.0, seed=22)
+    before = len(drift_events("fraud"))
+
+    first = run_monitor(workspace)
+    second = run_monitor(workspace)
+
+    assert first.state == "success" and second.state == "success"
+    assert states(first)["emit_drift[-1]"] == "success"
+    assert states(second)["emit_drift[-1]"] == "skipped"
+    events = drift_events("fraud")[before:]
+    assert len(events) == 1
+    assert "amount" in events[0]["features"] and events[0]["scores"]["amount"] > 0.25
+    assert events[0]["window"] == {"start": (END - timedelta(hours=6)).isoformat(), "end": END.isoformat()}
+    client = monitored["client"]
+    experiment = client.get_experiment_by_name("airflow-mlops/fraud/monitoring")
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
+    assert [r.data.tags["mlops.drift.act"] for r in runs] == ["true", "true"]
+    assert runs[1].data.tags["mlops.drift.suppressed"].startswith("cooldown since ")
+
+
+def drift_events(model: str) -> list[dict[str, Any]]:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        rows = session.execute(
+            select(AssetEvent.extra)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.uri == f"mlops://{model}/drift")
+            .order_by(AssetEvent.id)
+        ).all()
+    return [dict(row[0] or {}) for row in rows]

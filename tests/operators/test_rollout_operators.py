@@ -1,0 +1,433 @@
+"""Rollout operators called directly against a real local MLflow store and the local gateway target.
+
+``execute()`` of the waiting operators must defer (``TaskDeferred``) with a trigger built from the config;
+``execute_complete()`` is then called with the event a trigger would send. The deployment state
+(aliases, ``mlops.canary_percent``) is read back from the registry through ``LocalGatewayTarget``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import TaskDeferred
+
+from airflow_mlops.config.schema import CanaryConfig
+from airflow_mlops.deploy.promotion import (
+    CANARY_PERCENT_TAG,
+    REJECTED_BY_TAG,
+    REJECTED_REASON_TAG,
+    set_challenger,
+)
+from airflow_mlops.exceptions import GateFailedError, RegistryError
+from airflow_mlops.factories.assets import candidate_asset
+from airflow_mlops.operators.rollout import (
+    PREDICTION_LOG_ENV,
+    ROLLBACK_REASON_TAG,
+    CanaryStepOperator,
+    PromoteOperator,
+    ResolveCandidateOperator,
+    RollbackOperator,
+    ShadowOperator,
+)
+from airflow_mlops.triggers.rollout import CanaryStepTrigger, ShadowWindowTrigger
+from support import context, train_version
+
+MODEL = "fraud"
+ROLLOUT = {
+    "shadow": {
+        "duration": 2,
+        "min_requests": 5,
+        "min_agreement": 0.9,
+        "max_error_rate": 0.1,
+        "max_latency_p95_ms": 100,
+    },
+    "canary": {"steps": [25, 100], "step_duration": 4, "check_interval": 1, "max_error_rate": 0.05, "min_requests": 3},
+}
+GOOD_SHADOW = {
+    "pairs": 10,
+    "agreement": 0.95,
+    "mean_abs_delta": 0.01,
+    "shadow_requests": 10,
+    "shadow_error_rate": 0.0,
+    "shadow_latency_p95_ms": 20.0,
+}
+BAD_SHADOW = {
+    "pairs": 2,
+    "agreement": 0.5,
+    "mean_abs_delta": 0.3,
+    "shadow_requests": 2,
+    "shadow_error_rate": 0.0,
+    "shadow_latency_p95_ms": 20.0,
+}
+CANARY_STATS = {"requests": 4, "errors": 2, "error_rate": 0.5, "latency_p95_ms": 5.0}
+
+
+def op(cls: type, config: Path, **kwargs: Any) -> Any:
+    return cls(task_id=cls.__name__, config_path=str(config), **kwargs)
+
+
+class Env(SimpleNamespace):
+    config: Path
+    log_root: Path
+    v1: str
+    v2: str
+    target: Any
+    client: Any
+
+    def state(self) -> Any:
+        return self.target.state(MODEL)
+
+    def tags(self, version: str) -> dict[str, str]:
+        return dict(self.client.get_model_version(MODEL, version).tags)
+
+    def ctx(self, **kwargs: Any) -> dict[str, Any]:
+        """A context whose ``resolve_candidate`` XCom names v2 against champion v1."""
+        return context(resolve_candidate={"version": self.v2, "champion": self.v1}, **kwargs)
+
+
+@pytest.fixture
+def env(workspace: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
+    """Champion v1 and a gated v2 (not yet challenger), a private state DB and prediction-log root."""
+    from airflow_mlops.deploy.targets import LocalGatewayTarget
+
+    state_url = f"sqlite:///{tmp_path / 'state.db'}"
+    monkeypatch.setenv("AIRFLOW_MLOPS_STATE_DB", state_url)
+    monkeypatch.delenv(PREDICTION_LOG_ENV, raising=False)
+    log_root = tmp_path / "prediction-log"
+    config = workspace.write_config("fraud", {"rollout": ROLLOUT, "serving": {"prediction_log": str(log_root)}})
+    v1 = train_version(config, "manual__v1")
+    client = workspace.client()
+    target = LocalGatewayTarget.from_options(client=client, state_url=state_url)
+    target.promote(MODEL, v1, actor="test", reason="first champion")
+    v2 = train_version(config, "manual__v2")
+    return Env(config=config, log_root=log_root, v1=v1, v2=v2, target=target, client=client)
+
+
+# --- resolve_candidate ---------------------------------------------------------------------------------------
+
+
+def test_resolve_candidate_from_event_then_param_then_challenger(env: Env) -> None:
+    resolve = op(ResolveCandidateOperator, env.config)
+    events = {
+        candidate_asset(MODEL): [
+            SimpleNamespace(extra={"version": "999"}),  # an older event: the newest one wins
+            SimpleNamespace(extra=None),
+            SimpleNamespace(extra={"version": env.v2}),
+        ]
+    }
+
+    from_event = resolve.execute({**context(params={"version": env.v1}), "triggering_asset_events": events})
+    from_param = resolve.execute(context(params={"version": env.v2}))
+    assert from_event == {"version": env.v2, "champion": env.v1}
+    assert from_param == {"version": env.v2, "champion": env.v1}
+
+    with pytest.raises(RegistryError) as nothing:
+        resolve.execute({**context(), "triggering_asset_events": {candidate_asset(MODEL): []}})
+    assert str(nothing.value) == "fraud: no candidate version (no event, no param, no challenger)"
+
+    set_challenger(env.client, env.target.audit, MODEL, env.v2, actor="test", reason="gated")
+    assert resolve.execute(context()) == {"version": env.v2, "champion": env.v1}
+    assert resolve.execute(context(params={"version": None})) == {"version": env.v2, "champion": env.v1}
+
+
+def test_resolve_candidate_refuses_a_version_whose_gate_failed(env: Env) -> None:
+    env.client.set_model_version_tag(MODEL, env.v2, "mlops.gate", "failed")
+
+    with pytest.raises(RegistryError) as refused:
+        op(ResolveCandidateOperator, env.config).execute(context(params={"version": env.v2}))
+
+    assert str(refused.value) == (
+        f"fraud v{env.v2}: mlops.gate is 'failed'; only versions whose gate passed can move to challenger or champion"
+    )
+
+
+def test_resolve_candidate_refuses_a_model_without_champion(env: Env) -> None:
+    env.client.delete_registered_model_alias(MODEL, "champion")
+
+    with pytest.raises(RegistryError) as refused:
+        op(ResolveCandidateOperator, env.config).execute(context(params={"version": env.v2}))
+
+    assert str(refused.value) == f"fraud has no champion to compare v{env.v2} with; promote one first"
+
+
+# --- shadow --------------------------------------------------------------------------------------------------
+
+
+def test_shadow_execute_sets_the_alias_and_defers_with_the_configured_window(env: Env) -> None:
+    before = time.time()
+
+    with pytest.raises(TaskDeferred) as deferred:
+        op(ShadowOperator, env.config).execute(env.ctx())
+
+    after = time.time()
+    assert deferred.value.method_name == "execute_complete"
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, ShadowWindowTrigger)
+    _, kwargs = trigger.serialize()
+    start = kwargs.pop("start")
+    assert before <= start <= after
+    assert kwargs == {
+        "log_root": str(env.log_root),
+        "log_conn_id": None,
+        "model": MODEL,
+        "champion": env.v1,
+        "shadow": env.v2,
+        "duration": 2.0,
+        "min_requests": 5,
+        "deadline": start + 62.0,  # max(3 x duration, duration + 60 s)
+        "check_interval": 0.5,  # duration / 10, at least 0.5 s
+    }
+    state = env.state()
+    assert (state.champion, state.shadow, state.canary) == (env.v1, env.v2, None)
+    last = env.target.audit.history(MODEL)[-1]
+    assert (last.alias, last.from_version, last.to_version, last.reason) == ("shadow", None, env.v2, "shadow phase")
+    assert last.actor.endswith("/manual__op-test")
+
+
+def test_shadow_failing_stats_reject_the_candidate(env: Env) -> None:
+    set_challenger(env.client, env.target.audit, MODEL, env.v2, actor="test", reason="gated")
+    shadow = op(ShadowOperator, env.config)
+    with pytest.raises(TaskDeferred):
+        shadow.execute(env.ctx())
+
+    event = {"status": "success", "stats": BAD_SHADOW, "timed_out": True}
+    with pytest.raises(GateFailedError) as failed:
+        shadow.execute_complete(env.ctx(), event)
+
+    reason = "shadow gate failed: only 2 shadow requests (< min_requests 5); agreement with champion 0.5000 < 0.9"
+    assert str(failed.value) == f"fraud v{env.v2} rejected: {reason}"
+    state = env.state()
+    assert (state.champion, state.shadow, state.challenger, state.canary) == (env.v1, None, None, None)
+    tags = env.tags(env.v2)
+    assert tags[REJECTED_REASON_TAG] == reason
+    assert tags[REJECTED_BY_TAG].endswith("/manual__op-test")
+    with pytest.raises(RegistryError, match=r"was rejected"):
+        env.target.promote(MODEL, env.v2, actor="test", reason="must not")
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"status": "error", "message": "DataError: Cannot parse prediction-log part file 'x' as Parquet: bad"},
+        None,
+    ],
+)
+def test_shadow_unevaluable_window_rejects(env: Env, event: dict[str, Any] | None) -> None:
+    env.target.start_shadow(MODEL, env.v2, actor="test", reason="shadow phase")
+
+    with pytest.raises(GateFailedError) as failed:
+        op(ShadowOperator, env.config).execute_complete(env.ctx(), event)
+
+    reason = f"shadow gate failed: shadow window could not be evaluated: {event!r}"
+    assert str(failed.value) == f"fraud v{env.v2} rejected: {reason}"
+    assert env.state().shadow is None
+    assert env.tags(env.v2)[REJECTED_REASON_TAG] == reason
+
+
+def test_shadow_passing_stats_stop_the_shadow_and_return(env: Env) -> None:
+    set_challenger(env.client, env.target.audit, MODEL, env.v2, actor="test", reason="gated")
+    env.target.start_shadow(MODEL, env.v2, actor="test", reason="shadow phase")
+
+    result = op(ShadowOperator, env.config).execute_complete(
+        env.ctx(), {"status": "success", "stats": GOOD_SHADOW, "timed_out": False}
+    )
+
+    assert result == {"version": env.v2, "stats": GOOD_SHADOW}
+    state = env.state()
+    assert (state.champion, state.shadow, state.challenger) == (env.v1, None, env.v2)
+    assert REJECTED_REASON_TAG not in env.tags(env.v2)
+    last = env.target.audit.history(MODEL)[-1]
+    assert (last.alias, last.from_version, last.to_version, last.reason) == (
+        "shadow",
+        env.v2,
+        None,
+        "shadow phase over",
+    )
+
+
+# --- canary --------------------------------------------------------------------------------------------------
+
+
+def test_canary_execute_sets_traffic_and_defers(env: Env) -> None:
+    before = time.time()
+
+    with pytest.raises(TaskDeferred) as deferred:
+        op(CanaryStepOperator, env.config, percent=25).execute(env.ctx())
+
+    assert deferred.value.method_name == "execute_complete"
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, CanaryStepTrigger)
+    _, kwargs = trigger.serialize()
+    assert before <= kwargs.pop("start") <= time.time()
+    assert kwargs == {
+        "log_root": str(env.log_root),
+        "log_conn_id": None,
+        "model": MODEL,
+        "champion": env.v1,
+        "canary": env.v2,
+        "duration": 4.0,
+        "check_interval": 1.0,
+        "limits": CanaryConfig.model_validate(ROLLOUT["canary"]).model_dump(mode="json"),
+        "metric": "roc_auc",
+    }
+    state = env.state()
+    assert (state.champion, state.canary, state.canary_percent) == (env.v1, env.v2, 25.0)
+    assert env.client.get_registered_model(MODEL).tags[CANARY_PERCENT_TAG] == "25"
+
+
+def test_canary_templated_percent_is_used_as_a_number(env: Env) -> None:
+    assert "percent" in CanaryStepOperator.template_fields
+    assert {"config_path", "mlflow_conn_id"} <= set(CanaryStepOperator.template_fields)
+
+    with pytest.raises(TaskDeferred):
+        op(CanaryStepOperator, env.config, percent="12.5").execute(env.ctx())  # a rendered template is text
+
+    assert env.state().canary_percent == 12.5
+
+
+def test_canary_breach_rolls_the_candidate_back(env: Env) -> None:
+    canary = op(CanaryStepOperator, env.config, percent=25)
+    with pytest.raises(TaskDeferred):
+        canary.execute(env.ctx())
+    event = {"status": "breach", "reasons": ["canary error rate 0.5000 > 0.05 (2 errors)"], "stats": CANARY_STATS}
+
+    with pytest.raises(GateFailedError) as failed:
+        canary.execute_complete(env.ctx(), event)
+
+    reason = "canary step 25%: canary error rate 0.5000 > 0.05 (2 errors)"
+    assert str(failed.value) == f"fraud v{env.v2} rolled back: {reason}"
+    state = env.state()
+    assert (state.champion, state.canary, state.canary_percent, state.challenger) == (env.v1, None, 0.0, None)
+    assert env.client.get_registered_model(MODEL).tags[CANARY_PERCENT_TAG] == "0"
+    tags = env.tags(env.v2)
+    assert tags[ROLLBACK_REASON_TAG] == reason
+    assert tags[REJECTED_REASON_TAG] == reason
+    last = env.target.audit.history(MODEL)[-1]
+    assert (last.alias, last.from_version, last.to_version) == ("canary", env.v2, None)
+    assert last.reason.startswith(reason)
+
+
+def test_canary_error_event_rolls_back_too(env: Env) -> None:
+    canary = op(CanaryStepOperator, env.config, percent=25)
+    with pytest.raises(TaskDeferred):
+        canary.execute(env.ctx())
+    event = {"status": "error", "message": "DataError: unreadable"}
+
+    with pytest.raises(GateFailedError) as failed:
+        canary.execute_complete(env.ctx(), event)
+
+    reason = f"canary step 25%: health check error: {event!r}"
+    assert str(failed.value) == f"fraud v{env.v2} rolled back: {reason}"
+    assert (env.state().canary, env.state().canary_percent) == (None, 0.0)
+    assert env.tags(env.v2)[ROLLBACK_REASON_TAG] == reason
+
+
+def test_canary_healthy_step_returns_and_keeps_traffic(env: Env) -> None:
+    canary = op(CanaryStepOperator, env.config, percent=25)
+    with pytest.raises(TaskDeferred):
+        canary.execute(env.ctx())
+    stats = {**CANARY_STATS, "errors": 0, "error_rate": 0.0}
+
+    result = canary.execute_complete(env.ctx(), {"status": "success", "stats": stats})
+
+    assert result == {"version": env.v2, "percent": 25, "stats": stats}
+    assert (env.state().canary, env.state().canary_percent) == (env.v2, 25.0)
+    assert ROLLBACK_REASON_TAG not in env.tags(env.v2)
+
+
+# --- promote and rollback ------------------------------------------------------------------------------------
+
+
+def test_promote_keeps_the_old_champion_as_previous(env: Env) -> None:
+    with pytest.raises(TaskDeferred):
+        op(CanaryStepOperator, env.config, percent=100).execute(env.ctx())
+
+    result = op(PromoteOperator, env.config).execute(env.ctx())
+
+    assert result == {"version": env.v2, "changed": True}
+    state = env.state()
+    assert (state.champion, state.previous, state.canary, state.canary_percent, state.shadow, state.challenger) == (
+        env.v2,
+        env.v1,
+        None,
+        0.0,
+        None,
+        None,
+    )
+    assert env.tags(env.v2)["mlops.promoted_by"].endswith("/manual__op-test")
+    assert op(PromoteOperator, env.config).execute(env.ctx()) == {"version": env.v2, "changed": False}
+
+
+def test_rollback_to_previous_and_to_a_number(env: Env) -> None:
+    env.target.promote(MODEL, env.v2, actor="test", reason="setup")
+    rollback = op(RollbackOperator, env.config)
+
+    assert rollback.execute(context(params={"version": "previous"})) == {"version": env.v1}
+    state = env.state()
+    assert (state.champion, state.previous) == (env.v1, env.v2)
+    last = env.target.audit.history(MODEL)[-1]
+    assert (last.alias, last.to_version, last.reason) == ("champion", env.v1, "manual rollback to previous")
+
+    assert rollback.execute(context(params={"version": env.v2})) == {"version": env.v2}
+    assert (env.state().champion, env.state().previous) == (env.v2, env.v1)
+
+    assert rollback.execute(context()) == {"version": env.v1}  # default: previous
+    assert (env.state().champion, env.state().previous) == (env.v1, env.v2)
+
+    with pytest.raises(RegistryError) as missing:
+        rollback.execute(context(params={"version": "canary"}))
+    assert str(missing.value) == "fraud: no version under alias 'canary' to roll back to"
+
+
+# --- prediction-log location ---------------------------------------------------------------------------------
+
+
+def test_missing_prediction_log_is_a_clear_error(workspace: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(PREDICTION_LOG_ENV, raising=False)
+    config = workspace.write_config("fraud", {"rollout": ROLLOUT})
+
+    for cls, kwargs in ((ShadowOperator, {}), (CanaryStepOperator, {"percent": 5})):
+        with pytest.raises(ValueError) as missing:
+            _ = op(cls, config, **kwargs).log_location
+        assert str(missing.value) == (
+            f"{config}: serving.prediction_log is not set and $AIRFLOW_MLOPS_PREDICTION_LOG is empty; "
+            "the rollout reads the gateway's prediction log from there"
+        )
+
+
+def test_prediction_log_from_env_or_relative_to_the_config(
+    workspace: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(PREDICTION_LOG_ENV, str(tmp_path / "from-env"))
+    config = workspace.write_config("fraud", {"rollout": ROLLOUT})
+    assert op(ShadowOperator, config).log_location == (str(tmp_path / "from-env"), None)
+
+    config = workspace.write_config(
+        "fraud", {"serving": {"prediction_log": "logs/plog", "prediction_log_conn_id": "x"}}
+    )
+    assert op(ShadowOperator, config).log_location == (str(config.parent.resolve() / "logs" / "plog"), "x")
+
+    config = workspace.write_config("fraud", {"serving": {"prediction_log": "s3://bucket/plog"}})
+    assert op(ShadowOperator, config).log_location == ("s3://bucket/plog", None)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="src bug: ShadowOperator/CanaryStepOperator move traffic before resolving the prediction log, "
+    "so a missing log location leaves the shadow/canary serving with no health check (see report)",
+)
+def test_missing_prediction_log_moves_no_traffic(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = env.config.read_text().replace(f"prediction_log: {env.log_root}", "prediction_log: null")
+    env.config.write_text(config)
+
+    with pytest.raises(ValueError, match=r"serving.prediction_log is not set"):
+        op(ShadowOperator, env.config).execute(env.ctx())
+    with pytest.raises(ValueError, match=r"serving.prediction_log is not set"):
+        op(CanaryStepOperator, env.config, percent=25).execute(env.ctx())
+
+    state = env.state()
+    assert (state.shadow, state.canary, state.canary_percent) == (None, None, 0.0)
