@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import math
 import os
 import resource
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
@@ -39,7 +41,7 @@ import pandas as pd
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-from airflow_mlops.monitoring.drift import (  # noqa: E402
+from airflow_mlops.monitoring.drift import (
     EPSILON,
     CategoricalReference,
     DriftReference,
@@ -77,49 +79,51 @@ def timed(fn: Callable[[], T], repeat: int = 1) -> tuple[float, T]:
 # --- data ----------------------------------------------------------------------------------------------------
 
 
+SHIFTED_NUMERIC = {0, 3, 6, 9, 12, 15}
+SHIFTED_CATEGORICAL = {0, 3}
+
+
+def numeric_column(rng: np.random.Generator, rows: int, i: int, shift: bool) -> np.ndarray:
+    """Five shapes in turn (normal, lognormal, exponential, Poisson, uniform); a shift moves or stretches them."""
+    s = 1.0 if shift else 0.0
+    makers: list[Callable[[], np.ndarray]] = [
+        lambda: rng.normal(loc=0.5 * s, scale=1.0, size=rows),
+        lambda: rng.lognormal(mean=3.0 + 0.4 * s, sigma=0.8, size=rows),
+        lambda: rng.exponential(scale=10.0 * (1 + 0.5 * s), size=rows),
+        lambda: rng.poisson(lam=3.0 + s, size=rows).astype(np.float64),  # discrete: ties in the deciles
+        lambda: rng.uniform(0.0, 100.0 + 30 * s, size=rows),
+    ]
+    values = makers[i % len(makers)]()
+    if i % 7 == 1:
+        values[rng.random(rows) < 0.03] = np.nan
+    return values
+
+
+def categorical_column(rng: np.random.Generator, rows: int, i: int, shift: bool) -> np.ndarray:
+    """4 to 50 levels; a shift reverses the mix and adds 3 % of a category the reference never saw."""
+    n_levels = (4, 8, 12, 30, 50)[i]
+    labels = np.array([f"c{i}_{k:02d}" for k in range(n_levels)] + [f"c{i}_new"], dtype=object)
+    weights = np.linspace(1.0, 3.0, n_levels)
+    if shift:
+        weights = weights[::-1] ** 1.5
+    p = np.append(weights / weights.sum() * (0.97 if shift else 1.0), 0.03 if shift else 0.0)
+    values = labels[rng.choice(len(labels), size=rows, p=p / p.sum())]
+    if i == 1:
+        values[rng.random(rows) < 0.02] = None
+    return values
+
+
 def make_tables(rows: int, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, list[str], list[str]]:
     rng = np.random.default_rng(seed)
     numeric = [f"num_{i:02d}" for i in range(N_NUMERIC)]
     categorical = [f"cat_{i}" for i in range(N_CATEGORICAL)]
-    shifted_numeric = {0, 3, 6, 9, 12, 15}
-    shifted_categorical = {0, 3}
-
-    def numeric_column(i: int, shift: bool) -> np.ndarray:
-        s = 1.0 if shift else 0.0
-        kind = i % 5
-        if kind == 0:
-            values = rng.normal(loc=0.3 * s, scale=1.0, size=rows)
-        elif kind == 1:
-            values = rng.lognormal(mean=3.0 + 0.2 * s, sigma=0.8, size=rows)
-        elif kind == 2:
-            values = rng.exponential(scale=10.0 * (1 + 0.3 * s), size=rows)
-        elif kind == 3:
-            values = rng.poisson(lam=3.0 + s, size=rows).astype(np.float64)  # discrete: ties in the deciles
-        else:
-            values = rng.uniform(0.0, 100.0 + 20 * s, size=rows)
-        if i % 7 == 1:
-            values[rng.random(rows) < 0.03] = np.nan
-        return values
-
-    def categorical_column(i: int, shift: bool) -> np.ndarray:
-        n_levels = (4, 8, 12, 30, 50)[i]
-        labels = np.array([f"c{i}_{k:02d}" for k in range(n_levels)] + [f"c{i}_new"], dtype=object)
-        weights = np.linspace(1.0, 3.0, n_levels)
-        if shift:
-            weights = weights[::-1] ** 1.5
-        p = np.append(weights / weights.sum() * (0.97 if shift else 1.0), 0.03 if shift else 0.0)
-        values = labels[rng.choice(len(labels), size=rows, p=p / p.sum())]
-        if i == 1:
-            values[rng.random(rows) < 0.02] = None
-        return values
-
     tables = []
     for current in (False, True):
         data: dict[str, np.ndarray] = {}
         for i, name in enumerate(numeric):
-            data[name] = numeric_column(i, current and i in shifted_numeric)
+            data[name] = numeric_column(rng, rows, i, current and i in SHIFTED_NUMERIC)
         for i, name in enumerate(categorical):
-            data[name] = categorical_column(i, current and i in shifted_categorical)
+            data[name] = categorical_column(rng, rows, i, current and i in SHIFTED_CATEGORICAL)
         tables.append(pd.DataFrame(data))
     return tables[0], tables[1], numeric, categorical
 
@@ -138,10 +142,10 @@ def ours_full(reference: pd.DataFrame, current: pd.DataFrame, categorical: list[
     return scores
 
 
-def ours_partitioned(drift_reference: DriftReference, current: pd.DataFrame, partitions: int) -> dict[str, FeatureDrift]:
-    bounds = np.linspace(0, len(current), partitions + 1).astype(int)
-    parts = [summarize(drift_reference, as_arrays(current.iloc[lo:hi])) for lo, hi in zip(bounds[:-1], bounds[1:])]
-    return drift_scores(drift_reference, merge(parts))
+def ours_partitioned(reference: DriftReference, current: pd.DataFrame, partitions: int) -> dict[str, FeatureDrift]:
+    bounds = np.linspace(0, len(current), partitions + 1).astype(int).tolist()
+    parts = [summarize(reference, as_arrays(current.iloc[lo:hi])) for lo, hi in itertools.pairwise(bounds)]
+    return drift_scores(reference, merge(parts))
 
 
 # --- direct formula ------------------------------------------------------------------------------------------
@@ -221,7 +225,8 @@ def evidently_run(
         current_data=Dataset.from_pandas(current, data_definition=definition),
         reference_data=Dataset.from_pandas(reference, data_definition=definition),
     )
-    return snapshot.dict()
+    result: dict[str, Any] = snapshot.dict()
+    return result
 
 
 def evidently_summary(result: dict[str, Any]) -> str:
@@ -238,12 +243,70 @@ def evidently_summary(result: dict[str, Any]) -> str:
 # --- main ----------------------------------------------------------------------------------------------------
 
 
+@dataclass
+class Results:
+    rows: int
+    partitions: int
+    ours: float
+    build: float
+    summarize: float
+    scores: float
+    partitioned: float
+    pandas: float
+    evidently: float | None = None  # extrapolated to `rows` when evidently_rows < rows
+    evidently_measured: float | None = None
+    evidently_rows: int = 0
+    lines: list[str] = field(default_factory=list)
+
+
 def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a linear script
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+def run_evidently(
+    reference: pd.DataFrame, current: pd.DataFrame, numeric: list[str], categorical: list[str], rows: int
+) -> tuple[float, dict[str, Any]]:
+    start = time.perf_counter()
+    import evidently  # noqa: F401 - timed apart: the first import takes seconds
+
+    log(f"evidently: imported in {time.perf_counter() - start:.1f} s; Report.run on {rows:,} rows (minutes at 1M)")
+    rss_before = peak_rss_gb()
+    seconds, result = timed(lambda: evidently_run(reference.iloc[:rows], current.iloc[:rows], numeric, categorical))
+    log(f"evidently: {seconds:.1f} s; peak RSS of this process {rss_before:.2f} -> {peak_rss_gb():.2f} GB")
+    return seconds, result
+
+
+def print_table(r: Results) -> None:
+    def row(label: str, seconds: float, ratio: str = "", note: str = "") -> None:
+        print(f"  {label:<68} {seconds:>9.3f} {ratio:>8} {note}".rstrip())
+
+    print()
+    print(f"Drift on {r.rows:,} rows x ({N_NUMERIC} numeric + {N_CATEGORICAL} categorical), reference vs current")
+    print(f"  {'engine':<68} {'seconds':>9} {'x ours':>8}")
+    row("(a) ours: build_reference + summarize + drift_scores + decide", r.ours, "1.0")
+    row("      build_reference", r.build)
+    row("      summarize (one pass)", r.summarize)
+    row("      drift_scores", r.scores)
+    row(f"      summarize x {r.partitions} partitions + merge + drift_scores", r.partitioned)
+    row("(b) pandas/scipy: qcut + value_counts + ks_2samp + chi2_contingency", r.pandas, f"{r.pandas / r.ours:.1f}")
+    if r.evidently is not None and r.evidently_measured is not None:
+        label = "(c) evidently Report([DataDriftPreset()]).run"
+        if r.evidently_rows < r.rows:
+            note = f"EXTRAPOLATED linearly from {r.evidently_measured:.1f} s measured on {r.evidently_rows:,} rows"
+            row(label, r.evidently, f"{r.evidently / r.ours:.1f}", note)
+        else:
+            row(label, r.evidently, f"{r.evidently / r.ours:.1f}")
+    print()
+    for line in r.lines:
+        print(f"  {line}")
+    if r.evidently is not None:
+        ratio = r.evidently / r.ours
+        verdict = "met" if ratio >= TARGET_RATIO else "MISSED"
+        print(f"  target evidently / ours >= {TARGET_RATIO:.0f}x: {ratio:.1f}x -> {verdict}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--evidently-rows", type=int, default=None, help="run evidently on this many rows only")
     parser.add_argument("--partitions", type=int, default=10)
@@ -251,84 +314,59 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - a linear script
     parser.add_argument("--skip-evidently", action="store_true")
     args = parser.parse_args(argv)
     rows = args.rows
-    evidently_rows = min(args.evidently_rows or rows, rows)
+    import scipy.special
+    import scipy.stats
+
+    del scipy  # imported only so that no timing below includes the import (ours imports scipy.special lazily)
 
     log(f"generating reference and current: {rows:,} rows x {N_NUMERIC} numeric + {N_CATEGORICAL} categorical")
     reference, current, numeric, categorical = make_tables(rows)
-    log(f"tables ready ({(reference.memory_usage(deep=True).sum() + current.memory_usage(deep=True).sum()) / 1e9:.2f} GB)")
+    size = reference.memory_usage(deep=True).sum() + current.memory_usage(deep=True).sum()
+    log(f"tables ready ({size / 1e9:.2f} GB as pandas)")
 
     # (a) ours
     t_ours, scores = timed(lambda: ours_full(reference, current, categorical), repeat=args.repeat)
-    t_build, drift_reference = timed(lambda: build_reference(as_arrays(reference), categorical), repeat=args.repeat)
-    t_summarize, summary = timed(lambda: summarize(drift_reference, as_arrays(current)), repeat=args.repeat)
-    t_scores, _ = timed(lambda: drift_scores(drift_reference, summary), repeat=args.repeat)
-    t_parts, part_scores = timed(lambda: ours_partitioned(drift_reference, current, args.partitions), repeat=args.repeat)
-    verdict = decide(scores)
+    t_build, drift_ref = timed(lambda: build_reference(as_arrays(reference), categorical), repeat=args.repeat)
+    t_summarize, summary = timed(lambda: summarize(drift_ref, as_arrays(current)), repeat=args.repeat)
+    t_scores, _ = timed(lambda: drift_scores(drift_ref, summary), repeat=args.repeat)
+    t_parts, part_scores = timed(lambda: ours_partitioned(drift_ref, current, args.partitions), repeat=args.repeat)
     log(f"ours: {t_ours:.3f} s (build {t_build:.3f} + summarize {t_summarize:.3f} + scores {t_scores:.3f})")
-    partitions_equal = all(part_scores[n].psi == scores[n].psi and part_scores[n].chi2 == scores[n].chi2 for n in scores)
-
-    # PSI vs the formula written out
-    direct = direct_psi(drift_reference, reference, current)
-    psi_error = max(abs((scores[name].psi or 0.0) - direct[name]) for name in scores)
 
     # (b) pandas / scipy
-    log("pandas/scipy: running")
     t_pandas, pandas_result = timed(lambda: pandas_scipy(reference, current, numeric, categorical))
     log(f"pandas/scipy: {t_pandas:.3f} s")
+    results = Results(rows, args.partitions, t_ours, t_build, t_summarize, t_scores, t_parts, t_pandas)
 
     # (c) evidently
-    t_evidently: float | None = None
     evidently_text = "skipped (--skip-evidently)"
-    extrapolated = evidently_rows < rows
     if not args.skip_evidently:
-        start = time.perf_counter()
-        import evidently  # noqa: F401 - timed apart: the first import is several seconds
-
-        t_import = time.perf_counter() - start
-        ref_e, cur_e = reference.iloc[:evidently_rows], current.iloc[:evidently_rows]
-        log(f"evidently: imported in {t_import:.1f} s; Report.run on {evidently_rows:,} rows (takes minutes at 1M)")
-        rss_before = peak_rss_gb()
-        t_measured, evidently_result = timed(lambda: evidently_run(ref_e, cur_e, numeric, categorical))
-        t_evidently = t_measured * rows / evidently_rows
+        results.evidently_rows = min(args.evidently_rows or rows, rows)
+        measured, evidently_result = run_evidently(reference, current, numeric, categorical, results.evidently_rows)
+        results.evidently_measured = measured
+        results.evidently = measured * rows / results.evidently_rows
         evidently_text = evidently_summary(evidently_result)
-        log(f"evidently: {t_measured:.1f} s; peak RSS {rss_before:.2f} -> {peak_rss_gb():.2f} GB")
 
-    # report
-    print()
-    print(f"Drift on {rows:,} rows x ({N_NUMERIC} numeric + {N_CATEGORICAL} categorical), reference vs current")
-    print(f"  {'engine':<58} {'seconds':>9} {'ratio':>9}")
-    print(f"  {'(a) ours: build_reference + summarize + drift_scores + decide':<58} {t_ours:>9.3f} {'1.0x':>9}")
-    print(f"  {'      build_reference':<58} {t_build:>9.3f}")
-    print(f"  {'      summarize (one pass)':<58} {t_summarize:>9.3f}")
-    print(f"  {'      drift_scores':<58} {t_scores:>9.3f}")
-    print(f"  {f'      summarize x {args.partitions} partitions + merge + drift_scores':<58} {t_parts:>9.3f}")
-    print(f"  {'(b) pandas/scipy: qcut + value_counts + ks_2samp + chi2':<58} {t_pandas:>9.3f} {t_pandas / t_ours:>8.1f}x")
-    if t_evidently is not None:
-        label = "(c) evidently Report([DataDriftPreset()]).run"
-        if extrapolated:
-            label += f" EXTRAPOLATED from {evidently_rows:,} rows"
-            print(f"  {label:<58} {t_evidently:>9.1f} {t_evidently / t_ours:>8.1f}x  (measured {t_measured:.1f} s)")
-        else:
-            print(f"  {label:<58} {t_evidently:>9.1f} {t_evidently / t_ours:>8.1f}x")
-    print()
-    print(f"  max |PSI ours - PSI direct formula| over {len(scores)} columns: {psi_error:.3e}  (limit {PSI_TOLERANCE:g})")
-    print(f"  {args.partitions} partitions merged == single pass (PSI, chi-square, bit for bit): {partitions_equal}")
+    # checks
+    direct = direct_psi(drift_ref, reference, current)
+    psi_error = max(abs((scores[name].psi or 0.0) - direct[name]) for name in scores)
+    same = all(part_scores[n].psi == scores[n].psi and part_scores[n].chi2 == scores[n].chi2 for n in scores)
     pandas_gap = max(abs((scores[n].psi or 0.0) - pandas_result[n]["psi"]) for n in numeric)
-    print(f"  max |PSI ours - PSI pandas qcut| (numeric; qcut interpolates its deciles, so bins differ): {pandas_gap:.2e}")
     ks_gap = max(abs((scores[n].ks_statistic or 0.0) - pandas_result[n]["ks"]) for n in numeric)
     bound = max(scores[n].ks_error_bound or 0.0 for n in numeric)
-    print(f"  max |KS ours - scipy ks_2samp|: {ks_gap:.2e}  (documented bound {bound:.2e})")
-    print(f"  ours: {verdict.message}")
-    print(f"  evidently: {evidently_text}")
-    if t_evidently is not None:
-        verdict_ratio = t_evidently / t_ours
-        met = "met" if verdict_ratio >= TARGET_RATIO else "MISSED"
-        print(f"  target evidently/ours >= {TARGET_RATIO:.0f}x: {verdict_ratio:.1f}x -> {met}")
+    results.lines = [
+        f"max |PSI ours - PSI direct formula| over {len(scores)} columns: {psi_error:.3e} (limit {PSI_TOLERANCE:g})",
+        f"{args.partitions} partitions merged == single pass (PSI and chi-square, bit for bit): {same}",
+        f"max |PSI ours - PSI pandas qcut| over numeric columns: {pandas_gap:.2e} (qcut interpolates its deciles)",
+        f"max |KS ours - scipy ks_2samp|: {ks_gap:.2e} (documented bound: {bound:.2e})",
+        f"ours: {decide(scores).message}",
+        f"evidently: {evidently_text}",
+    ]
+    print_table(results)
 
     failures = []
     if psi_error > PSI_TOLERANCE:
         failures.append(f"PSI differs from the direct formula by {psi_error:.3e} > {PSI_TOLERANCE:g}")
-    if not partitions_equal:
+    if not same:
         failures.append("partitioned + merged scores differ from the single pass")
     if ks_gap > bound + 1e-12:
         failures.append(f"KS off by {ks_gap:.3e}, more than its bound {bound:.3e}")

@@ -663,7 +663,15 @@ def test_registry_changes_take_effect_without_restart(serve: Callable[..., Serve
     }
 
     reg.target.set_traffic(MODEL, reg.v1, 100, actor="test", reason="old champion as canary")
-    wait_until(lambda: served.ready()["models"][MODEL]["canary"] == reg.v1, timeout=2.0, what="canary v1")
+    # the alias moves before the percentage tag: wait for both (a poll in between sees the canary at 0 %)
+    wait_until(
+        lambda: (
+            (served.ready()["models"][MODEL]["canary"], served.ready()["models"][MODEL]["canary_percent"])
+            == (reg.v1, 100.0)
+        ),
+        timeout=2.0,
+        what="canary v1 at 100 %",
+    )
     body = served.predict({"records": record()}, request_id="after-canary").json()
     assert (body["model_version"], body["role"]) == (reg.v1, "canary")
 

@@ -255,3 +255,36 @@ def test_train_dag_runs_on_cron_or_drift_or_new_data(workspace: Any) -> None:
     workspace.write_config("fraud", {"schedule": None, "retraining": {"on_drift": True, "on_new_data": False}})
     dag = build_dags(None, workspace.config_dir)["fraud__train"]
     assert [asset.uri for asset in dag.timetable.asset_condition.objects] == ["mlops://fraud/drift"]
+
+
+def test_a_data_folder_trains_on_its_newest_window_and_retries_reuse_the_choice(workspace: Any, tmp_path: Path) -> None:
+    """``data.uri`` may be a folder where batches land: the newest file (or files within the window)."""
+    import os
+    import time
+
+    import pandas as pd
+
+    from airflow_mlops.data.examples import fraud_batch
+
+    folder = tmp_path / "batches"
+    folder.mkdir()
+    old, new = folder / "batch_001.csv", folder / "batch_002.csv"
+    fraud_batch(1).to_csv(old, index=False)
+    fraud_batch(2).to_csv(new, index=False)
+    past = time.time() - 3 * 86400
+    os.utime(old, (past, past))
+    config = workspace.write_config("fraud", {"data": {"uri": str(folder)}})
+
+    first = op(FingerprintDataOperator, config).execute(context(run_id="manual__newest"))
+    assert first["data_files"] == [str(new)] and first["rows"] == 6000
+
+    fraud_batch(3).to_csv(folder / "batch_003.csv", index=False)  # lands after the run started
+    retry = op(FingerprintDataOperator, config).execute(context(run_id="manual__newest"))
+    assert retry["data_files"] == [str(new)] and retry["data_sha256"] == first["data_sha256"]
+
+    windowed = workspace.write_config("fraud", {"data": {"uri": str(folder)}, "retraining": {"window": "2d"}})
+    both = op(FingerprintDataOperator, windowed).execute(context(run_id="manual__window"))
+    assert sorted(both["data_files"]) == [str(new), str(folder / "batch_003.csv")] and both["rows"] == 12000
+    ctx = context(run_id="manual__window")
+    assert op(ValidateDataOperator, windowed).execute(ctx)["rows"] == 12000
+    assert isinstance(pd.read_csv(new), pd.DataFrame)

@@ -371,6 +371,15 @@ def test_reference_round_trips_through_json(
         DriftReference.from_dict({"format": "evidently", "version": 1})
 
 
+def test_numeric_object_arrays_with_none_count_as_missing() -> None:
+    """What pandas' nullable dtypes hand over (``Series.to_numpy()`` of Int64 / Float64 gives objects)."""
+    reference = build_reference({"x": np.array([1, 2, None, 3.5, float("nan")], dtype=object)})
+    column = reference["x"]
+    assert isinstance(column, NumericReference) and (column.n, column.nan_count) == (3, 2)
+    score = drift_scores(reference, summarize(reference, {"x": np.array([None, 2], dtype=object)}))["x"]
+    assert score.nan_share == 0.5 and score.n == 1
+
+
 def test_reference_arrays_are_read_only_copies() -> None:
     values = np.arange(100, dtype=float)
     column = build_reference({"x": values})["x"]
@@ -390,6 +399,12 @@ def test_bad_inputs_raise_errors_that_name_the_column() -> None:
         build_reference({"x": np.zeros(3)}, ks_grid_size=15)
     with pytest.raises(DataError, match="1-D array"):
         build_reference({"x": np.zeros((2, 2))})
+    unhashable = np.empty(2, dtype=object)
+    unhashable[:] = [[1], [2]]
+    with pytest.raises(DataError, match="categories must be hashable"):
+        build_reference({"c": unhashable}, ["c"])
+    with pytest.raises(DataError, match="strings are not numbers"):
+        build_reference({"x": np.array(["1.5", "2"])})
     reference = build_reference({"x": np.zeros(3), "y": np.ones(3)})
     with pytest.raises(DataError, match=r"columns \['y'\] of the drift reference are missing from the data"):
         summarize(reference, {"x": np.zeros(2)})

@@ -16,8 +16,9 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import unquote
 
 from airflow_mlops.exceptions import DataError
@@ -31,6 +32,8 @@ __all__ = [
     "DEFAULT_AWS_CONN_ID",
     "DEFAULT_WASB_CONN_ID",
     "SUPPORTED_SCHEMES",
+    "is_folder",
+    "list_data_files",
     "read_bytes",
     "read_table",
     "write_bytes",
@@ -303,3 +306,55 @@ def _parse_table(uri: str, data: bytes, table_format: str) -> pd.DataFrame:
         return pd.read_parquet(io.BytesIO(data))
     except (ValueError, OSError) as exc:  # pandas' parser errors and pyarrow's ArrowInvalid are ValueErrors
         raise DataError(f"Cannot parse {uri!r} as {table_format}: {_first_line(exc)}") from exc
+
+
+# --- folders of data files (retraining on the newest window) --------------------------------------------
+
+
+def is_folder(uri: str) -> bool:
+    """A local directory, or an object-store prefix written with a trailing ``/``."""
+    loc = _parse_uri(uri) if "://" in uri else _Location(uri=uri, kind="local", path=uri)
+    return Path(loc.path).is_dir() if loc.kind == "local" else uri.endswith("/")
+
+
+def list_data_files(uri: str, conn_id: str | None = None) -> list[tuple[str, datetime]]:
+    """The CSV/Parquet files under the folder ``uri`` with their last-modified time (UTC), oldest first."""
+    loc = _parse_uri(uri)
+    if loc.kind == "local":
+        found = _list_local(loc)
+    elif loc.kind == "s3":
+        found = _remote("list", loc, conn_id or DEFAULT_AWS_CONN_ID, lambda conn: _list_s3(loc, conn, conn_id))
+    else:
+        found = _remote("list", loc, conn_id or DEFAULT_WASB_CONN_ID, lambda conn: _list_azure(loc, conn))
+    files = [(name, ts) for name, ts in found if Path(name.rsplit("/", 1)[-1]).suffix.lower() in _FORMAT_BY_SUFFIX]
+    return sorted(files, key=lambda item: (item[1], item[0]))
+
+
+def _list_local(loc: _Location) -> list[tuple[str, datetime]]:
+    folder = Path(loc.path)
+    if not folder.is_dir():
+        raise DataError(f"Cannot list {loc.uri!r}: {str(folder)!r} is not a directory")
+    return [
+        (str(p), datetime.fromtimestamp(p.stat().st_mtime, tz=UTC))
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".")
+    ]
+
+
+def _list_s3(loc: _Location, conn: str, explicit_conn_id: str | None) -> list[tuple[str, datetime]]:
+    client = _s3_hook(conn, explicit_conn_id).get_conn()
+    found = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=loc.container, Prefix=loc.path):
+        for item in page.get("Contents", []):
+            found.append((f"s3://{loc.container}/{item['Key']}", item["LastModified"].astimezone(UTC)))
+    return found
+
+
+def _list_azure(loc: _Location, conn: str) -> list[tuple[str, datetime]]:
+    hook = _wasb_hook(loc, conn, "list")
+    container: Any = hook.blob_service_client.get_container_client(loc.container)
+    base = loc.uri[: len(loc.uri) - len(loc.path)]
+    return [
+        (f"{base}{blob.name}", blob.last_modified.astimezone(UTC))
+        for blob in container.list_blobs(name_starts_with=loc.path)
+    ]

@@ -414,16 +414,24 @@ def _one_dimensional(name: str, values: npt.ArrayLike) -> npt.NDArray[Any]:
     return array
 
 
-def _numeric_values(name: str, values: npt.ArrayLike) -> tuple[FloatArray, int]:
-    """Sorted non-missing values as float64, and the number of NaNs."""
-    array = _one_dimensional(name, values)
+def _as_floats(name: str, array: npt.NDArray[Any]) -> FloatArray:
+    """float64 values; object arrays may hold ``None`` / ``pd.NA`` (pandas nullable dtypes), which become NaN."""
     try:
-        floats = np.asarray(array, dtype=np.float64)
+        if array.dtype.kind in "USV":
+            raise TypeError("strings are not numbers")
+        if array.dtype.kind == "O":
+            return np.array([math.nan if _is_missing(v) else v for v in array.tolist()], dtype=np.float64)
+        return np.asarray(array, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise DataError(
             f"column {name!r}: values of dtype {array.dtype} are not numbers ({exc}); "
             "list the column in `categorical` if it holds categories"
         ) from exc
+
+
+def _numeric_values(name: str, values: npt.ArrayLike) -> tuple[FloatArray, int]:
+    """Sorted non-missing values as float64, and the number of NaNs."""
+    floats = _as_floats(name, _one_dimensional(name, values))
     missing = np.isnan(floats)
     nan_count = int(missing.sum())
     present = floats[~missing] if nan_count else floats
@@ -449,7 +457,10 @@ def _category_counts(name: str, values: npt.ArrayLike) -> tuple[dict[str, int], 
         uniques, counts = np.unique(array, return_counts=True)
         raw = zip(uniques.tolist(), counts.tolist(), strict=True)
     else:  # str / object: hashing in C (Counter) beats sorting Python objects
-        raw = Counter(array if array.dtype.kind == "O" else array.tolist()).items()
+        try:
+            raw = Counter(array if array.dtype.kind == "O" else array.tolist()).items()
+        except TypeError as exc:
+            raise DataError(f"column {name!r}: categories must be hashable values ({exc})") from exc
     labelled: dict[str, int] = {}
     for value, count in raw:
         if _is_missing(value):

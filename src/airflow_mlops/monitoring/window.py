@@ -35,8 +35,7 @@ class Reference:
 
 def champion_reference(client: MlflowClient, config: ModelConfig) -> Reference:
     """The champion's training data, verified against its recorded fingerprint."""
-    from airflow_mlops.data.fingerprint import fingerprint
-    from airflow_mlops.data.io import read_table
+    from airflow_mlops.data.snapshot import read_snapshot, recorded_files
     from airflow_mlops.registry.versions import CHAMPION, alias_version
 
     version = alias_version(client, config.name, CHAMPION)
@@ -46,8 +45,8 @@ def champion_reference(client: MlflowClient, config: ModelConfig) -> Reference:
     uri, expected = tags.get("mlops.data_uri"), tags.get("mlops.data_sha256")
     if not uri or not expected:
         raise DataError(f"{config.name} v{version} has no data lineage tags; cannot find its training data")
-    frame, raw = read_table(uri, tags.get("mlops.data_conn_id") or None, config.data.format)
-    actual = fingerprint(raw)
+    snapshot = read_snapshot(recorded_files(tags), tags.get("mlops.data_conn_id") or None, config.data.format)
+    frame, actual = snapshot.frame, snapshot.sha256
     if actual != expected:
         raise DataError(
             f"{config.name} v{version}: training data {uri} now hashes to {actual}, not {expected} as recorded; "

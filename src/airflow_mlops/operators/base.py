@@ -79,8 +79,8 @@ class MlopsBaseOperator(BaseOperator):
     def dag_run_id(self, context: Context) -> str:
         return str(context["dag_run"].run_id)
 
-    def run_id(self, client: MlflowClient, context: Context) -> str:
-        """The MLflow run the first task of this DAG run created (found by the DAG run id tag)."""
+    def existing_run(self, client: MlflowClient, context: Context) -> str | None:
+        """The MLflow run of this DAG run, if the first task created it already."""
         from airflow_mlops.registry.versions import ensure_experiment
 
         experiment_id = ensure_experiment(client, self.model_name)
@@ -89,22 +89,27 @@ class MlopsBaseOperator(BaseOperator):
             filter_string=f"tags.`mlops.dag_run_id` = '{self.dag_run_id(context)}'",
             max_results=1,
         )
-        if not runs:
+        return str(runs[0].info.run_id) if runs else None
+
+    def run_id(self, client: MlflowClient, context: Context) -> str:
+        """The MLflow run the first task of this DAG run created (found by the DAG run id tag)."""
+        run_id = self.existing_run(client, context)
+        if run_id is None:
             raise DataError(
                 f"no MLflow run for DAG run {self.dag_run_id(context)!r} of {self.model_name}; "
                 "run the fingerprint_data task first"
             )
-        return str(runs[0].info.run_id)
+        return run_id
 
     def read_verified_data(self, client: MlflowClient, run_id: str) -> pd.DataFrame:
         """Read the data again and insist it is the exact content the run fingerprinted."""
-        from airflow_mlops.data.fingerprint import fingerprint
-        from airflow_mlops.data.io import read_table
+        from airflow_mlops.data.snapshot import read_snapshot, recorded_files
 
         tags = client.get_run(run_id).data.tags
-        uri, conn_id = tags["mlops.data_uri"], tags.get("mlops.data_conn_id") or None
-        frame, raw = read_table(uri, conn_id, self.loaded.config.data.format)
-        actual = fingerprint(raw)
+        snapshot = read_snapshot(
+            recorded_files(tags), tags.get("mlops.data_conn_id") or None, self.loaded.config.data.format
+        )
+        uri, actual, frame = tags["mlops.data_uri"], snapshot.sha256, snapshot.frame
         if actual != tags["mlops.data_sha256"]:
             raise DataError(
                 f"{uri} changed during the DAG run: fingerprinted sha256 {tags['mlops.data_sha256']}, now {actual}; "

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.config.schema import parse_duration
@@ -80,7 +80,7 @@ class PlanMonitoringWindowOperator(RolloutBaseOperator):
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class SummarizePartitionOperator(RolloutBaseOperator):
@@ -254,7 +254,7 @@ class EvaluateDriftOperator(RolloutBaseOperator):
             with tempfile.TemporaryDirectory() as tmp:
                 path = evidently_drift_html(reference, current, cfg.features.all, Path(tmp) / "report.html")
                 return path.read_text()
-        except Exception as exc:  # noqa: BLE001 - the human report must not block the decision
+        except Exception as exc:
             self.log.warning("evidently report failed: %s", exc)
             return None
 

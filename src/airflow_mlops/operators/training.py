@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 MODEL_URI_TAG = "mlops.model_uri"
 MODEL_ID_TAG = "mlops.model_id"
 VALIDATION_TAG = "mlops.validation"
+DATA_FILES_TAG = "mlops.data_files"
 
 
 class FingerprintDataOperator(MlopsBaseOperator):
@@ -29,26 +30,34 @@ class FingerprintDataOperator(MlopsBaseOperator):
     """
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.data.fingerprint import fingerprint
-        from airflow_mlops.data.io import read_bytes
+        import json
+
+        from airflow_mlops.config.schema import parse_duration
+        from airflow_mlops.data.snapshot import choose_files, read_snapshot
         from airflow_mlops.lineage import code_version, lineage_tags
         from airflow_mlops.registry.versions import find_or_create_run
 
         uri, conn_id = self.data_location(context)
-        raw = read_bytes(uri, conn_id)
-        sha = fingerprint(raw)
         cfg = self.loaded.config
-        tags = lineage_tags(
-            data_uri=uri,
-            data_sha256=sha,
-            config_sha256=self.loaded.sha256,
-            code=code_version(self.loaded.path),
-            seed=cfg.estimator.seed,
-            dag_run_id=self.dag_run_id(context),
-        )
-        tags["mlops.data_conn_id"] = conn_id or ""
-        tags["mlops.config_path"] = str(self.loaded.path)
+        window = parse_duration(cfg.retraining.window) if cfg.retraining.window is not None else None
         with self.hook.activate() as client:
+            existing = self.existing_run(client, context)
+            recorded_files = client.get_run(existing).data.tags.get(DATA_FILES_TAG) if existing else None
+            # a retry re-reads the files the first attempt chose, even if newer ones landed since
+            files = tuple(json.loads(recorded_files)) if recorded_files else choose_files(uri, conn_id, window)
+            snapshot = read_snapshot(files, conn_id, cfg.data.format)
+            sha = snapshot.sha256
+            tags = lineage_tags(
+                data_uri=uri,
+                data_sha256=sha,
+                config_sha256=self.loaded.sha256,
+                code=code_version(self.loaded.path),
+                seed=cfg.estimator.seed,
+                dag_run_id=self.dag_run_id(context),
+            )
+            tags["mlops.data_conn_id"] = conn_id or ""
+            tags[DATA_FILES_TAG] = json.dumps(list(files))
+            tags["mlops.config_path"] = str(self.loaded.path)
             run_id = find_or_create_run(client, cfg.name, self.dag_run_id(context), tags, self.hook.artifact_root)
             recorded = client.get_run(run_id).data.tags.get("mlops.data_sha256")
             if recorded and recorded != sha:
@@ -56,8 +65,16 @@ class FingerprintDataOperator(MlopsBaseOperator):
                     f"{uri}: content changed since this DAG run first read it (sha256 {recorded} -> {sha}); "
                     "start a new DAG run instead of re-running this one"
                 )
-        self.log.info("Data %s: %d bytes, sha256 %s; MLflow run %s", uri, len(raw), sha, run_id)
-        return {"data_uri": uri, "data_sha256": sha, "bytes": len(raw), "mlflow_run_id": run_id}
+        self.log.info(
+            "Data %s (%d file(s), %d rows): sha256 %s; MLflow run %s", uri, len(files), len(snapshot.frame), sha, run_id
+        )
+        return {
+            "data_uri": uri,
+            "data_files": list(files),
+            "data_sha256": sha,
+            "rows": len(snapshot.frame),
+            "mlflow_run_id": run_id,
+        }
 
 
 class ValidateDataOperator(MlopsBaseOperator):
@@ -133,6 +150,7 @@ class RegisterModelOperator(MlopsBaseOperator):
                 raise DataError(f"MLflow run {run_id} has no trained model; run train_model first")
             tags = {k: run.data.tags[k] for k in LINEAGE_KEYS if k in run.data.tags}
             tags["mlops.mlflow_run_id"] = run_id
+            tags.update({k: run.data.tags[k] for k in (DATA_FILES_TAG, "mlops.data_conn_id") if k in run.data.tags})
             tags.update({k: v for k, v in run.data.tags.items() if k.startswith("mlops.env.")})
             version, created = register_version(
                 client, self.model_name, run_id, model_uri, run.data.tags.get(MODEL_ID_TAG), tags
