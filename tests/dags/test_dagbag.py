@@ -43,9 +43,11 @@ def test_repository_dags_parse_without_errors_or_heavy_imports() -> None:
     assert result["errors"] == {}
     assert result["dags"] == [
         "diabetes__deploy",
+        "diabetes__monitor",
         "diabetes__rollback",
         "diabetes__train",
         "fraud__deploy",
+        "fraud__monitor",
         "fraud__rollback",
         "fraud__train",
     ]
@@ -67,6 +69,7 @@ def test_broken_config_never_hides_other_models_and_is_visible(tmp_path: Path) -
         "broken_yaml__config_error",
         "churn__config_error",
         "fraud__deploy",
+        "fraud__monitor",
         "fraud__rollback",
         "fraud__train",
     ]
