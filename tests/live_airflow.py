@@ -276,10 +276,20 @@ class LiveAirflow:
         if self._client is not None:
             self._client.close()
             self._client = None
-        if self._migrate is not None and self._migrate.poll() is None:
+        if self._migrate is not None:
             self._kill_group(self._migrate, signal.SIGKILL)
         if self._migrate_thread is not None:
             self._migrate_thread.join(timeout=30)
+        self._stop_components()
+        for log in self._log_files:
+            log.close()
+        self._log_files.clear()
+        try:
+            self._drop_database()
+        except Exception as exc:  # teardown must not hide the test's own outcome
+            print(f"LiveAirflow: could not drop database {self.database}: {exc}", file=sys.stderr)
+
+    def _stop_components(self) -> None:
         descendants = self._descendants()
         for proc in self.procs.values():
             self._kill_group(proc, signal.SIGTERM)
@@ -292,21 +302,13 @@ class LiveAirflow:
                 try:
                     proc.wait(timeout=10)
                 except subprocess.TimeoutExpired:
-                    pass
+                    print(f"LiveAirflow: pid {proc.pid} survived SIGKILL", file=sys.stderr)
+        self.procs.clear()
         for child in descendants:  # task processes that left the components' process groups
             try:
-                if child.is_running():
-                    child.kill()
-            except Exception:  # noqa: BLE001 - already gone
+                child.kill()
+            except Exception:  # already gone
                 pass
-        for log in self._log_files:
-            log.close()
-        self._log_files.clear()
-        self.procs.clear()
-        try:
-            self._drop_database()
-        except Exception as exc:  # noqa: BLE001 - teardown must not hide the test's own outcome
-            print(f"LiveAirflow: could not drop database {self.database}: {exc}", file=sys.stderr)
 
     def _descendants(self) -> list[Any]:
         try:

@@ -6,6 +6,7 @@ shortened through the test config. The deferrable waits run in ``dag.test()``'s 
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from pathlib import Path
@@ -231,7 +232,7 @@ def test_deploy_dag_inserts_approvals_where_configured(workspace: Any) -> None:
     dag = build_dags(None, workspace.config_dir)["fraud__deploy"]
 
     chain = ["resolve_candidate", "shadow", "approve_canary", "canary_20", "canary_100", "approve_promotion", "promote"]
-    for upstream, downstream in zip(chain, chain[1:], strict=False):
+    for upstream, downstream in itertools.pairwise(chain):
         assert dag.get_task(downstream).upstream_task_ids == {upstream}
     assert type(dag.get_task("approve_canary")).__name__ == "ApprovalOperator"
     assert [asset.uri for asset in dag.schedule] == ["mlops://fraud/candidate"]

@@ -8,16 +8,17 @@ so the summarize task is mapped.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+
 from support import train_version
 
 pytestmark = pytest.mark.integration
 
-END = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
+END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
 def log_traffic(root: Path, client: Any, *, data_drift: float, seed: int, rows: int = 1500, hours: int = 3) -> None:

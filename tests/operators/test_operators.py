@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import shutil
-from types import SimpleNamespace
 from datetime import UTC
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest

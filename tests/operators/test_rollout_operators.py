@@ -415,11 +415,6 @@ def test_prediction_log_from_env_or_relative_to_the_config(
     assert op(ShadowOperator, config).log_location == ("s3://bucket/plog", None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src bug: ShadowOperator/CanaryStepOperator move traffic before resolving the prediction log, "
-    "so a missing log location leaves the shadow/canary serving with no health check (see report)",
-)
 def test_missing_prediction_log_moves_no_traffic(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     config = env.config.read_text().replace(f"prediction_log: {env.log_root}", "prediction_log: null")
     env.config.write_text(config)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +84,7 @@ def test_new_hour_trigger_reports_each_new_partition(tmp_path: Path) -> None:
         log.append([PredictionRecord(f"r{hour:%H}", hour, "toy", "1", "champion", "{}", "{}", 1.0, None)])
         log.close()
 
-    base = datetime(2026, 11, 20, 10, 5, tzinfo=timezone.utc)
+    base = datetime(2026, 11, 20, 10, 5, tzinfo=UTC)
     write(base)
     trigger = NewPredictionHourTrigger(log_root=str(tmp_path), log_conn_id=None, model="toy", poll_interval=0.05)
     assert NewPredictionHourTrigger(**trigger.serialize()[1]).serialize() == trigger.serialize()

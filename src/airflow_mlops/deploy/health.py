@@ -183,7 +183,7 @@ def decide_canary(stats: CanaryStats, config: CanaryConfig, *, final: bool = Tru
     if stats.metric and enough and stats.canary_metric is not None and stats.champion_metric is not None:
         sign = 1.0 if higher_is_better(stats.metric) else -1.0
         drop = sign * (stats.champion_metric - stats.canary_metric)
-        if math.isfinite(drop) and drop > config.max_metric_regression:
+        if math.isfinite(drop) and drop > config.max_metric_regression + 1e-12:  # float noise at the limit
             reasons.append(
                 f"canary {stats.metric} {stats.canary_metric:.4f} trails champion {stats.champion_metric:.4f} "
                 f"by more than {config.max_metric_regression}"

@@ -134,7 +134,9 @@ class EvaluateDriftOperator(RolloutBaseOperator):
         else:
             merged = merge(summaries)
             feature_scores = drift_scores(reference, merged, thresholds=per_feature, default=default)
-            decision = decide(feature_scores, per_feature, default, drifted_share=monitoring.drifted_share)
+            decision = decide(
+                feature_scores, per_feature, default, drifted_share=monitoring.drifted_share, drifted_at="act"
+            )
             scores = {name: score.to_dict() for name, score in feature_scores.items()}
             decision_dict = decision.to_dict()
         performance = self._performance(plan)

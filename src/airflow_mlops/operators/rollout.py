@@ -102,9 +102,9 @@ class ShadowOperator(RolloutBaseOperator):
         cfg = self.loaded.config.rollout.shadow
         version = self.candidate(context)
         champion = context["ti"].xcom_pull(task_ids="resolve_candidate")["champion"]
+        root, conn_id = self.log_location  # before traffic moves: no shadow without a log to judge it by
         with self.hook.activate() as client:
             self.target(client).start_shadow(self.model_name, version, actor=self.actor(context), reason="shadow phase")
-        root, conn_id = self.log_location
         duration = parse_duration(cfg.duration).total_seconds()
         start = time.time()
         self.defer(
@@ -161,6 +161,7 @@ class CanaryStepOperator(RolloutBaseOperator):
         cfg = self.loaded.config
         version = self.candidate(context)
         champion = context["ti"].xcom_pull(task_ids="resolve_candidate")["champion"]
+        root, conn_id = self.log_location  # before traffic moves: no canary without a log to judge it by
         with self.hook.activate() as client:
             self.target(client).set_traffic(
                 self.model_name,
@@ -169,7 +170,6 @@ class CanaryStepOperator(RolloutBaseOperator):
                 actor=self.actor(context),
                 reason=f"canary step {self.percent}%",
             )
-        root, conn_id = self.log_location
         self.defer(
             trigger=CanaryStepTrigger(
                 log_root=root,

@@ -1,0 +1,341 @@
+"""The closed loop in a live Airflow: drifted traffic -> drift event -> retrain -> rollout -> new champion serving.
+
+Airflow runs for real on loopback (scheduler, dag-processor, triggerer, api-server; LocalExecutor on a
+fresh PostgreSQL database, see ``live_airflow.py``), next to the serving gateway and a traffic generator:
+
+1. v1 is trained on the shipped clean batch (in this process, with the real operators) and made champion.
+2. Clean traffic for ~20 s; ``fraud__monitor`` (triggered over REST) succeeds and emits no drift event.
+3. The drifted batch lands (t0): a new training file appears at the config's ``data.uri`` and the generator
+   switches to drifted rows. Once the drifted rows dominate the monitoring window, ``fraud__monitor`` is
+   triggered again: it emits ``mlops://fraud/drift``; ``fraud__train`` starts by itself on that event, trains
+   on the new file, passes its gate and emits ``mlops://fraud/candidate``; ``fraud__deploy`` takes the
+   candidate through shadow and canary to champion, and the gateway serves it.
+
+Why the retrain sees the new data: ``retraining.on_new_data`` is off and ``data.uri`` points at
+``fraud_latest.csv``, which does not exist until t0, while v1 was trained on the shipped batch-1 file. The
+monitor's reference is v1's own training file (by its recorded URI and fingerprint), so it never changes.
+(Announcing the file with a ``mlops://fraud/data`` event instead would start a retrain before any drift
+was detected, which is not the loop under test.)
+
+The windows are shortened through the test config (shadow 5 s / 30 requests, canary 50 % -> 100 % in
+5 s steps checked every second). The test prints the time from t0 to the retrain run starting and to
+the new champion answering clients.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from live_airflow import LiveAirflow
+from support import GatewayProcess, train_version
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL = "fraud"
+DRIFT_URI = f"mlops://{MODEL}/drift"
+CANDIDATE_URI = f"mlops://{MODEL}/candidate"
+CLEAN_SECONDS = 20.0
+CLEAN_RATE = 15.0  # requests/s while the world is clean
+DRIFTED_RATE = 60.0  # requests/s once the drifted batch landed
+TRICKLE_RATE = 2.0  # while Airflow starts: keeps the current hour's log partition present
+DRIFTED_OVER_CLEAN = 2.0  # monitor again once drifted answers outnumber clean ones this much in the window
+ROLLOUT = {
+    "target": "local",
+    "shadow": {
+        "enabled": True,
+        "duration": 5,
+        "min_requests": 30,
+        "min_agreement": 0.5,  # concept drift: the retrained model is meant to disagree with v1 at times
+        "max_error_rate": 0.05,
+        "max_latency_p95_ms": 1000.0,  # a loaded 2-core machine; the check is about errors, not speed
+    },
+    "canary": {
+        "steps": [50, 100],
+        "step_duration": 5,
+        "check_interval": 1,
+        "max_error_rate": 0.05,
+        "max_latency_p95_ms": 1000.0,
+    },
+}
+
+
+def log(message: str) -> None:
+    print(f"[closed-loop {datetime.now(UTC).strftime('%H:%M:%S.%f')[:-3]}] {message}", flush=True)
+
+
+def parse_ts(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class Traffic:
+    """One client thread posting fraud transactions at a set rate; the row source switches clean -> drifted."""
+
+    def __init__(self, url: str) -> None:
+        from airflow_mlops.data.examples import fraud_batch
+        from airflow_mlops.data.fraud import generate_transactions
+
+        self.rows = {
+            "clean": fraud_batch(11).drop(columns=["is_fraud"]).to_dict("records"),
+            "drifted": generate_transactions(6000, seed=12, data_drift=1.0)
+            .drop(columns=["is_fraud"])
+            .to_dict("records"),
+        }
+        self.url = url
+        self.phase, self.rate = "clean", 0.0
+        self.ok = {"clean": 0, "drifted": 0}
+        self.statuses: dict[int | str, int] = {}
+        self.served: dict[tuple[str, str], int] = {}
+        self.first_seen: dict[tuple[str, str], datetime] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="traffic", daemon=True)
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def set(self, phase: str, rate: float) -> None:
+        with self._lock:
+            self.phase, self.rate = phase, rate
+
+    def _run(self) -> None:
+        i = 0
+        next_at = time.monotonic()
+        with httpx.Client(base_url=self.url, timeout=10.0) as client:
+            while not self._stop.is_set():
+                with self._lock:
+                    phase, rate = self.phase, self.rate
+                if rate <= 0:
+                    time.sleep(0.05)
+                    next_at = time.monotonic()
+                    continue
+                rows = self.rows[phase]
+                try:
+                    answer = client.post(f"/v1/models/{MODEL}/predict", json={"records": rows[i % len(rows)]})
+                    status: int | str = answer.status_code
+                except httpx.HTTPError as exc:
+                    answer, status = None, type(exc).__name__
+                with self._lock:
+                    self.statuses[status] = self.statuses.get(status, 0) + 1
+                    if answer is not None and answer.status_code == 200:
+                        self.ok[phase] += 1
+                        body = answer.json()
+                        key = (str(body["model_version"]), str(body["role"]))
+                        self.served[key] = self.served.get(key, 0) + 1
+                        self.first_seen.setdefault(key, datetime.now(UTC))
+                i += 1
+                next_at += 1.0 / rate
+                time.sleep(max(0.0, next_at - time.monotonic()))
+
+
+def write_configs(tmp: Path, log_root: Path, latest: Path) -> tuple[Path, Path]:
+    """The live config (DAG folder's config dir) and v1's config (same model, trained on the shipped batch)."""
+    source = REPO / "dags" / "configs" / f"{MODEL}.yaml"
+    raw = yaml.safe_load(source.read_text())
+    raw["gates"]["behaviour"]["cases"] = str((source.parent / raw["gates"]["behaviour"]["cases"]).resolve())
+    raw["schedule"] = None
+    raw["rollout"] = ROLLOUT
+    raw["serving"] = {"prediction_log": str(log_root)}
+    raw["monitoring"] = {**raw["monitoring"], "schedule": None, "window": "10m", "cooldown": "1h"}
+    raw["retraining"] = {"on_drift": True, "on_new_data": False}
+    live = tmp / "configs" / f"{MODEL}.yaml"
+    live.parent.mkdir(parents=True)
+    live.write_text(yaml.safe_dump({**raw, "data": {**raw["data"], "uri": str(latest)}}, sort_keys=False))
+    first = tmp / "v1-config" / f"{MODEL}.yaml"
+    first.parent.mkdir(parents=True)
+    shipped = (source.parent / raw["data"]["uri"]).resolve()
+    first.write_text(yaml.safe_dump({**raw, "data": {**raw["data"], "uri": str(shipped)}}, sort_keys=False))
+    return live, first
+
+
+@pytest.fixture
+def loop_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """Files, MLflow store and environment shared by this process, the gateway and the live Airflow."""
+    from airflow_mlops.config.loader import load_config
+
+    log_root = tmp_path / "prediction-log"
+    latest = tmp_path / "data" / "fraud_latest.csv"
+    latest.parent.mkdir(parents=True)
+    live_config, v1_config = write_configs(tmp_path, log_root, latest)
+    load_config(live_config)  # a broken test config should fail here, not as a __config_error DAG
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    shutil.copy(REPO / "dags" / "airflow_mlops_dags.py", dags / "airflow_mlops_dags.py")
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    artifacts = tmp_path / "artifacts"
+    conn = {"conn_type": "mlflow", "host": tracking_uri, "extra": {"artifact_root": str(artifacts)}}
+    state_url = f"sqlite:///{tmp_path / 'state.db'}"
+    env = {
+        "AIRFLOW_MLOPS_CONFIG_DIR": str(live_config.parent),
+        "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps(conn),
+        "AIRFLOW_MLOPS_STATE_DB": state_url,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "GX_ANALYTICS_ENABLED": "False",
+        "DO_NOT_TRACK": "1",
+        "PYTHONWARNINGS": "ignore",
+    }
+    for key in ("AIRFLOW_CONN_MLFLOW_DEFAULT", "AIRFLOW_MLOPS_STATE_DB"):
+        monkeypatch.setenv(key, env[key])
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    # every experiment keeps its artifacts under tmp_path, whichever process creates runs in it first
+    for name in (f"airflow-mlops/{MODEL}", f"airflow-mlops/{MODEL}/monitoring"):
+        client.create_experiment(name, artifact_location=str(artifacts / name.replace("/", "_")))
+    yield {
+        "tmp": tmp_path,
+        "dags": dags,
+        "env": env,
+        "log_root": log_root,
+        "latest": latest,
+        "v1_config": v1_config,
+        "tracking_uri": tracking_uri,
+        "state_url": state_url,
+        "client": client,
+    }
+
+
+def test_drift_retrains_and_rolls_out_a_new_champion(loop_env: dict[str, Any]) -> None:
+    from airflow_mlops.data.fraud import generate_transactions
+    from airflow_mlops.deploy.targets import LocalGatewayTarget
+
+    began = time.monotonic()
+    airflow = LiveAirflow(loop_env["tmp"] / "airflow", loop_env["dags"], loop_env["env"])
+    gateway: GatewayProcess | None = None
+    traffic: Traffic | None = None
+    marks: dict[str, datetime] = {}
+    try:
+        airflow.start()  # the database migrates while v1 trains
+        v1 = train_version(loop_env["v1_config"], "manual__v1")
+        target = LocalGatewayTarget.from_options(client=loop_env["client"], state_url=loop_env["state_url"])
+        target.promote(MODEL, v1, actor="test", reason="first champion")
+        gateway = GatewayProcess(
+            models=[MODEL],
+            tracking_uri=loop_env["tracking_uri"],
+            log_root=loop_env["log_root"],
+            extra=["--poll-interval", "0.5", "--flush-interval", "0.5"],
+        )
+        gateway.wait_ready(timeout=120)
+        traffic = Traffic(gateway.url).__enter__()
+        traffic.set("clean", TRICKLE_RATE)
+        log(f"v1 champion and gateway ready after {time.monotonic() - began:.1f} s; starting Airflow")
+
+        airflow.wait_ready()
+        for dag_id in (f"{MODEL}__monitor", f"{MODEL}__train", f"{MODEL}__deploy"):
+            assert not airflow.wait_dag(dag_id, timeout=180)["is_paused"]
+        log(f"Airflow ready ({airflow.timings}) after {time.monotonic() - began:.1f} s")
+
+        # --- clean world: no drift ------------------------------------------------------------------------
+        traffic.set("clean", CLEAN_RATE)
+        time.sleep(CLEAN_SECONDS)
+        traffic.set("clean", 0.0)
+        time.sleep(1.5)  # the gateway flushes its prediction log every 0.5 s
+        clean_run = airflow.trigger(f"{MODEL}__monitor", run_id="manual__monitor_clean")["dag_run_id"]
+        done = airflow.wait_run_done(f"{MODEL}__monitor", clean_run, timeout=240)
+        clean_states = airflow.task_states(f"{MODEL}__monitor", clean_run)
+        assert done["state"] == "success", airflow.describe_run(f"{MODEL}__monitor", done)
+        assert clean_states["emit_drift"] == "skipped", clean_states
+        assert airflow.asset_events(DRIFT_URI) == []
+        log(f"clean monitor run: {clean_states} ({traffic.ok['clean']} clean answers)")
+
+        # --- the drifted batch lands (t0) -----------------------------------------------------------------
+        staged = loop_env["latest"].with_suffix(".tmp")
+        generate_transactions(6000, seed=202, data_drift=1.0, concept_drift=0.5).to_csv(staged, index=False)
+        staged.replace(loop_env["latest"])
+        traffic.set("drifted", DRIFTED_RATE)
+        t0 = marks["t0 drifted batch landed"] = datetime.now(UTC)
+        deadline = time.monotonic() + 120
+        while traffic.ok["drifted"] < DRIFTED_OVER_CLEAN * traffic.ok["clean"]:
+            assert time.monotonic() < deadline, f"drifted traffic too slow: {traffic.ok}"
+            time.sleep(0.2)
+        time.sleep(1.5)
+        drift_run = airflow.trigger(f"{MODEL}__monitor", run_id="manual__monitor_drifted")["dag_run_id"]
+        marks["monitor triggered"] = datetime.now(UTC)
+        log(f"answers so far {traffic.ok}; monitor triggered")
+        done = airflow.wait_run_done(f"{MODEL}__monitor", drift_run, timeout=300)
+        drift_states = airflow.task_states(f"{MODEL}__monitor", drift_run)
+        assert done["state"] == "success", airflow.describe_run(f"{MODEL}__monitor", done)
+        assert drift_states["emit_drift"] == "success", airflow.describe_run(f"{MODEL}__monitor", done)
+
+        # --- drift event -> retrain -> candidate -> rollout -------------------------------------------------
+        train = airflow.wait_run(
+            f"{MODEL}__train",
+            lambda r: r["state"] in ("success", "failed"),
+            timeout=420,
+            fail_on=lambda r: r["state"] == "failed",
+        )
+        assert train["state"] == "success" and train["run_type"] == "asset_triggered", train
+        deploy = airflow.wait_run(
+            f"{MODEL}__deploy", lambda r: r["state"] in ("success", "failed"), timeout=420, interval=0.5
+        )
+        assert deploy["state"] == "success", airflow.describe_run(f"{MODEL}__deploy", deploy)
+        v2 = str(int(v1) + 1)
+        served = gateway.wait_ready(predicate=lambda r: r["models"][MODEL]["champion"] == v2, timeout=30)
+        deadline = time.monotonic() + 30
+        while (v2, "champion") not in traffic.first_seen:
+            assert time.monotonic() < deadline, f"no client answer from v{v2} as champion: {traffic.served}"
+            time.sleep(0.2)
+        time.sleep(1.0)  # a little traffic on the new champion
+
+        # --- evidence, read while Airflow is still up ----------------------------------------------------
+        drift_events = airflow.asset_events(DRIFT_URI)
+        candidate_events = airflow.asset_events(CANDIDATE_URI)
+        train_runs = airflow.runs(f"{MODEL}__train")
+        deploy_runs = airflow.runs(f"{MODEL}__deploy")
+        train_trigger = airflow.upstream_asset_events(f"{MODEL}__train", train["dag_run_id"])
+        deploy_trigger = airflow.upstream_asset_events(f"{MODEL}__deploy", deploy["dag_run_id"])
+        deploy_states = airflow.task_states(f"{MODEL}__deploy", deploy["dag_run_id"])
+
+        marks["drift event"] = parse_ts(drift_events[0]["timestamp"]) if drift_events else t0
+        marks["train run queued"] = parse_ts(train.get("queued_at")) or t0
+        marks["train run started"] = parse_ts(train["start_date"]) or t0
+        marks["train run ended"] = parse_ts(train["end_date"]) or t0
+        marks["candidate event"] = parse_ts(candidate_events[-1]["timestamp"]) if candidate_events else t0
+        marks["deploy run started"] = parse_ts(deploy["start_date"]) or t0
+        marks["deploy run ended"] = parse_ts(deploy["end_date"]) or t0
+        marks["new champion serving"] = traffic.first_seen[(v2, "champion")]
+        for name, when in sorted(marks.items(), key=lambda item: item[1]):
+            log(f"{(when - t0).total_seconds():8.1f} s  {name}")
+        retrain_s = (marks["train run started"] - t0).total_seconds()
+        serving_s = (marks["new champion serving"] - t0).total_seconds()
+        log(f"t0 -> retrain run start: {retrain_s:.1f} s; t0 -> new champion serving: {serving_s:.1f} s")
+    finally:
+        if traffic is not None:
+            traffic.__exit__()
+        if gateway is not None:
+            gateway.kill()
+        airflow.stop()
+    log(f"whole test: {time.monotonic() - began:.1f} s; answers by (version, role): {traffic.served}")
+
+    # --- the chain -----------------------------------------------------------------------------------------
+    assert [e["source_run_id"] for e in drift_events] == [drift_run], drift_events
+    assert {e["id"] for e in train_trigger} == {drift_events[0]["id"]}, train_trigger
+    assert [(r["run_type"], r["state"]) for r in train_runs] == [("asset_triggered", "success")], train_runs
+    assert [e["extra"]["version"] for e in candidate_events] == [v2], candidate_events
+    assert {e["id"] for e in deploy_trigger} == {candidate_events[0]["id"]}, deploy_trigger
+    assert [(r["run_type"], r["state"]) for r in deploy_runs] == [("asset_triggered", "success")], deploy_runs
+    assert set(deploy_states.values()) == {"success"}, deploy_states
+    assert served["models"][MODEL]["champion"] == v2
+    assert traffic.statuses.keys() == {200}, f"clients got more than 200s: {traffic.statuses}"
+    assert traffic.served.get((v2, "canary"), 0) > 0 and traffic.served.get((v1, "champion"), 0) > 0
+    state = target.state(MODEL)
+    assert (state.champion, state.previous, state.canary, state.shadow) == (v2, v1, None, None)
+    assert loop_env["client"].get_model_version(MODEL, v2).tags["mlops.data_uri"] == str(loop_env["latest"])
+    assert 0 < retrain_s < serving_s
