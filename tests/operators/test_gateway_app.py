@@ -365,22 +365,12 @@ def test_no_bad_body_ever_gets_a_5xx(serve: Callable[..., Served]) -> None:
     assert served.predict({"records": record(amount=None)}).status_code == 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway bug: json.loads raises RecursionError (not ValueError) on deeply nested JSON; "
-    "_json_body does not catch it, so _safe answers 503",
-)
 def test_deeply_nested_json_is_a_422_not_a_503(serve: Callable[..., Served]) -> None:
     served = serve()
     response = served.predict(b'{"records": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
     assert response.status_code == 422, response.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway bug: invalid JSON is counted in mlops_gateway_rejected_total under the model name from the URL "
-    "before the model is checked, so clients can create unbounded metric series (and get a 422, not a 404)",
-)
 def test_invalid_json_for_an_unknown_model_is_404_and_adds_no_metric_series(serve: Callable[..., Served]) -> None:
     served = serve()
     response = served.predict(b"{", model="no_such_model")
@@ -785,11 +775,6 @@ def test_feedback_is_validated_and_recorded(serve: Callable[..., Served]) -> Non
     assert set(rows["model"]) == {MODEL}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway bug: feedback does not check the model is served: an unknown model is recorded (200) and a "
-    "name that is not a safe path segment raises ValueError in the log, which _safe turns into a 503",
-)
 def test_feedback_for_an_unknown_model_is_404(serve: Callable[..., Served]) -> None:
     served = serve()
     for model in ("no_such_model", "bad%20name"):

@@ -49,8 +49,7 @@ CANDIDATE_URI = f"mlops://{MODEL}/candidate"
 CLEAN_SECONDS = 20.0
 CLEAN_RATE = 15.0  # requests/s while the world is clean
 DRIFTED_RATE = 60.0  # requests/s once the drifted batch landed
-TRICKLE_RATE = 2.0  # while Airflow starts: keeps the current hour's log partition present
-DRIFTED_OVER_CLEAN = 2.0  # monitor again once drifted answers outnumber clean ones this much in the window
+DRIFTED_OVER_CLEAN = 3.0  # monitor again once drifted answers outnumber clean ones this much in the window
 ROLLOUT = {
     "target": "local",
     "shadow": {
@@ -234,7 +233,10 @@ def test_drift_retrains_and_rolls_out_a_new_champion(loop_env: dict[str, Any]) -
         )
         gateway.wait_ready(timeout=120)
         traffic = Traffic(gateway.url).__enter__()
-        traffic.set("clean", TRICKLE_RATE)
+        # a few answers now: the hour's log partition exists before the triggerer starts the new-hour watcher
+        traffic.set("clean", 10.0)
+        time.sleep(1.0)
+        traffic.set("clean", 0.0)
         log(f"v1 champion and gateway ready after {time.monotonic() - began:.1f} s; starting Airflow")
 
         airflow.wait_ready()

@@ -212,8 +212,25 @@ class Gateway:
             self.metrics.observe(job.model, job.version, "shadow", latency, error=error is not None)
             self._log(job.model, job.version, "shadow", job.request_id, job.raw_inputs, outputs, latency, error)
 
+    # readiness ---------------------------------------------------------------------------------
+    def readiness(self) -> tuple[bool, dict[str, dict[str, Any]]]:
+        """Each model's routing table; ready when every model has a servable champion."""
+        models = {}
+        for model in self.settings.models:
+            routing = self.watcher.routing(model)
+            models[model] = {
+                "champion": routing.champion if routing else None,
+                "canary": routing.canary if routing else None,
+                "canary_percent": routing.canary_percent if routing else 0.0,
+                "shadow": routing.shadow if routing else None,
+                "error": self.watcher.status.errors.get(model),
+            }
+        return all(m["champion"] is not None for m in models.values()), models
+
     # feedback ----------------------------------------------------------------------------------
     def feedback(self, model: str, payload: Any) -> tuple[int, dict[str, Any]]:
+        if model not in self.settings.models:
+            return 404, {"detail": f"unknown model {model!r}"}
         items = payload.get("feedback") if isinstance(payload, dict) and "feedback" in payload else [payload]
         if not isinstance(items, list) or not items:
             return 422, {
@@ -251,7 +268,7 @@ async def _json_body(request: Request) -> tuple[Any, Response | None]:
     body = await request.body()
     try:
         return json.loads(body), None
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than the parser's stack
         return None, JSONResponse({"detail": [{"loc": ["body"], "msg": f"body is not valid JSON: {exc}"}]}, 422)
 
 
@@ -259,6 +276,12 @@ def create_app(gateway: Gateway) -> Starlette:
     async def predict(request: Request) -> Response:
         model = request.path_params["model"]
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        if model not in gateway.settings.models:  # before counting anything under a client-chosen label
+            return JSONResponse(
+                {"detail": f"unknown model {model!r}", "request_id": request_id},
+                status_code=404,
+                headers={"x-request-id": request_id},
+            )
         payload, error = await _json_body(request)
         if error is not None:
             gateway.metrics.count_rejected(model, "invalid_json")
@@ -280,17 +303,7 @@ def create_app(gateway: Gateway) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def ready(_: Request) -> Response:
-        models = {}
-        for model in gateway.settings.models:
-            routing = gateway.watcher.routing(model)
-            models[model] = {
-                "champion": routing.champion if routing else None,
-                "canary": routing.canary if routing else None,
-                "canary_percent": routing.canary_percent if routing else 0.0,
-                "shadow": routing.shadow if routing else None,
-                "error": gateway.watcher.status.errors.get(model),
-            }
-        ok = all(m["champion"] is not None for m in models.values())
+        ok, models = gateway.readiness()
         return JSONResponse({"ready": ok, "models": models}, status_code=200 if ok else 503)
 
     async def metrics(_: Request) -> Response:

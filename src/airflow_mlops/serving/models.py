@@ -84,10 +84,13 @@ class ModelCache:
                 raise ModelLoadError(self._failed[key])
             try:
                 loaded = self._verify_and_load(model, version)
-            except Exception as exc:
-                reason = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ModelLoadError) else str(exc)
-                self._failed[key] = reason
-                log.error("Not serving %s v%s: %s", model, version, reason)
+            except ModelLoadError as exc:  # checksum, tag or signature: permanent for a registered version
+                self._failed[key] = str(exc)
+                log.error("Not serving %s v%s: %s", model, version, exc)
+                raise
+            except Exception as exc:  # transient (registry or store unreachable): retried at the next poll
+                reason = f"{type(exc).__name__}: {exc}"
+                log.error("Could not load %s v%s (will retry): %s", model, version, reason)
                 raise ModelLoadError(reason) from exc
             self._loaded[key] = loaded
             self._failed.pop(key, None)

@@ -444,7 +444,11 @@ def summarize(
 
 
 def version_rows(
-    versions: Iterable[VersionRecord], aliases: Mapping[str, str | None], metric: str, mlflow_base: str | None, model: str
+    versions: Iterable[VersionRecord],
+    aliases: Mapping[str, str | None],
+    metric: str,
+    mlflow_base: str | None,
+    model: str,
 ) -> list[VersionRow]:
     """Every version read, oldest first, with its primary metric, gate and the aliases pointing at it."""
     by_version: dict[str, list[str]] = {}

@@ -217,9 +217,7 @@ def _monitoring(client: MlflowClient, model: str, limit: int) -> list[Monitoring
     experiment = client.get_experiment_by_name(monitoring_experiment(model))
     if experiment is None:
         return []
-    runs = client.search_runs(
-        [experiment.experiment_id], max_results=limit, order_by=["attributes.start_time DESC"]
-    )
+    runs = client.search_runs([experiment.experiment_id], max_results=limit, order_by=["attributes.start_time DESC"])
     return [
         MonitoringRecord(
             run_id=str(run.info.run_id),
@@ -392,9 +390,9 @@ def _with_note(chart: Any, note: str) -> Any:
     return replace(chart, note=note)
 
 
-def collect_approvals(models: Sequence[LoadedConfig], allowed: Callable[[str], bool]) -> tuple[
-    dict[str, list[ApprovalRecord]], str | None
-]:
+def collect_approvals(
+    models: Sequence[LoadedConfig], allowed: Callable[[str], bool]
+) -> tuple[dict[str, list[ApprovalRecord]], str | None]:
     """Pending approvals per model, only of DAGs ``allowed(dag_id)`` says the user may see."""
     owner = {dag_id: loaded.name for loaded in models for dag_id in model_dag_ids(loaded)}
     per_model: dict[str, list[ApprovalRecord]] = {loaded.name: [] for loaded in models}
