@@ -65,6 +65,20 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
+@pytest.fixture(autouse=True)
+def _reset_mlflow_globals() -> Iterator[None]:
+    """A test that points mlflow's fluent API somewhere must not leak it into the next test's clients."""
+    yield
+    if "mlflow" in sys.modules:
+        import mlflow
+        from mlflow.tracking._model_registry import utils as registry_utils
+
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+        registry_utils._registry_uri = None
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    os.environ.pop("MLFLOW_REGISTRY_URI", None)
+
+
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
     """Airflow's SQLite metadata DB, migrated once per session."""

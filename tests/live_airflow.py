@@ -484,9 +484,9 @@ class LiveAirflow:
         if asset_id is None:
             return []
         data = self._request(
-            "GET", "/api/v2/assets/events", params={"asset_id": asset_id, "order_by": "id", "limit": 100}
+            "GET", "/api/v2/assets/events", params={"asset_id": asset_id, "order_by": "timestamp", "limit": 100}
         )
-        return list(data["asset_events"])
+        return sorted(data["asset_events"], key=lambda event: int(event["id"]))
 
     def post_asset_event(self, uri: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Announce an event on ``uri`` from outside Airflow (``POST /api/v2/assets/events``)."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from importlib import metadata
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from airflow.plugins_manager import AirflowPlugin
 
@@ -30,12 +30,13 @@ ENTRY_POINT_GROUP = "airflow.plugins"
 ENTRY_POINT_VALUE = "airflow_mlops.ui.plugin:AirflowMlopsPlugin"
 
 # a small "stacked layers" glyph, inline: the nav icon needs no network fetch
-ICON = (
-    "data:image/svg+xml;utf8,<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 24 24' fill='none' "
-    "stroke='%23718096' stroke-width='2' stroke-linecap='round' stroke-linejoin='round'>"
-    "<path d='M12 2 2 7l10 5 10-5-10-5z'/><path d='m2 17 10 5 10-5'/><path d='m2 12 10 5 10-5'/></svg>"
+_ICON_SVG = (
+    "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 24 24' fill='none' stroke='{color}' stroke-width='2' "
+    "stroke-linecap='round' stroke-linejoin='round'><path d='M12 2 2 7l10 5 10-5-10-5z'/>"
+    "<path d='m2 17 10 5 10-5'/><path d='m2 12 10 5 10-5'/></svg>"
 )
-ICON_DARK = ICON.replace("%23718096", "%23cbd5e0")
+ICON = "data:image/svg+xml," + quote(_ICON_SVG.format(color="#4a5568"), safe="")
+ICON_DARK = "data:image/svg+xml," + quote(_ICON_SVG.format(color="#cbd5e0"), safe="")
 
 
 def api_root_path() -> str:

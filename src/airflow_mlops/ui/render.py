@@ -181,7 +181,7 @@ def _audit_rows(entries: Iterable[AuditEntry]) -> str:
     return rows or "<tr><td colspan='5' class='muted'>no alias moves yet</td></tr>"
 
 
-def _audit_compact(entries: Sequence[AuditEntry], limit: int = 3) -> str:
+def _audit_compact(entries: Sequence[AuditEntry], limit: int = 5) -> str:
     if not entries:
         return f"<span class='muted'>{DASH}</span>"
     return "".join(

@@ -11,6 +11,7 @@ this module is cheap, because the plugin is loaded by every Airflow process.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from airflow_mlops.config.loader import LoadedConfig
+    from airflow_mlops.deploy.audit import AuditTrail
     from airflow_mlops.hooks.mlflow import MlflowHook
 
 log = logging.getLogger(__name__)
@@ -106,7 +108,7 @@ def read_approvals(dag_ids: Iterable[str], limit: int = 100) -> list[ApprovalRec
     ids = sorted(set(dag_ids))
     if not ids:
         return []
-    finished = [str(s) for s in State.finished]
+    finished = [getattr(s, "value", s) for s in State.finished]
     query = (
         select(
             TaskInstance.dag_id,
@@ -280,6 +282,14 @@ def read_traffic(loaded: LoadedConfig, hours: int, now: datetime | None = None) 
     return frame[["ts", "version", "role", "latency_ms", "error"]]
 
 
+@functools.lru_cache(maxsize=8)
+def audit_trail(url: str) -> AuditTrail:
+    """One trail (one connection pool) per state-DB URL per process."""
+    from airflow_mlops.deploy.audit import AuditTrail
+
+    return AuditTrail(url)
+
+
 # -- assembling -----------------------------------------------------------------------------------------
 
 
@@ -297,14 +307,10 @@ class ModelSources:
         return MlflowHook(mlflow_conn_id=self.loaded.config.mlflow_conn_id)
 
     def audit(self, secrets: Sequence[str], errors: list[str]) -> list[AuditRecord]:
-        from airflow_mlops.deploy.audit import AuditTrail, default_state_url
+        from airflow_mlops.deploy.audit import default_state_url
 
         def read() -> list[AuditRecord]:
-            trail = AuditTrail(default_state_url())
-            try:
-                events = trail.history(self.loaded.name, limit=AUDIT_ENTRIES)
-            finally:
-                trail.dispose()
+            events = audit_trail(default_state_url()).history(self.loaded.name, limit=AUDIT_ENTRIES)
             return [
                 AuditRecord(
                     ts=e.ts,
