@@ -211,6 +211,8 @@ def test_a_token_from_airflow_or_the_ui_cookie_is_accepted(mlflow_conn: Any, ui:
     html = ui.get("/", headers=bearer(token))
     assert "script-src 'nonce-" in html.headers["content-security-policy"]
     assert "default-src 'none'" in html.headers["content-security-policy"]
+    charts = ui.get("/api/models/fraud", headers=bearer(token)).json()["charts"]
+    assert charts["error_rate"]["note"].startswith("no prediction log configured")
     assert ui.get("/models/nope", headers=bearer(token)).status_code == 404
     assert ui.get("/api/models/fraud?hours=0", headers=bearer(token)).status_code == 422
 

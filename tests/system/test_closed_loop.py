@@ -50,6 +50,8 @@ CLEAN_SECONDS = 20.0
 CLEAN_RATE = 15.0  # requests/s while the world is clean
 DRIFTED_RATE = 60.0  # requests/s once the drifted batch landed
 DRIFTED_OVER_CLEAN = 3.0  # monitor again once drifted answers outnumber clean ones this much in the window
+NEW_HOUR_POLL_S = 30.0  # NewPredictionHourTrigger's poll interval (the monitor's new-hour watcher)
+HOUR_MARGIN_S = 150.0  # no top of the hour this close after t0 (see settle_hour_boundary)
 ROLLOUT = {
     "target": "local",
     "shadow": {
@@ -141,6 +143,30 @@ class Traffic:
                 i += 1
                 next_at += 1.0 / rate
                 time.sleep(max(0.0, next_at - time.monotonic()))
+
+
+def settle_hour_boundary(airflow: LiveAirflow, traffic: Traffic) -> None:
+    """Keep the top of the hour out of the drift phase.
+
+    ``fraud__monitor`` is also scheduled on its prediction log's new-hour watcher. A new hour partition
+    appearing between t0 and the triggered monitor run would start a second monitor run on the drifted
+    traffic, racing ours for the single drift event (the cooldown holds back the loser). Close to the hour,
+    let the hour turn first (a few clean answers open the new partition) and let that watcher run finish.
+    """
+    now = datetime.now(UTC)
+    to_boundary = 3600.0 - (now.minute * 60 + now.second + now.microsecond / 1e6)
+    if to_boundary > HOUR_MARGIN_S:
+        return
+    log(f"top of the hour in {to_boundary:.0f} s: letting it pass before the drifted batch lands")
+    time.sleep(to_boundary + 1.0)
+    traffic.set("clean", 10.0)
+    time.sleep(1.0)
+    traffic.set("clean", 0.0)
+    time.sleep(NEW_HOUR_POLL_S + 5.0)
+    deadline = time.monotonic() + 240
+    while any(run["state"] not in ("success", "failed") for run in airflow.runs(f"{MODEL}__monitor")):
+        assert time.monotonic() < deadline, f"monitor runs still active: {airflow.runs(f'{MODEL}__monitor')}"
+        time.sleep(1.0)
 
 
 def write_configs(tmp: Path, log_root: Path, latest: Path) -> tuple[Path, Path]:
@@ -258,6 +284,7 @@ def test_drift_retrains_and_rolls_out_a_new_champion(loop_env: dict[str, Any]) -
         log(f"clean monitor run: {clean_states} ({traffic.ok['clean']} clean answers)")
 
         # --- the drifted batch lands (t0) -----------------------------------------------------------------
+        settle_hour_boundary(airflow, traffic)
         staged = loop_env["latest"].with_suffix(".tmp")
         generate_transactions(6000, seed=202, data_drift=1.0, concept_drift=0.5).to_csv(staged, index=False)
         staged.replace(loop_env["latest"])
@@ -284,11 +311,13 @@ def test_drift_retrains_and_rolls_out_a_new_champion(loop_env: dict[str, Any]) -
             fail_on=lambda r: r["state"] == "failed",
         )
         assert train["state"] == "success" and train["run_type"] == "asset_triggered", train
+        v2 = str(airflow.asset_events(CANDIDATE_URI)[-1]["extra"]["version"])
+        assert v2 != v1
+        log(f"retrain run {train['dag_run_id']} registered v{v2}; waiting for its rollout")
         deploy = airflow.wait_run(
             f"{MODEL}__deploy", lambda r: r["state"] in ("success", "failed"), timeout=420, interval=0.5
         )
         assert deploy["state"] == "success", airflow.describe_run(f"{MODEL}__deploy", deploy)
-        v2 = str(int(v1) + 1)
         served = gateway.wait_ready(predicate=lambda r: r["models"][MODEL]["champion"] == v2, timeout=30)
         deadline = time.monotonic() + 30
         while (v2, "champion") not in traffic.first_seen:
@@ -304,6 +333,9 @@ def test_drift_retrains_and_rolls_out_a_new_champion(loop_env: dict[str, Any]) -
         train_trigger = airflow.upstream_asset_events(f"{MODEL}__train", train["dag_run_id"])
         deploy_trigger = airflow.upstream_asset_events(f"{MODEL}__deploy", deploy["dag_run_id"])
         deploy_states = airflow.task_states(f"{MODEL}__deploy", deploy["dag_run_id"])
+        monitor_runs = [(r["dag_run_id"], r["run_type"], r["state"]) for r in airflow.runs(f"{MODEL}__monitor")]
+        log(f"monitor runs: {monitor_runs}")
+        log(f"drift event: {[e['extra'] for e in drift_events]}")
 
         marks["drift event"] = parse_ts(drift_events[0]["timestamp"]) if drift_events else t0
         marks["train run queued"] = parse_ts(train.get("queued_at")) or t0

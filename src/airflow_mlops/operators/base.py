@@ -80,12 +80,14 @@ class MlopsBaseOperator(BaseOperator):
         return str(context["dag_run"].run_id)
 
     def existing_run(self, client: MlflowClient, context: Context) -> str | None:
-        """The MLflow run of this DAG run, if the first task created it already."""
-        from airflow_mlops.registry.versions import ensure_experiment
+        """The MLflow run of this DAG run, if the first task created it already (creates nothing)."""
+        from airflow_mlops.registry.versions import experiment_name
 
-        experiment_id = ensure_experiment(client, self.model_name)
+        experiment = client.get_experiment_by_name(experiment_name(self.model_name))
+        if experiment is None:
+            return None
         runs = client.search_runs(
-            [experiment_id],
+            [experiment.experiment_id],
             filter_string=f"tags.`mlops.dag_run_id` = '{self.dag_run_id(context)}'",
             max_results=1,
         )

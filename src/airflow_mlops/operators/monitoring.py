@@ -121,7 +121,9 @@ class EvaluateDriftOperator(RolloutBaseOperator):
 
         cfg = self.loaded.config
         plan = context["ti"].xcom_pull(task_ids="plan_window", key=PLAN_KEY)
-        parts = [p for p in (context["ti"].xcom_pull(task_ids="summarize_partition") or []) if p]
+        pulled = context["ti"].xcom_pull(task_ids="summarize_partition") or []
+        # one mapped instance comes back as its value, several as a sequence of values
+        parts = [p for p in ([pulled] if isinstance(pulled, dict) else pulled) if p]
         reference = DriftReference.from_dict(plan["reference"])
         summaries = [{k: ColumnSummary.from_dict(v) for k, v in part["summary"].items()} for part in parts]
         rows = sum(int(part["rows"]) for part in parts)

@@ -360,6 +360,7 @@ def svg_chart(chart: Chart) -> str:
         parts.append(
             f"<line class='threshold {css}' x1='{LEFT}' x2='{WIDTH - RIGHT}' y1='{y(level):.1f}' y2='{y(level):.1f}'>"
             f"<title>{_e(name)} {_e(_tick(level))}</title></line>"
+            f"<text x='{WIDTH - RIGHT - 2}' y='{y(level) - 3:.1f}' text-anchor='end'>{_e(name)}</text>"
         )
     for index, series in enumerate(chart.series):
         parts.extend(_series(series, PALETTE[index % len(PALETTE)], xs, y))
@@ -380,8 +381,9 @@ def _axes(
     parts.append(f"<line class='axis' x1='{LEFT}' x2='{LEFT}' y1='{TOP}' y2='{TOP + plot_h}'/>")
     parts.append(f"<line class='axis' x1='{LEFT}' x2='{WIDTH - RIGHT}' y1='{TOP + plot_h}' y2='{TOP + plot_h}'/>")
     for x in _tick_labels(labels):
+        anchor = "start" if xs[x] <= LEFT + 1 else ("end" if xs[x] >= WIDTH - RIGHT - 1 else "middle")
         parts.append(
-            f"<text x='{xs[x]:.1f}' y='{TOP + plot_h + 14}' text-anchor='middle'>{_e(_short(x, chart.x_kind))}</text>"
+            f"<text x='{xs[x]:.1f}' y='{TOP + plot_h + 14}' text-anchor='{anchor}'>{_e(_short(x, chart.x_kind))}</text>"
         )
     middle = TOP + plot_h / 2
     parts.append(

@@ -16,9 +16,9 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
 from airflow_mlops.ui.data import (
@@ -55,6 +55,7 @@ AUDIT_ENTRIES = 10
 MONITORING_RUNS_LIST = 1
 MONITORING_RUNS_DETAIL = 200
 VERSIONS_DETAIL = 50
+TRAFFIC_CHARTS = ("error_rate", "latency_p95", "requests")
 
 _MLFLOW_LOCK = threading.RLock()
 _T = TypeVar("_T")
@@ -378,7 +379,8 @@ class ModelSources:
             metric_chart(rows, cfg.primary_metric, higher),
         ]
         if frame is None and not any("prediction log" in e for e in summary.errors):
-            charts[1] = _with_note(charts[1], "no prediction log configured (serving.prediction_log)")
+            note = f"no prediction log configured (serving.prediction_log or ${PREDICTION_LOG_ENV})"
+            charts = [replace(c, note=note) if c.id in TRAFFIC_CHARTS else c for c in charts]
         return ModelDetail(
             summary=summary,
             primary_metric=cfg.primary_metric,
@@ -388,12 +390,6 @@ class ModelSources:
             window_hours=hours,
             bucket=bucket,
         )
-
-
-def _with_note(chart: Any, note: str) -> Any:
-    from dataclasses import replace
-
-    return replace(chart, note=note)
 
 
 def collect_approvals(
