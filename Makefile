@@ -32,7 +32,7 @@ demo: $(STAMP)
 	$(BIN)/airflow-mlops demo --home .demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests dags benchmarks
+	$(BIN)/ruff check src tests dags benchmarks plugins
 	$(BIN)/mypy
 
 test: $(STAMP) tools lint

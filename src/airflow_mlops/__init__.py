@@ -27,5 +27,8 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "hook-class-names": ["airflow_mlops.hooks.mlflow.MlflowHook"],
-        "extra-links": [],
+        "extra-links": [
+            "airflow_mlops.ui.links.MlflowRunLink",
+            "airflow_mlops.ui.links.MlflowModelVersionLink",
+        ],
     }

@@ -3,6 +3,8 @@
 The tracking URI lives in the connection's host (``http://mlflow:5000``, ``https://...``,
 ``sqlite:////abs/path/mlflow.db``, ``postgresql+psycopg2://...``). Credentials come from the
 connection (login/password -> basic auth, extra ``token`` -> bearer token), never from config files.
+The optional extra ``ui_url`` is the MLflow UI's base URL for links (Models page, operator extra
+links); without it an http(s) tracking URI is used.
 mlflow is imported only when a client is needed, so DAG files stay cheap to parse.
 """
 
@@ -45,7 +47,8 @@ class MlflowHook(BaseHook):
             "relabeling": {"host": "Tracking URI", "login": "Username", "password": "Password"},
             "placeholders": {
                 "host": "http://127.0.0.1:5000 or sqlite:////abs/path/mlflow.db",
-                "extra": '{"token": "<bearer token>", "registry_uri": "<optional>", "artifact_root": "<optional>"}',
+                "extra": '{"token": "<bearer token>", "registry_uri": "<optional>", "artifact_root": "<optional>", '
+                '"ui_url": "<optional MLflow UI base URL for links>"}',
             },
         }
 
@@ -70,6 +73,7 @@ class MlflowHook(BaseHook):
             "tracking_uri": host,
             "registry_uri": extra.get("registry_uri") or host,
             "artifact_root": extra.get("artifact_root"),
+            "ui_url": extra.get("ui_url"),
             "credentials": credentials,
         }
 
@@ -82,6 +86,17 @@ class MlflowHook(BaseHook):
         """Where new experiments keep artifacts (extra ``artifact_root``); the server's default otherwise."""
         root = self._settings["artifact_root"]
         return str(root) if root else None
+
+    @property
+    def ui_url(self) -> str | None:
+        """The MLflow UI's base URL for links: extra ``ui_url``, else the tracking URI when it is http(s).
+
+        Never carries credentials (``user:password@`` is dropped); ``None`` for a ``sqlite:`` or
+        database tracking URI without ``ui_url`` (no UI to link to).
+        """
+        from airflow_mlops.ui.data import mlflow_ui_base
+
+        return mlflow_ui_base(self.tracking_uri, self._settings["ui_url"])
 
     @contextmanager
     def activate(self) -> Iterator[MlflowClient]:

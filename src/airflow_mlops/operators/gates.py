@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.exceptions import GateFailedError
 from airflow_mlops.operators.base import MlopsBaseOperator
+from airflow_mlops.ui.links import MlflowModelVersionLink, MlflowRunLink
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -23,6 +24,9 @@ class GateModelOperator(MlopsBaseOperator):
     fails with the report's location, and no alias moves.
     """
 
+    #: The run holds the gate report; a failed gate links to it too (``mlflow_link_info``).
+    operator_extra_links = (MlflowRunLink(), MlflowModelVersionLink())
+
     def execute(self, context: Context) -> dict[str, Any]:
         import mlflow
 
@@ -37,6 +41,7 @@ class GateModelOperator(MlopsBaseOperator):
             run_id = self.run_id(client, context)
             registered = version_for_run(client, name, run_id)
             version = str(registered.version) if registered else None
+            self.mlflow_link_info = {"mlflow_run_id": run_id, "version": version}
             try:
                 if registered is None:
                     raise GateFailedError(f"no registered version for MLflow run {run_id}")

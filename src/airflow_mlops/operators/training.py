@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.exceptions import DataError, DataValidationError
 from airflow_mlops.operators.base import MlopsBaseOperator
+from airflow_mlops.ui.links import MlflowModelVersionLink, MlflowRunLink
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -111,6 +112,8 @@ class TrainModelOperator(MlopsBaseOperator):
     If this DAG run's MLflow run already holds a trained model, it is reused, not trained again.
     """
 
+    operator_extra_links = (MlflowRunLink(),)
+
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.training.trainer import fit_and_evaluate, log_training
 
@@ -136,6 +139,8 @@ class TrainModelOperator(MlopsBaseOperator):
 
 class RegisterModelOperator(MlopsBaseOperator):
     """Register the run's model as a new version with the lineage tags; a re-run returns the same version."""
+
+    operator_extra_links = (MlflowRunLink(), MlflowModelVersionLink())
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.lineage import LINEAGE_KEYS
