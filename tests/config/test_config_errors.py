@@ -42,7 +42,8 @@ estimator:
 
 TOP_LEVEL_FIELDS = (
     "['approval', 'data', 'description', 'estimator', 'evaluation', 'expectations', 'features', 'gates', "
-    "'mlflow_conn_id', 'monitoring', 'name', 'owner', 'retraining', 'rollout', 'schedule', 'serving', 'tags', 'target', 'task']"
+    "'mlflow_conn_id', 'monitoring', 'name', 'owner', 'retraining', 'rollout', 'schedule', 'serving', "
+    "'tags', 'target', 'task']"
 )
 CLASSIFICATION = "['roc_auc', 'accuracy', 'f1', 'precision', 'recall', 'log_loss']"
 DURATION_HINT = "expected a duration like '30s', '15m', '2h', '7d' or a number of seconds"
