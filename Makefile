@@ -5,6 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 UV_VERSION := 0.13.9
 AZURITE := tools/node_modules/.bin/azurite-blob
+PLAYWRIGHT := tools/browser/node_modules/playwright-core/package.json
 
 export MLFLOW_DISABLE_TELEMETRY := true
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
@@ -12,7 +13,7 @@ export DO_NOT_TRACK := 1
 export GX_ANALYTICS_ENABLED := False
 export SCARF_ANALYTICS := false
 
-.PHONY: demo test test-fast lint venv tools lock clean
+.PHONY: demo test test-fast lint venv tools browser lock clean
 
 venv: $(STAMP)
 
@@ -28,6 +29,14 @@ $(AZURITE): tools/package.json tools/package-lock.json
 	npm ci --prefix tools --no-audit --no-fund --loglevel=error
 	touch $(AZURITE)
 
+# Browser test: Debian's Chromium (never a Playwright browser download) + playwright-core from npm.
+browser: $(PLAYWRIGHT)
+	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium)
+
+$(PLAYWRIGHT): tools/browser/package.json tools/browser/package-lock.json
+	npm ci --prefix tools/browser --no-audit --no-fund --loglevel=error
+	touch $(PLAYWRIGHT)
+
 demo: $(STAMP)
 	$(BIN)/airflow-mlops demo --home .demo
 
@@ -35,7 +44,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests dags benchmarks plugins
 	$(BIN)/mypy
 
-test: $(STAMP) tools lint
+test: $(STAMP) tools browser lint
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)

@@ -16,6 +16,10 @@ and the same (b)/(c) at concurrency 1 (service time without queueing). Prints a 
 against the targets: (c) >= 2x mlflow's requests/s; shadow adds <= 1 ms p99 (p99(c) - p99(b)).
 A missed target is printed, not an error; the exit code is non-zero only on errors or non-2xx answers.
 
+Client and servers share the host, so req/s and p99 move with other load on it; the "server CPU"
+column (CPU seconds of the server's process group per request, from ``/proc``) moves much less and
+gives the capacity ratio. "client CPU" shows whether the load generator itself was the limit.
+
     .venv/bin/python benchmarks/gateway.py [--requests 3000] [--concurrency 16] [--warmup 200]
 """
 
@@ -43,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
+BIN = Path(sys.executable).absolute().parent
 MODEL = "fraud"
 TARGET_RATIO = 2.0
 TARGET_SHADOW_P99_MS = 1.0
@@ -97,18 +101,22 @@ def write_config(folder: Path, seed: int) -> Path:
 
 
 @contextlib.contextmanager
-def quiet_stderr(path: Path) -> Iterator[None]:
-    """Send file descriptor 2 (where Airflow's structlog writes) to ``path`` for the block."""
+def quiet_output(path: Path) -> Iterator[None]:
+    """Send file descriptors 1 and 2 (Airflow's structlog writes to stdout) to ``path`` for the block."""
+    sys.stdout.flush()
     sys.stderr.flush()
-    saved = os.dup(2)
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
     with path.open("ab") as sink:
-        os.dup2(sink.fileno(), 2)
+        for fd in saved:
+            os.dup2(sink.fileno(), fd)
         try:
             yield
         finally:
+            sys.stdout.flush()
             sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
 
 
 def train_two_versions(tmp: Path) -> list[str]:
@@ -126,7 +134,7 @@ def train_two_versions(tmp: Path) -> list[str]:
         started = time.perf_counter()
         config = write_config(tmp / f"configs-{i}", seed)
         # Airflow warns per operator that execute() runs outside a task runner: keep that out of the report
-        with quiet_stderr(tmp / "train.log"):
+        with quiet_output(tmp / "train.log"):
             versions.append(train_version(config, run_id=f"manual__benchmark-{i}"))
         took = time.perf_counter() - started
         log(f"trained + registered + gated {MODEL} v{versions[-1]} (seed {seed}) in {took:.1f} s")
@@ -352,7 +360,7 @@ def report(results: dict[str, Result], mirrored: Counter[str], args: argparse.Na
         print(f"   (at concurrency 1: {results['c1'].pct_ms(99) - results['b1'].pct_ms(99):+.2f} ms)")
     else:
         print()
-    busy = {key: res.rps * res.client_cpu_ms / 1000.0 for key, res in results.items() if key in "abc"}
+    busy = {key: res.rps * res.client_cpu_ms / 1000.0 for key, res in results.items() if key in ("a", "b", "c")}
     print(
         "load generator busy (CPU s per s): " + ", ".join(f"({key}) {share:.0%}" for key, share in busy.items()), end=""
     )
@@ -369,6 +377,7 @@ def report(results: dict[str, Result], mirrored: Counter[str], args: argparse.Na
 
 # main ------------------------------------------------------------------------------------------
 def run(args: argparse.Namespace, tmp: Path, services: list[Service]) -> dict[str, Result]:
+    os.chdir(tmp)  # anything cwd-relative (mlruns/, mlflow.db, state DB) stays private to this run
     tracking_uri = set_env(tmp)
     v1, v2 = train_two_versions(tmp)
     from airflow_mlops.deploy.targets import LocalGatewayTarget
@@ -450,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for service in reversed(services):
             service.stop()
+        os.chdir(REPO)
         if args.keep:
             log(f"kept {tmp}")
         else:

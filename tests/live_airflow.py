@@ -98,6 +98,7 @@ class LiveAirflow:
         self._stopping = threading.Event()
         self._client: httpx.Client | None = None
         self.timings: dict[str, float] = {}
+        self._started = time.monotonic()
 
     # --- lifecycle ------------------------------------------------------------------------------------------
 
@@ -135,7 +136,6 @@ class LiveAirflow:
             "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "2",
             "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "2",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
-            "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
             "SCARF_ANALYTICS": "false",
             "DO_NOT_TRACK": "1",
         }

@@ -76,8 +76,8 @@ def log(message: str) -> None:
     print(f"[closed-loop {datetime.now(UTC).strftime('%H:%M:%S.%f')[:-3]}] {message}", flush=True)
 
 
-def parse_ts(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
+def parse_ts(value: str | None, default: datetime) -> datetime:
+    return datetime.fromisoformat(value) if value else default
 
 
 class Traffic:
@@ -337,13 +337,13 @@ def test_drift_retrains_and_rolls_out_a_new_champion(loop_env: dict[str, Any]) -
         log(f"monitor runs: {monitor_runs}")
         log(f"drift event: {[e['extra'] for e in drift_events]}")
 
-        marks["drift event"] = parse_ts(drift_events[0]["timestamp"]) if drift_events else t0
-        marks["train run queued"] = parse_ts(train.get("queued_at")) or t0
-        marks["train run started"] = parse_ts(train["start_date"]) or t0
-        marks["train run ended"] = parse_ts(train["end_date"]) or t0
-        marks["candidate event"] = parse_ts(candidate_events[-1]["timestamp"]) if candidate_events else t0
-        marks["deploy run started"] = parse_ts(deploy["start_date"]) or t0
-        marks["deploy run ended"] = parse_ts(deploy["end_date"]) or t0
+        marks["drift event"] = parse_ts(drift_events[0]["timestamp"] if drift_events else None, t0)
+        marks["train run queued"] = parse_ts(train.get("queued_at"), t0)
+        marks["train run started"] = parse_ts(train["start_date"], t0)
+        marks["train run ended"] = parse_ts(train["end_date"], t0)
+        marks["candidate event"] = parse_ts(candidate_events[-1]["timestamp"] if candidate_events else None, t0)
+        marks["deploy run started"] = parse_ts(deploy["start_date"], t0)
+        marks["deploy run ended"] = parse_ts(deploy["end_date"], t0)
         marks["new champion serving"] = traffic.first_seen[(v2, "champion")]
         for name, when in sorted(marks.items(), key=lambda item: item[1]):
             log(f"{(when - t0).total_seconds():8.1f} s  {name}")

@@ -23,10 +23,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from airflow_mlops.serving.batching import Coalescer
 from airflow_mlops.serving.metrics import GatewayMetrics
 from airflow_mlops.serving.models import LoadedModel, ModelCache, output_json
 from airflow_mlops.serving.prediction_log import FeedbackRecord, PredictionLog, PredictionRecord
@@ -43,6 +45,8 @@ class GatewaySettings:
     max_batch: int = 1000
     #: Shadow requests waiting beyond this are dropped (and counted): the shadow never builds backpressure.
     shadow_queue: int = 1000
+    #: The shadow worker answers up to this many queued requests with one model call.
+    shadow_batch: int = 64
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,8 @@ class Gateway:
         self._shadow_jobs: queue.Queue[_ShadowJob | None] = queue.Queue(maxsize=settings.shadow_queue)
         self._shadow_thread = threading.Thread(target=self._shadow_worker, name="mlops-shadow", daemon=True)
         self.shadow_dropped = 0
+        self._coalescers: dict[tuple[str, str], Coalescer] = {}
+        self._coalescers_lock = threading.Lock()
 
     # lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -116,18 +122,15 @@ class Gateway:
         clients rely on, so a 422 never depends on which version the request was routed to.
         """
         champion_model = self._loaded(model, champion)
-        frame = champion_model.schema.validate(payload, max_batch=self.settings.max_batch)
+        champion_model.schema.validate(payload, max_batch=self.settings.max_batch)
         raw_inputs = _raw_inputs(payload)
         if role == "canary":
             started = time.perf_counter()
             try:
                 canary_model = self._loaded(model, version)
-                canary_frame = (
-                    frame
-                    if canary_model.schema == champion_model.schema
-                    else canary_model.schema.validate(payload, max_batch=self.settings.max_batch)
-                )
-                outputs = canary_model.predict(canary_frame)
+                if canary_model.schema != champion_model.schema:
+                    canary_model.schema.validate(payload, max_batch=self.settings.max_batch)
+                outputs, latency = self._model_call(canary_model, payload)
             except Exception as exc:  # the champion answers; the failure counts against the canary
                 latency = time.perf_counter() - started
                 self.metrics.observe(model, version, role, latency, error=True)
@@ -135,13 +138,12 @@ class Gateway:
                 self._log(model, version, role, request_id, raw_inputs, None, latency, f"{type(exc).__name__}: {exc}")
                 log.warning("Canary %s v%s failed request %s: %s; champion answers", model, version, request_id, exc)
             else:
-                latency = time.perf_counter() - started
                 self.metrics.observe(model, version, role, latency, error=False)
                 self._log(model, version, role, request_id, raw_inputs, outputs, latency, None)
                 return outputs, version, role, raw_inputs
         started = time.perf_counter()
         try:
-            outputs = champion_model.predict(frame)
+            outputs, latency = self._model_call(champion_model, payload)
         except Exception as exc:
             latency = time.perf_counter() - started
             self.metrics.observe(model, champion, "champion", latency, error=True)
@@ -149,10 +151,22 @@ class Gateway:
                 model, champion, "champion", request_id, raw_inputs, None, latency, f"{type(exc).__name__}: {exc}"
             )
             raise
-        latency = time.perf_counter() - started
         self.metrics.observe(model, champion, "champion", latency, error=False)
         self._log(model, champion, "champion", request_id, raw_inputs, outputs, latency, None)
         return outputs, champion, "champion", raw_inputs
+
+    def _model_call(self, loaded: LoadedModel, payload: Any) -> tuple[list[dict[str, Any]], float]:
+        """Predict ``payload`` (validated for ``loaded``) together with concurrent requests to it.
+
+        Returns the outputs and the seconds of the model call that produced them (not the wait for it),
+        which is what the latency metrics and the prediction log record, as before batching.
+        """
+        key = (loaded.model, loaded.version)
+        coalescer = self._coalescers.get(key)
+        if coalescer is None:
+            with self._coalescers_lock:
+                coalescer = self._coalescers.setdefault(key, Coalescer(loaded, self.settings.max_batch))
+        return coalescer.predict(_records_of(payload))
 
     def _loaded(self, model: str, version: str) -> LoadedModel:
         loaded = self.cache.get(model, version)
@@ -195,22 +209,72 @@ class Gateway:
             self.shadow_dropped += 1
 
     def _shadow_worker(self) -> None:
+        """Drain the queue in batches: one model call per version for everything that queued meanwhile.
+
+        A model call costs about the same for 1 row as for 64 (scikit-learn's per-call overhead
+        dominates), so batching is what keeps the shadow's CPU, and its pull on the GIL, small.
+        """
         while True:
             job = self._shadow_jobs.get()
             if job is None:
                 return
+            jobs, stop = [job], False
+            while len(jobs) < self.settings.shadow_batch:
+                try:
+                    more = self._shadow_jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                jobs.append(more)
+            groups: dict[tuple[str, str], list[_ShadowJob]] = {}
+            for item in jobs:
+                groups.setdefault((item.model, item.version), []).append(item)
+            for group in groups.values():
+                self._shadow_batch(group)
+            if stop:
+                return
+
+    def _shadow_batch(self, jobs: list[_ShadowJob]) -> None:
+        """Predict ``jobs`` (same version) together; if that fails, one by one so each error lands on its request.
+
+        The latency logged for each request is the whole batch's.
+        """
+        if len(jobs) > 1:
             started = time.perf_counter()
             try:
-                loaded = self._loaded(job.model, job.version)
-                outputs: list[dict[str, Any]] | None = loaded.predict(
-                    loaded.schema.validate(job.payload, max_batch=self.settings.max_batch)
-                )
-                error = None
-            except Exception as exc:  # never reaches a client
-                outputs, error = None, f"{type(exc).__name__}: {exc}"
-            latency = time.perf_counter() - started
-            self.metrics.observe(job.model, job.version, "shadow", latency, error=error is not None)
-            self._log(job.model, job.version, "shadow", job.request_id, job.raw_inputs, outputs, latency, error)
+                loaded = self._loaded(jobs[0].model, jobs[0].version)
+                rows = [row for item in jobs for row in _records_of(item.payload)]
+                outputs = loaded.predict(loaded.schema.validate({"records": rows}, max_batch=len(rows)))
+            except Exception:  # retried per request below, where each error is logged
+                pass
+            else:
+                latency = time.perf_counter() - started
+                start = 0
+                for item in jobs:
+                    end = start + len(item.raw_inputs)
+                    self.metrics.observe(item.model, item.version, "shadow", latency, error=False)
+                    part = outputs[start:end]
+                    self._log(item.model, item.version, "shadow", item.request_id, item.raw_inputs, part, latency, None)
+                    start = end
+                return
+        for item in jobs:
+            self._shadow_one(item)
+
+    def _shadow_one(self, job: _ShadowJob) -> None:
+        started = time.perf_counter()
+        try:
+            loaded = self._loaded(job.model, job.version)
+            outputs: list[dict[str, Any]] | None = loaded.predict(
+                loaded.schema.validate(job.payload, max_batch=self.settings.max_batch)
+            )
+            error = None
+        except Exception as exc:  # never reaches a client
+            outputs, error = None, f"{type(exc).__name__}: {exc}"
+        latency = time.perf_counter() - started
+        self.metrics.observe(job.model, job.version, "shadow", latency, error=error is not None)
+        self._log(job.model, job.version, "shadow", job.request_id, job.raw_inputs, outputs, latency, error)
 
     # readiness ---------------------------------------------------------------------------------
     def readiness(self) -> tuple[bool, dict[str, dict[str, Any]]]:
@@ -253,10 +317,14 @@ class Gateway:
         return 200, {"recorded": len(records)}
 
 
-def _raw_inputs(payload: Any) -> list[str]:
+def _records_of(payload: Any) -> list[Any]:
+    """The records of a validated body: ``{"records": [...]}`` or ``{"records": {...}}``."""
     records = payload["records"]
-    rows = records if isinstance(records, list) else [records]
-    return [json.dumps(row, separators=(",", ":"), allow_nan=True) for row in rows]
+    return records if isinstance(records, list) else [records]
+
+
+def _raw_inputs(payload: Any) -> list[str]:
+    return [json.dumps(row, separators=(",", ":"), allow_nan=True) for row in _records_of(payload)]
 
 
 def _row_id(request_id: str, index: int, count: int) -> str:
@@ -286,10 +354,9 @@ def create_app(gateway: Gateway) -> Starlette:
         if error is not None:
             gateway.metrics.count_rejected(model, "invalid_json")
             return error
-        if gateway.plog.mode == "strict":  # each append waits for fsync: keep the event loop free meanwhile
-            status, body = await asyncio.to_thread(gateway.predict, model, payload, request_id)
-        else:
-            status, body = gateway.predict(model, payload, request_id)
+        # On a worker thread: requests that arrive while a model call runs join the next call (dynamic
+        # batching), and strict mode's fsync does not block the event loop.
+        status, body = await run_in_threadpool(gateway.predict, model, payload, request_id)
         return JSONResponse(body, status_code=status, headers={"x-request-id": request_id})
 
     async def feedback(request: Request) -> Response:

@@ -37,18 +37,36 @@ class LoadedModel:
     schema: InputSchema
     #: "classification" answers a label and the positive-class score; "regression" a value.
     task: str
+    #: ``predict`` is ``classes_[argmax(predict_proba)]``, so one pass over the pipeline gives both.
+    labels_from_proba: bool = True
 
     def predict(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
         """One output per input row, JSON-ready."""
         if self.task == "classification":
-            proba = self.estimator.predict_proba(frame)  # one pass over the pipeline, labels derived from it
+            proba = self.estimator.predict_proba(frame)
             scores = proba[:, 1]
-            labels = self.estimator.classes_[proba.argmax(axis=1)]
+            if self.labels_from_proba:  # one pass over the pipeline, labels derived from it
+                labels = self.estimator.classes_[proba.argmax(axis=1)]
+            else:
+                labels = self.estimator.predict(frame)
             return [
                 {"prediction": _plain(label), "score": float(score)}
                 for label, score in zip(labels, scores, strict=True)
             ]
         return [{"prediction": float(value)} for value in self.estimator.predict(frame)]
+
+
+def labels_follow_proba(estimator: Any) -> bool:
+    """True unless ``predict`` may disagree with ``argmax(predict_proba)``.
+
+    It may for libsvm's Platt-scaled probabilities (``SVC``/``NuSVC(probability=True)``: labels come from
+    the decision function) and for multi-output classifiers (``classes_`` is a list).
+    """
+    final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    if getattr(getattr(final, "classes_", None), "ndim", None) != 1:
+        return False
+    params = final.get_params(deep=False) if callable(getattr(final, "get_params", None)) else {}
+    return not params.get("probability", False)
 
 
 def _plain(value: Any) -> Any:
@@ -118,4 +136,5 @@ class ModelCache:
                 raise ModelLoadError(f"{model} v{version} has no signature; the gateway cannot check inputs")
             estimator = mlflow.sklearn.load_model(local)
         task = "classification" if hasattr(estimator, "predict_proba") else "regression"
-        return LoadedModel(model, version, estimator, InputSchema.from_mlflow(info.signature), task)
+        schema = InputSchema.from_mlflow(info.signature)
+        return LoadedModel(model, version, estimator, schema, task, labels_from_proba=labels_follow_proba(estimator))

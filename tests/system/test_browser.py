@@ -1,0 +1,138 @@
+"""The Models page in a real browser: Debian's headless Chromium driven by Playwright, against a live Airflow.
+
+Setup (this process): v1 and v2 of ``fraud`` are trained with the real operators; v1 is made champion and v2
+gets 10 % canary traffic through :class:`~airflow_mlops.deploy.targets.LocalGatewayTarget`. A live Airflow
+(``live_airflow.py``) runs ``fraud__train`` with ``approval.required: true`` until its ``approve`` task waits.
+
+Browser (``tools/browser/models_page.mjs``, Node + ``playwright-core`` with ``executablePath: /usr/bin/chromium``;
+no browser download): sign in on the simple auth manager's login page, open ``/plugin/models`` (the plugin's
+page in the UI's frame), assert "champion v1 90%" and "canary v2 10%", follow the pending-approval link into
+Airflow's required-actions UI, click Approve. Screenshots go to ``test-artifacts/browser/`` (gitignored).
+The test then checks over REST that the answer was recorded by the UI's user and the run succeeds.
+
+Needs ``/usr/bin/chromium`` (``apt-get install chromium``) and ``npm ci --prefix tools/browser``: skipped
+without them, failed when ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_rest_api import MODEL, TRAIN, live_setup, log, wait_pending_approval, wait_success
+
+from live_airflow import API_USER, LiveAirflow
+from support import train_version
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+BROWSER_TOOLS = REPO / "tools" / "browser"
+SCRIPT = BROWSER_TOOLS / "models_page.mjs"
+ARTIFACTS = REPO / "test-artifacts" / "browser"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+CANARY_PERCENT = 10
+
+
+def _skip_or_fail(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def browser_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    node = shutil.which("node")
+    if not CHROMIUM.exists():
+        _skip_or_fail(f"{CHROMIUM} missing: apt-get install -y --no-install-recommends chromium")
+    if node is None:
+        _skip_or_fail("node is not installed")
+    if not (BROWSER_TOOLS / "node_modules" / "playwright-core" / "package.json").exists():
+        _skip_or_fail("playwright-core missing: npm ci --prefix tools/browser")
+    setup = live_setup(tmp_path)
+    for key in ("AIRFLOW_CONN_MLFLOW_DEFAULT", "AIRFLOW_MLOPS_STATE_DB"):
+        monkeypatch.setenv(key, setup["env"][key])
+    yield {**setup, "node": node}
+
+
+def run_browser(node: str, options: dict[str, Any], timeout: float = 300.0) -> dict[str, Any]:
+    done = subprocess.run(
+        [node, str(SCRIPT), json.dumps(options)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=BROWSER_TOOLS,
+    )
+    print(done.stderr, flush=True)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"browser script printed no result (exit {done.returncode}):\n{done.stdout}\n{done.stderr}"
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def test_models_page_and_approval_in_chromium(browser_env: dict[str, Any]) -> None:
+    from airflow_mlops.deploy.targets import LocalGatewayTarget
+
+    began = time.monotonic()
+    if ARTIFACTS.exists():
+        shutil.rmtree(ARTIFACTS)
+    airflow = LiveAirflow(browser_env["tmp"] / "airflow", browser_env["dags"], browser_env["env"])
+    try:
+        airflow.start()  # the database migrates while v1 and v2 train
+        config = browser_env["config"]
+        v1 = train_version(config, "manual__v1")
+        v2 = train_version(config, "manual__v2")
+        target = LocalGatewayTarget.from_options(client=browser_env["client"], state_url=browser_env["state_url"])
+        target.promote(MODEL, v1, actor="test", reason="first champion")
+        target.set_traffic(MODEL, v2, CANARY_PERCENT, actor="test", reason="canary for the browser test")
+        log(f"v{v1} champion, v{v2} canary {CANARY_PERCENT} % after {time.monotonic() - began:.1f} s")
+
+        airflow.wait_ready()
+        airflow.wait_dag(TRAIN)
+        for dag_id in (f"{MODEL}__deploy", f"{MODEL}__monitor"):
+            airflow.wait_dag(dag_id)
+            airflow.client().patch(f"/api/v2/dags/{dag_id}", json={"is_paused": True}).raise_for_status()
+        run_id = airflow.trigger(TRAIN)["dag_run_id"]
+        api = airflow.client()
+        pending = wait_pending_approval(api, airflow, run_id)
+        log(f"{run_id} awaits approval after {time.monotonic() - began:.1f} s: {pending['subject']}")
+
+        result = run_browser(
+            browser_env["node"],
+            {
+                "base": airflow.url,
+                "username": API_USER,
+                "password": airflow.password,
+                "model": MODEL,
+                "expect": [f"champion v{v1} {100 - CANARY_PERCENT}%", f"canary v{v2} {CANARY_PERCENT}%"],
+                "approve": True,
+                "approvalSubject": pending["subject"],
+                "artifacts": str(ARTIFACTS),
+                "executablePath": str(CHROMIUM),
+            },
+        )
+        log(f"browser: {result.get('steps')}")
+        assert result["ok"], result.get("error")
+
+        answered = api.get(f"/api/v2/dags/{TRAIN}/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails").json()
+        assert answered["response_received"] and answered["chosen_options"] == ["Approve"], answered
+        assert answered["responded_by_user"]["name"] == API_USER, answered
+        wait_success(api, airflow, run_id)
+    finally:
+        airflow.stop()
+    log(f"whole test: {time.monotonic() - began:.1f} s")
+
+    version = browser_env["client"].get_model_version(MODEL, "3")
+    assert version.tags["mlops.approved_by"] == API_USER, version.tags
+    for name in ("models-page.png", "approval-pending.png", "approval-done.png"):
+        shot = ARTIFACTS / name
+        assert shot.is_file() and shot.stat().st_size > 1000, shot
+        assert shot.read_bytes()[:8] == PNG_MAGIC, shot
