@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow.sdk import Asset
 
 GROUP = "airflow-mlops"
@@ -28,3 +30,14 @@ def data_asset(model: str) -> Asset:
     An event's extra may carry ``data_uri`` (and ``data_conn_id``) for the retrain to use.
     """
     return _asset(model, "data")
+
+
+def cron_or_assets(cron: str | None, assets: list[Asset]) -> Any:
+    """A DAG schedule that fires on ``cron`` OR any of ``assets`` (either may be absent)."""
+    from airflow.sdk import AssetAny, AssetOrTimeSchedule, CronTriggerTimetable
+
+    if not assets:
+        return cron
+    if cron is None:
+        return AssetAny(*assets)
+    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(cron, timezone="UTC"), assets=AssetAny(*assets))

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import DAG, Asset, Param, XComArg, chain
 
-from airflow_mlops.factories.assets import GROUP, drift_asset
+from airflow_mlops.factories.assets import GROUP, cron_or_assets, drift_asset
 from airflow_mlops.factories.train import START_DATE
 from airflow_mlops.operators.monitoring import (
     PARAM_WINDOW_END,
@@ -40,15 +40,8 @@ def predictions_asset(loaded: LoadedConfig) -> Asset | None:
 
 
 def monitor_schedule(loaded: LoadedConfig) -> Any:
-    from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
-
-    schedule = loaded.config.monitoring.schedule
     watched = predictions_asset(loaded)
-    if watched is None:
-        return schedule
-    if schedule is None:
-        return [watched]
-    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(schedule, timezone="UTC"), assets=watched)
+    return cron_or_assets(loaded.config.monitoring.schedule, [watched] if watched is not None else [])
 
 
 def build_monitor_dag(loaded: LoadedConfig) -> DAG:

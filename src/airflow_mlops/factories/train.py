@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import DAG, Param, chain
 
 from airflow_mlops.config.schema import parse_duration
-from airflow_mlops.factories.assets import candidate_asset, data_asset, drift_asset
+from airflow_mlops.factories.assets import candidate_asset, cron_or_assets, data_asset, drift_asset
 from airflow_mlops.operators.base import PARAM_DATA_CONN_ID, PARAM_DATA_URI
 from airflow_mlops.operators.gates import GateModelOperator
 from airflow_mlops.operators.registry import RecordApprovalOperator, SetChallengerOperator, candidate_asset_uri
@@ -27,16 +27,10 @@ START_DATE = datetime(2025, 1, 1, tzinfo=UTC)
 
 def train_schedule(loaded: LoadedConfig) -> Any:
     """The cron schedule, OR a drift event, OR a new-data event (each as configured)."""
-    from airflow.sdk import AssetAny, AssetOrTimeSchedule, CronTriggerTimetable
-
     cfg = loaded.config
     events = [drift_asset(cfg.name)] if cfg.retraining.on_drift else []
     events += [data_asset(cfg.name)] if cfg.retraining.on_new_data else []
-    if not events:
-        return cfg.schedule
-    if cfg.schedule is None:
-        return AssetAny(*events)
-    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(cfg.schedule, timezone="UTC"), assets=AssetAny(*events))
+    return cron_or_assets(cfg.schedule, events)
 
 
 def _doc(loaded: LoadedConfig) -> str:
