@@ -469,7 +469,22 @@ class LiveAirflow:
         for task, state in states.items():
             if state == "failed":
                 text += f"\n--- {task} log ---\n{self.task_log_tail(dag_id, run_id, task.split('[')[0])}"
+        mismatches = [line for line in self.stale_event_failures() if run_id in line]
+        if mismatches:
+            text += (
+                "\n--- the scheduler failed a task that had just resumed from a deferral: a stale executor "
+                "event from its defer-exit (Airflow race, apache/airflow#67287 / #72716) ---\n" + "\n".join(mismatches)
+            )
         return text
+
+    def stale_event_failures(self) -> list[str]:
+        """Scheduler log lines where a finished executor event failed a task the trigger had already resumed."""
+        needle = "finished with state success, but the task instance's state attribute is"
+        try:
+            text = (self.log_dir / "scheduler.log").read_text(errors="replace")
+        except OSError:
+            return []
+        return [line[:400] for line in text.splitlines() if needle in line]
 
     def asset_id(self, uri: str) -> int | None:
         data = self._request("GET", "/api/v2/assets", params={"uri_pattern": uri, "limit": 100})

@@ -199,12 +199,18 @@ class EvaluateDriftOperator(RolloutBaseOperator):
         import mlflow
 
         cfg = self.loaded.config
+        root = self.hook.artifact_root
         with self.hook.activate() as client:
             experiment = client.get_experiment_by_name(monitoring_experiment(cfg.name))
             experiment_id = (
                 experiment.experiment_id
                 if experiment is not None
-                else client.create_experiment(monitoring_experiment(cfg.name), tags={"mlops.model": cfg.name})
+                else client.create_experiment(
+                    monitoring_experiment(cfg.name),
+                    # like the model's experiment: under the connection's artifact_root, not the worker's cwd
+                    artifact_location=f"{root.rstrip('/')}/{cfg.name}-monitoring" if root else None,
+                    tags={"mlops.model": cfg.name},
+                )
             )
             with mlflow.start_run(experiment_id=experiment_id, run_name=f"monitor-{plan['end']}") as run:
                 mlflow.set_tags(
