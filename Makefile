@@ -21,6 +21,9 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
 	$(BIN)/uv pip install --python $(BIN)/python --quiet -c constraints.txt -e ".[test]"
+	# setuptools leaves src/*.egg-info behind; with src/ on sys.path (editable) Airflow would then see the
+	# distribution twice and load our plugin entry point twice ("already registered" import error)
+	rm -rf src/airflow_mlops.egg-info
 	touch $(STAMP)
 
 tools: $(AZURITE)
