@@ -481,7 +481,11 @@ def test_plugin_is_listed_by_the_airflow_cli(plugins_env: dict[str, str]) -> Non
 
 @pytest.mark.integration
 def test_api_server_mounts_the_plugin_behind_airflow_tokens(plugins_env: dict[str, str]) -> None:
-    from conftest import API_PASSWORD, API_USER
+    # tests/conftest.py's credentials, read from the environment it set (a bare ``import conftest`` may
+    # resolve to another folder's conftest in a full run)
+    API_USER = os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].split(":", 1)[0]
+    with open(os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]) as fh:
+        API_PASSWORD = json.load(fh)[API_USER]
 
     out = subprocess.run(
         [sys.executable, "-c", PLUGIN_PROBE, API_USER, API_PASSWORD],
@@ -557,7 +561,7 @@ def test_extra_links_of_our_tasks_point_to_the_mlflow_run_and_version(mlflow_con
     """Links declared on operators: computed on the worker at task end, shown by Airflow's REST API."""
     import importlib.util
 
-    from conftest import DAGS_FOLDER
+    DAGS_FOLDER = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
 
     path = DAGS_FOLDER / "ui_links_probe.py"
     path.write_text(LINKS_DAG)
