@@ -1,8 +1,8 @@
-"""Every model in $AIRFLOW_MLOPS_CONFIG_DIR (default: dags/configs next to this file) gets its DAGs."""
+"""Every model in the [mlops] config_dir setting (default: dags/configs next to this file) gets its DAGs."""
 
-import os
 from pathlib import Path
 
+from airflow_mlops import settings
 from airflow_mlops.factories import build_dags
 
-build_dags(globals(), os.environ.get("AIRFLOW_MLOPS_CONFIG_DIR") or Path(__file__).parent / "configs")
+build_dags(globals(), settings.config_dir(default=Path(__file__).parent / "configs"))

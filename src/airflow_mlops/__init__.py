@@ -15,6 +15,8 @@ __all__ = ["__version__", "get_provider_info"]
 
 def get_provider_info() -> dict[str, Any]:
     """Provider metadata read by Airflow through the ``apache_airflow_provider`` entry point."""
+    from airflow_mlops.settings import provider_config
+
     return {
         "package-name": "airflow-mlops",
         "name": "airflow-mlops",
@@ -26,9 +28,9 @@ def get_provider_info() -> dict[str, Any]:
                 "connection-type": "mlflow",
             }
         ],
-        "hook-class-names": ["airflow_mlops.hooks.mlflow.MlflowHook"],
         "extra-links": [
             "airflow_mlops.ui.links.MlflowRunLink",
             "airflow_mlops.ui.links.MlflowModelVersionLink",
         ],
+        "config": provider_config(),
     }

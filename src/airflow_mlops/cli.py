@@ -8,7 +8,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from airflow_mlops import settings
 from airflow_mlops.config.loader import config_files, load_configs
+
+_STATE_DB_HELP = f"[mlops] state_db, ${settings.OPTIONS['state_db'].env}"
 
 
 def _expand(paths: Sequence[str]) -> list[Path]:
@@ -63,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     promote.add_argument("model")
     promote.add_argument("version")
     promote.add_argument("--tracking-uri", required=True)
-    promote.add_argument("--state-db", default=None, help="audit trail DB URL (default: $AIRFLOW_MLOPS_STATE_DB)")
+    promote.add_argument("--state-db", default=None, help=f"audit trail DB URL (default: {_STATE_DB_HELP})")
     promote.add_argument("--actor", default="cli")
     promote.add_argument("--reason", default="promoted from the command line")
     demo = sub.add_parser("demo", help="run the fraud model's train DAG twice on embedded SQLite Airflow + MLflow")
@@ -82,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--max-batch", type=int, default=1000)
     history = sub.add_parser("history", help="print the audit trail of a model's alias moves")
     history.add_argument("model")
-    history.add_argument("--state-db", default=None, help="SQLAlchemy URL (default: $AIRFLOW_MLOPS_STATE_DB)")
+    history.add_argument("--state-db", default=None, help=f"SQLAlchemy URL (default: {_STATE_DB_HELP})")
     history.add_argument("--limit", type=int, default=None, help="only the newest N entries")
     data = sub.add_parser("make-example-data", help="(re)write the example datasets")
     data.add_argument("folder", nargs="?", default="dags/data")
@@ -126,9 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 0
     if args.command == "history":
-        from airflow_mlops.deploy.audit import AuditTrail, default_state_url, format_history
+        from airflow_mlops.deploy.audit import AuditTrail, format_history
 
-        events = AuditTrail(args.state_db or default_state_url()).history(args.model, limit=args.limit)
+        events = AuditTrail(args.state_db or settings.state_db_url()).history(args.model, limit=args.limit)
         print(format_history(events) if events else f"no alias moves recorded for {args.model!r}")
         return 0
     if args.command == "demo":

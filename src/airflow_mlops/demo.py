@@ -28,6 +28,9 @@ from typing import Any
 
 import yaml
 
+from airflow_mlops import settings
+from airflow_mlops.vocabulary import AssetKind, Tag, asset_uri
+
 MODEL = "fraud"
 #: Short windows so the demo's rollout takes seconds, not hours (the shipped config uses 1 h / 30 min).
 DEMO_ROLLOUT = {
@@ -52,8 +55,7 @@ def demo_environment(home: Path, dags_folder: Path) -> dict[str, str]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get("DEMO_LOG_LEVEL", "WARNING"),
-        "AIRFLOW_MLOPS_CONFIG_DIR": str(home / "configs"),
-        "AIRFLOW_MLOPS_STATE_DB": f"sqlite:///{home / 'state.db'}",
+        **settings.environ(config_dir=home / "configs", state_db=f"sqlite:///{home / 'state.db'}"),
         "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps(mlflow_conn),
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
@@ -214,14 +216,14 @@ class _Traffic(threading.Thread):
 
 def _gate_lines(client: Any, version: str) -> list[str]:
     mv = client.get_model_version(MODEL, version)
-    report = Path(mv.tags.get("mlops.gate_report", "").replace("gate_report.md", "gate_report.json"))
-    lines = [f"  v{version}: gate={mv.tags.get('mlops.gate')}  data={Path(mv.tags.get('mlops.data_uri', '')).name}"]
+    report = Path(mv.tags.get(Tag.GATE_REPORT, "").replace("gate_report.md", "gate_report.json"))
+    lines = [f"  v{version}: gate={mv.tags.get(Tag.GATE)}  data={Path(mv.tags.get(Tag.DATA_URI, '')).name}"]
     if report.is_file():
         for check in json.loads(report.read_text())["checks"]:
             value = check["value"]
             shown = f"{value:.4f}" if isinstance(value, float) else str(value)
             lines.append(f"    {check['status']:>7}  {check['name'][:60]:<60} {shown:>8}  {check['threshold'] or ''}")
-    lines.append(f"    report {mv.tags.get('mlops.gate_report')}")
+    lines.append(f"    report {mv.tags.get(Tag.GATE_REPORT)}")
     return lines
 
 
@@ -248,7 +250,7 @@ def _drift_events() -> list[dict[str, Any]]:
         rows = session.execute(
             select(AssetEvent.extra)
             .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .where(AssetModel.uri == f"mlops://{MODEL}/drift")
+            .where(AssetModel.uri == asset_uri(MODEL, AssetKind.DRIFT))
         ).all()
     return [dict(row[0] or {}) for row in rows]
 
@@ -272,7 +274,8 @@ def _close_the_loop(clock: _Clock, client: Any, target: Any, traffic: _Traffic, 
     clock.say(f"monitor (drifted traffic): {run.state}; drift event: {events[-1] if events else None}")
     if not events:
         return
-    clock.say("fraud__train runs on mlops://fraud/drift (the scheduler starts it; dag.test() runs it here)")
+    drift = asset_uri(MODEL, AssetKind.DRIFT)
+    clock.say(f"fraud__train runs on {drift} (the scheduler starts it; dag.test() runs it here)")
     retrain_start = time.monotonic()
     if _dag("train").test().state != "success":
         clock.say("  retrain did not pass its gate; the champion stays")
@@ -297,7 +300,7 @@ def main(home: Path, dags_folder: Path) -> int:
 
     clock = _Clock()
     client = mlflow.MlflowClient()
-    target = LocalGatewayTarget.from_options(client=client, state_url=os.environ["AIRFLOW_MLOPS_STATE_DB"])
+    target = LocalGatewayTarget.from_options(client=client, state_url=settings.state_db_url())
 
     clock.say("run 1: fraud__train on the shipped batch 1 (no champion yet)")
     if _dag("train").test().state != "success":
@@ -336,7 +339,7 @@ def main(home: Path, dags_folder: Path) -> int:
         clock.say("  traffic now includes a new merchant category 'crypto' (5%)")
         run = _dag("deploy").test(run_conf={"version": broken})
         state = target.state(MODEL)
-        reason = client.get_model_version(MODEL, broken).tags.get("mlops.rollback_reason", "-")
+        reason = client.get_model_version(MODEL, broken).tags.get(Tag.ROLLBACK_REASON, "-")
         clock.say(f"  fraud__deploy {run.state}: rolled back automatically -> {state.aliases()}")
         clock.say(f"  reason: {reason}")
         gateway.wait(lambda m: m["canary"] is None and m["champion"] == "2", timeout=10)
@@ -353,12 +356,13 @@ def main(home: Path, dags_folder: Path) -> int:
     for line in _served_table(home):
         print(line)
     print("\n[demo] audit trail (airflow-mlops history fraud):")
-    print(format_history(AuditTrail(os.environ["AIRFLOW_MLOPS_STATE_DB"]).history(MODEL)))
+    print(format_history(AuditTrail(settings.state_db_url()).history(MODEL)))
     print("\n[demo] where to look")
     print(f"  MLflow UI:  .venv/bin/mlflow ui --backend-store-uri sqlite:///{home / 'mlflow.db'} --port 5000")
     print(f"  artifacts:  {home / 'mlartifacts' / MODEL}/<run id>/artifacts/(gate|validation|evaluation)")
     print(f"  predictions: {home / 'prediction-log' / MODEL}  gateway log: {home / 'gateway.log'}")
-    print(f"  history:    AIRFLOW_MLOPS_STATE_DB=sqlite:///{home / 'state.db'} .venv/bin/airflow-mlops history fraud")
+    state_env = settings.OPTIONS["state_db"].env
+    print(f"  history:    {state_env}=sqlite:///{home / 'state.db'} .venv/bin/airflow-mlops history fraud")
     healthy = traffic is not None and set(traffic.statuses) == {200}
     return 0 if healthy and target.state(MODEL).champion not in (None, "1") else 1
 

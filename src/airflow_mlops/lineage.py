@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import functools
-import os
 import subprocess
 from pathlib import Path
 
-from airflow_mlops import __version__
-
-CODE_VERSION_ENV = "AIRFLOW_MLOPS_CODE_VERSION"
+from airflow_mlops import __version__, settings
+from airflow_mlops.vocabulary import Tag
 
 
 @functools.lru_cache(maxsize=32)
@@ -27,7 +25,7 @@ def git_sha(folder: str) -> str | None:
 
 def code_version(config_path: Path) -> str:
     """``airflow-mlops==X+g<sha>``: the package version and the configs' git commit where available."""
-    override = os.environ.get(CODE_VERSION_ENV)
+    override = settings.code_version()
     if override:
         return override
     sha = git_sha(str(config_path.resolve().parent))
@@ -38,20 +36,13 @@ def lineage_tags(
     *, data_uri: str, data_sha256: str, config_sha256: str, code: str, seed: int, dag_run_id: str
 ) -> dict[str, str]:
     return {
-        "mlops.data_uri": data_uri,
-        "mlops.data_sha256": data_sha256,
-        "mlops.config_sha256": config_sha256,
-        "mlops.code_version": code,
-        "mlops.seed": str(seed),
-        "mlops.dag_run_id": dag_run_id,
+        Tag.DATA_URI: data_uri,
+        Tag.DATA_SHA256: data_sha256,
+        Tag.CONFIG_SHA256: config_sha256,
+        Tag.CODE_VERSION: code,
+        Tag.SEED: str(seed),
+        Tag.DAG_RUN_ID: dag_run_id,
     }
 
 
-LINEAGE_KEYS: tuple[str, ...] = (
-    "mlops.data_uri",
-    "mlops.data_sha256",
-    "mlops.config_sha256",
-    "mlops.code_version",
-    "mlops.seed",
-    "mlops.dag_run_id",
-)
+LINEAGE_KEYS: tuple[str, ...] = Tag.LINEAGE

@@ -126,7 +126,7 @@ RULES = [
         MINIMAL.replace("sklearn.linear_model.LogisticRegression", "os.system"),
         [
             "estimator.class: got 'os.system'; expected a dotted class path under the allow-list ['sklearn.'] "
-            "(extend it with the AIRFLOW_MLOPS_ESTIMATOR_ALLOWLIST environment variable)"
+            "(extend it with [mlops] estimator_allowlist or $AIRFLOW_MLOPS_ESTIMATOR_ALLOWLIST)"
         ],
         id="estimator-outside-allow-list",
     ),
@@ -134,7 +134,8 @@ RULES = [
         MINIMAL.replace("sklearn.linear_model.LogisticRegression", "sklearn.linear_model.Logistic Regression"),
         [
             "estimator.class: got 'sklearn.linear_model.Logistic Regression'; expected a dotted class path under "
-            "the allow-list ['sklearn.'] (extend it with the AIRFLOW_MLOPS_ESTIMATOR_ALLOWLIST environment variable)"
+            "the allow-list ['sklearn.'] "
+            "(extend it with [mlops] estimator_allowlist or $AIRFLOW_MLOPS_ESTIMATOR_ALLOWLIST)"
         ],
         id="estimator-not-a-dotted-path",
     ),
@@ -292,7 +293,7 @@ def test_allowlist_env_is_listed_in_the_error(tmp_path: Path, monkeypatch: pytes
     assert error_of(path) == (
         f"{path}: estimator.class: got 'catboost.CatBoostClassifier'; expected a dotted class path under the "
         "allow-list ['sklearn.', 'xgboost.', 'lightgbm.'] "
-        "(extend it with the AIRFLOW_MLOPS_ESTIMATOR_ALLOWLIST environment variable)"
+        "(extend it with [mlops] estimator_allowlist or $AIRFLOW_MLOPS_ESTIMATOR_ALLOWLIST)"
     )
 
 

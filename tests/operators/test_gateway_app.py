@@ -28,6 +28,7 @@ import pytest
 import yaml
 from starlette.testclient import TestClient
 
+from airflow_mlops.vocabulary import Tag
 from support import train_version
 
 MODEL = "fraud"
@@ -574,10 +575,9 @@ def _tamper(path: Path) -> bytes:
 
 
 def test_tampered_artifacts_are_not_served(serve: Callable[..., Served], reg: Registry) -> None:
-    from airflow_mlops.registry.checksum import MODEL_SHA256_TAG
 
     conda = reg.artifacts(reg.v3) / "conda.yaml"
-    expected = reg.client.get_model_version(MODEL, reg.v3).tags[MODEL_SHA256_TAG]
+    expected = reg.client.get_model_version(MODEL, reg.v3).tags[Tag.MODEL_SHA256]
     served = serve()
     original = _tamper(conda)
     try:
@@ -594,22 +594,21 @@ def test_tampered_artifacts_are_not_served(serve: Callable[..., Served], reg: Re
 
 
 def test_a_version_without_checksum_tag_is_refused(serve: Callable[..., Served], reg: Registry) -> None:
-    from airflow_mlops.registry.checksum import MODEL_SHA256_TAG
     from airflow_mlops.serving.models import ModelCache, ModelLoadError
 
-    expected = reg.client.get_model_version(MODEL, reg.v3).tags[MODEL_SHA256_TAG]
+    expected = reg.client.get_model_version(MODEL, reg.v3).tags[Tag.MODEL_SHA256]
     served = serve()
-    reg.client.delete_model_version_tag(MODEL, reg.v3, MODEL_SHA256_TAG)
+    reg.client.delete_model_version_tag(MODEL, reg.v3, Tag.MODEL_SHA256)
     try:
-        with pytest.raises(ModelLoadError, match=rf"^{MODEL} v{reg.v3} has no {MODEL_SHA256_TAG} tag; refusing"):
+        with pytest.raises(ModelLoadError, match=rf"^{MODEL} v{reg.v3} has no {Tag.MODEL_SHA256} tag; refusing"):
             ModelCache(reg.client).load(MODEL, reg.v3)
         reg.target.promote(MODEL, reg.v3, actor="test", reason="promote an untagged version")
         failure = wait_until(lambda: served.gateway.cache.failure(MODEL, reg.v3), what="v3 load failure")
         assert served.ready()["models"][MODEL]["champion"] == reg.v1
         assert served.predict({"records": record()}).json()["model_version"] == reg.v1
     finally:
-        reg.client.set_model_version_tag(MODEL, reg.v3, MODEL_SHA256_TAG, expected)
-    assert failure == f"{MODEL} v{reg.v3} has no {MODEL_SHA256_TAG} tag; refusing an unverifiable model"
+        reg.client.set_model_version_tag(MODEL, reg.v3, Tag.MODEL_SHA256, expected)
+    assert failure == f"{MODEL} v{reg.v3} has no {Tag.MODEL_SHA256} tag; refusing an unverifiable model"
 
 
 def test_each_version_is_loaded_once(

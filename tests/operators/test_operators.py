@@ -212,6 +212,25 @@ def test_provider_metadata_declares_the_mlflow_connection_type() -> None:
         {"hook-class-name": "airflow_mlops.hooks.mlflow.MlflowHook", "connection-type": "mlflow"}
     ]
     assert (MlflowHook.conn_type, MlflowHook.default_conn_name) == ("mlflow", "mlflow_default")
+    assert set(info["config"]["mlops"]["options"]) == {
+        "config_dir",
+        "state_db",
+        "prediction_log",
+        "estimator_allowlist",
+        "strict",
+        "code_version",
+    }
+    assert "hook-class-names" not in info, "deprecated since Airflow 2.2 in favour of connection-types"
+
+
+def test_provider_metadata_matches_airflows_schema() -> None:
+    import airflow
+    import jsonschema
+
+    from airflow_mlops import get_provider_info
+
+    schema_path = Path(airflow.__file__).with_name("provider_info.schema.json")
+    jsonschema.validate(get_provider_info(), json.loads(schema_path.read_text()))
 
 
 def test_airflow_lists_the_provider_and_its_connection_type() -> None:
@@ -226,6 +245,11 @@ def test_airflow_lists_the_provider_and_its_connection_type() -> None:
     assert any(
         line.startswith("mlflow ") and "airflow_mlops.hooks.mlflow.MlflowHook" in line for line in hooks.splitlines()
     )
+    # the provider's [mlops] section is part of Airflow's configuration, with its defaults
+    strict = subprocess.run(
+        [airflow, "config", "get-value", "mlops", "strict"], capture_output=True, text=True, check=True
+    ).stdout
+    assert strict.strip() == "false"
 
 
 def test_new_data_event_and_conf_choose_the_training_data(workspace: Any) -> None:

@@ -15,18 +15,14 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import TaskDeferred
 
+from airflow_mlops import settings
 from airflow_mlops.config.schema import CanaryConfig
 from airflow_mlops.deploy.promotion import (
-    CANARY_PERCENT_TAG,
-    REJECTED_BY_TAG,
-    REJECTED_REASON_TAG,
     set_challenger,
 )
 from airflow_mlops.exceptions import GateFailedError, RegistryError
 from airflow_mlops.factories.assets import candidate_asset
 from airflow_mlops.operators.rollout import (
-    PREDICTION_LOG_ENV,
-    ROLLBACK_REASON_TAG,
     CanaryStepOperator,
     PromoteOperator,
     ResolveCandidateOperator,
@@ -34,6 +30,7 @@ from airflow_mlops.operators.rollout import (
     ShadowOperator,
 )
 from airflow_mlops.triggers.rollout import CanaryStepTrigger, ShadowWindowTrigger
+from airflow_mlops.vocabulary import Tag
 from support import context, train_version
 
 MODEL = "fraud"
@@ -96,7 +93,7 @@ def env(workspace: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
 
     state_url = f"sqlite:///{tmp_path / 'state.db'}"
     monkeypatch.setenv("AIRFLOW_MLOPS_STATE_DB", state_url)
-    monkeypatch.delenv(PREDICTION_LOG_ENV, raising=False)
+    monkeypatch.delenv(settings.OPTIONS["prediction_log"].env, raising=False)
     log_root = tmp_path / "prediction-log"
     config = workspace.write_config("fraud", {"rollout": ROLLOUT, "serving": {"prediction_log": str(log_root)}})
     v1 = train_version(config, "manual__v1")
@@ -203,8 +200,8 @@ def test_shadow_failing_stats_reject_the_candidate(env: Env) -> None:
     state = env.state()
     assert (state.champion, state.shadow, state.challenger, state.canary) == (env.v1, None, None, None)
     tags = env.tags(env.v2)
-    assert tags[REJECTED_REASON_TAG] == reason
-    assert tags[REJECTED_BY_TAG].endswith("/manual__op-test")
+    assert tags[Tag.REJECTED_REASON] == reason
+    assert tags[Tag.REJECTED_BY].endswith("/manual__op-test")
     with pytest.raises(RegistryError, match=r"was rejected"):
         env.target.promote(MODEL, env.v2, actor="test", reason="must not")
 
@@ -225,7 +222,7 @@ def test_shadow_unevaluable_window_rejects(env: Env, event: dict[str, Any] | Non
     reason = f"shadow gate failed: shadow window could not be evaluated: {event!r}"
     assert str(failed.value) == f"fraud v{env.v2} rejected: {reason}"
     assert env.state().shadow is None
-    assert env.tags(env.v2)[REJECTED_REASON_TAG] == reason
+    assert env.tags(env.v2)[Tag.REJECTED_REASON] == reason
 
 
 def test_shadow_passing_stats_stop_the_shadow_and_return(env: Env) -> None:
@@ -239,7 +236,7 @@ def test_shadow_passing_stats_stop_the_shadow_and_return(env: Env) -> None:
     assert result == {"version": env.v2, "stats": GOOD_SHADOW}
     state = env.state()
     assert (state.champion, state.shadow, state.challenger) == (env.v1, None, env.v2)
-    assert REJECTED_REASON_TAG not in env.tags(env.v2)
+    assert Tag.REJECTED_REASON not in env.tags(env.v2)
     last = env.target.audit.history(MODEL)[-1]
     assert (last.alias, last.from_version, last.to_version, last.reason) == (
         "shadow",
@@ -276,7 +273,7 @@ def test_canary_execute_sets_traffic_and_defers(env: Env) -> None:
     }
     state = env.state()
     assert (state.champion, state.canary, state.canary_percent) == (env.v1, env.v2, 25.0)
-    assert env.client.get_registered_model(MODEL).tags[CANARY_PERCENT_TAG] == "25"
+    assert env.client.get_registered_model(MODEL).tags[Tag.CANARY_PERCENT] == "25"
 
 
 def test_canary_templated_percent_is_used_as_a_number(env: Env) -> None:
@@ -302,10 +299,10 @@ def test_canary_breach_rolls_the_candidate_back(env: Env) -> None:
     assert str(failed.value) == f"fraud v{env.v2} rolled back: {reason}"
     state = env.state()
     assert (state.champion, state.canary, state.canary_percent, state.challenger) == (env.v1, None, 0.0, None)
-    assert env.client.get_registered_model(MODEL).tags[CANARY_PERCENT_TAG] == "0"
+    assert env.client.get_registered_model(MODEL).tags[Tag.CANARY_PERCENT] == "0"
     tags = env.tags(env.v2)
-    assert tags[ROLLBACK_REASON_TAG] == reason
-    assert tags[REJECTED_REASON_TAG] == reason
+    assert tags[Tag.ROLLBACK_REASON] == reason
+    assert tags[Tag.REJECTED_REASON] == reason
     last = env.target.audit.history(MODEL)[-1]
     assert (last.alias, last.from_version, last.to_version) == ("canary", env.v2, None)
     assert last.reason.startswith(reason)
@@ -323,7 +320,7 @@ def test_canary_error_event_rolls_back_too(env: Env) -> None:
     reason = f"canary step 25%: health check error: {event!r}"
     assert str(failed.value) == f"fraud v{env.v2} rolled back: {reason}"
     assert (env.state().canary, env.state().canary_percent) == (None, 0.0)
-    assert env.tags(env.v2)[ROLLBACK_REASON_TAG] == reason
+    assert env.tags(env.v2)[Tag.ROLLBACK_REASON] == reason
 
 
 def test_canary_healthy_step_returns_and_keeps_traffic(env: Env) -> None:
@@ -336,7 +333,7 @@ def test_canary_healthy_step_returns_and_keeps_traffic(env: Env) -> None:
 
     assert result == {"version": env.v2, "percent": 25, "stats": stats}
     assert (env.state().canary, env.state().canary_percent) == (env.v2, 25.0)
-    assert ROLLBACK_REASON_TAG not in env.tags(env.v2)
+    assert Tag.ROLLBACK_REASON not in env.tags(env.v2)
 
 
 # --- promote and rollback ------------------------------------------------------------------------------------
@@ -387,22 +384,31 @@ def test_rollback_to_previous_and_to_a_number(env: Env) -> None:
 
 
 def test_missing_prediction_log_is_a_clear_error(workspace: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(PREDICTION_LOG_ENV, raising=False)
+    monkeypatch.delenv(settings.OPTIONS["prediction_log"].env, raising=False)
     config = workspace.write_config("fraud", {"rollout": ROLLOUT})
 
     for cls, kwargs in ((ShadowOperator, {}), (CanaryStepOperator, {"percent": 5})):
         with pytest.raises(ValueError) as missing:
             _ = op(cls, config, **kwargs).log_location
         assert str(missing.value) == (
-            f"{config}: serving.prediction_log is not set and $AIRFLOW_MLOPS_PREDICTION_LOG is empty; "
-            "the rollout reads the gateway's prediction log from there"
+            f"{config}: serving.prediction_log is not set and neither is [mlops] prediction_log "
+            "($AIRFLOW_MLOPS_PREDICTION_LOG); the rollout reads the gateway's prediction log from there"
         )
+
+
+def test_prediction_log_from_airflows_variable(
+    workspace: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(settings.OPTIONS["prediction_log"].env, raising=False)
+    monkeypatch.setenv("AIRFLOW__MLOPS__PREDICTION_LOG", str(tmp_path / "from-airflow"))
+    config = workspace.write_config("fraud", {"rollout": ROLLOUT})
+    assert op(ShadowOperator, config).log_location == (str(tmp_path / "from-airflow"), None)
 
 
 def test_prediction_log_from_env_or_relative_to_the_config(
     workspace: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(PREDICTION_LOG_ENV, str(tmp_path / "from-env"))
+    monkeypatch.setenv(settings.OPTIONS["prediction_log"].env, str(tmp_path / "from-env"))
     config = workspace.write_config("fraud", {"rollout": ROLLOUT})
     assert op(ShadowOperator, config).log_location == (str(tmp_path / "from-env"), None)
 

@@ -34,6 +34,7 @@ from typing import Any
 import httpx
 import pytest
 
+from airflow_mlops.vocabulary import Tag
 from support import GatewayProcess, context, train_version
 
 pytestmark = pytest.mark.integration
@@ -227,7 +228,7 @@ def _fallbacks(metrics_text: str, version: str) -> int:
 
 def test_gateway_under_load_with_failing_canary(workspace: Any, load_env: dict[str, Any]) -> None:
     from airflow_mlops.exceptions import GateFailedError
-    from airflow_mlops.operators.rollout import ROLLBACK_REASON_TAG, CanaryStepOperator
+    from airflow_mlops.operators.rollout import CanaryStepOperator
     from airflow_mlops.serving.prediction_log import PredictionLog, read_predictions
     from airflow_mlops.triggers.rollout import CanaryStepTrigger
 
@@ -304,7 +305,7 @@ def test_gateway_under_load_with_failing_canary(workspace: Any, load_env: dict[s
     assert any(r.sent > rollback.effective for r in results), "no load left after the rollback"
     state = target.state(MODEL)
     assert (state.champion, state.canary) == (v1, None)
-    reason = workspace.client().get_model_version(MODEL, v2).tags[ROLLBACK_REASON_TAG]
+    reason = workspace.client().get_model_version(MODEL, v2).tags[Tag.ROLLBACK_REASON]
     assert reason.startswith(f"canary step {CANARY_PERCENT}%: canary error rate"), reason
 
     # --- kill -9, recover the WAL: every acknowledged answer is in the log -----------------------------

@@ -16,12 +16,9 @@ from typing import Any
 
 import pytest
 
-from airflow_mlops.deploy.audit import AliasEvent, AuditTrail, default_state_url, format_history
+from airflow_mlops import settings
+from airflow_mlops.deploy.audit import AliasEvent, AuditTrail, format_history
 from airflow_mlops.deploy.promotion import (
-    CANARY_PERCENT_TAG,
-    PROMOTED_BY_TAG,
-    REJECTED_BY_TAG,
-    REJECTED_REASON_TAG,
     DeploymentState,
     model_lock,
     promote,
@@ -34,6 +31,7 @@ from airflow_mlops.deploy.promotion import (
 )
 from airflow_mlops.deploy.targets import DeploymentTarget, LocalGatewayTarget, get_target
 from airflow_mlops.exceptions import RegistryError
+from airflow_mlops.vocabulary import Tag
 
 MODEL = "fraud"
 Moves = list[tuple[str, str | None, str | None]]
@@ -107,8 +105,8 @@ def test_promote_with_no_champion(client: Any, audit: AuditTrail, versions: Any)
     assert read_state(client, MODEL) == result.state
     assert moves(result.events) == [("champion", None, v1)]
     assert moves(audit.history(MODEL)) == [("champion", None, v1)]
-    assert client.get_registered_model(MODEL).tags[CANARY_PERCENT_TAG] == "0"
-    assert client.get_model_version(MODEL, v1).tags[PROMOTED_BY_TAG] == "fraud__deploy/run_1"
+    assert client.get_registered_model(MODEL).tags[Tag.CANARY_PERCENT] == "0"
+    assert client.get_model_version(MODEL, v1).tags[Tag.PROMOTED_BY] == "fraud__deploy/run_1"
 
 
 def test_promote_keeps_old_champion_as_previous_and_clears_the_rollout(
@@ -124,7 +122,7 @@ def test_promote_keeps_old_champion_as_previous_and_clears_the_rollout(
     result = promote(client, audit, MODEL, v2, actor="fraud__deploy/run_2", reason="canary completed")
 
     assert result.state == DeploymentState(champion=v2, previous=v1, canary_percent=0.0)
-    assert client.get_registered_model(MODEL).tags[CANARY_PERCENT_TAG] == "0"
+    assert client.get_registered_model(MODEL).tags[Tag.CANARY_PERCENT] == "0"
     assert moves(result.events) == [
         ("previous", None, v1),
         ("champion", v1, v2),
@@ -176,7 +174,7 @@ def test_repeated_promote_is_a_no_op(client: Any, audit: AuditTrail, versions: A
     assert not again.changed and again.events == ()
     assert again.state == DeploymentState(champion=v2, previous=v1)
     assert audit.history(MODEL) == history
-    assert client.get_model_version(MODEL, v2).tags[PROMOTED_BY_TAG] == "a"
+    assert client.get_model_version(MODEL, v2).tags[Tag.PROMOTED_BY] == "a"
 
 
 @pytest.mark.parametrize("spelling", ["previous", "version number"])
@@ -233,7 +231,7 @@ def test_champion_only_rollback(client: Any, audit: AuditTrail, versions: Any) -
     again = rollback(client, audit, MODEL, actor="fraud__deploy/run_4", reason="error rate 7% > 2%")
 
     assert result.state == DeploymentState(champion=v1, challenger=v2)
-    assert client.get_registered_model(MODEL).tags[CANARY_PERCENT_TAG] == "0"
+    assert client.get_registered_model(MODEL).tags[Tag.CANARY_PERCENT] == "0"
     assert [(e.alias, e.from_version, e.to_version, e.reason) for e in result.events] == [
         ("canary", v2, None, "error rate 7% > 2% [canary_percent 25 -> 0]"),
         ("shadow", v3, None, "error rate 7% > 2%"),
@@ -254,8 +252,8 @@ def test_reject_clears_the_versions_rollout_aliases(client: Any, audit: AuditTra
     assert result.state == DeploymentState(champion=v1, shadow=v3)
     assert moves(result.events) == [("challenger", v2, None), ("canary", v2, None)]
     tags = client.get_model_version(MODEL, v2).tags
-    assert tags[REJECTED_REASON_TAG] == "shadow gate failed: agreement 0.81 < 0.95"
-    assert tags[REJECTED_BY_TAG] == "bob"
+    assert tags[Tag.REJECTED_REASON] == "shadow gate failed: agreement 0.81 < 0.95"
+    assert tags[Tag.REJECTED_BY] == "bob"
     assert not again.changed
     with pytest.raises(RegistryError, match=r"fraud v2 was rejected \(mlops.rejected_reason='shadow gate failed"):
         promote(client, audit, MODEL, v2, actor="a", reason="r")
@@ -275,7 +273,7 @@ def test_set_canary_steps_and_stop(client: Any, audit: AuditTrail, versions: Any
 
     assert first.state == DeploymentState(champion=v1, canary=v2, canary_percent=5.0)
     assert second.state.canary_percent == 25.0
-    assert client.get_registered_model(MODEL).tags[CANARY_PERCENT_TAG] == "0"
+    assert client.get_registered_model(MODEL).tags[Tag.CANARY_PERCENT] == "0"
     assert not repeat.changed
     assert stop.state == DeploymentState(champion=v1)
     assert [(e.alias, e.from_version, e.to_version, e.reason) for e in audit.history(MODEL)[start:]] == [
@@ -376,9 +374,9 @@ def test_record_and_history_on_a_fresh_database(tmp_path: Path) -> None:
 def test_default_state_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("AIRFLOW_MLOPS_STATE_DB", raising=False)
-    assert default_state_url() == f"sqlite:///{tmp_path}/airflow_mlops_state.db"
+    assert settings.state_db_url() == f"sqlite:///{tmp_path}/airflow_mlops_state.db"
     monkeypatch.setenv("AIRFLOW_MLOPS_STATE_DB", "postgresql+psycopg2://u@h/db")
-    assert default_state_url() == "postgresql+psycopg2://u@h/db"
+    assert settings.state_db_url() == "postgresql+psycopg2://u@h/db"
 
 
 def _crash_on(client: Any, monkeypatch: pytest.MonkeyPatch, alias: str) -> None:
@@ -513,7 +511,7 @@ def test_local_gateway_target_follows_the_registry(client: Any, audit: AuditTrai
     target.rollback(MODEL, "previous", actor="a", reason="undo")
     assert target.state(MODEL) == DeploymentState(champion=v1, previous=v2)
     target.reject(MODEL, v2, actor="a", reason="no")
-    assert client.get_model_version(MODEL, v2).tags[REJECTED_REASON_TAG] == "no"
+    assert client.get_model_version(MODEL, v2).tags[Tag.REJECTED_REASON] == "no"
 
 
 def test_get_target_from_uris(tmp_path: Path, client: Any, versions: Any) -> None:

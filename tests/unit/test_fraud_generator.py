@@ -14,7 +14,7 @@ from pandas.testing import assert_frame_equal
 from airflow_mlops import __version__
 from airflow_mlops.data.examples import FRAUD_ROWS, diabetes_frame, fraud_batch, write_example_data
 from airflow_mlops.data.fraud import COLUMNS, MERCHANT_CATEGORIES, generate_transactions
-from airflow_mlops.lineage import CODE_VERSION_ENV, LINEAGE_KEYS, code_version, git_sha, lineage_tags
+from airflow_mlops.lineage import LINEAGE_KEYS, code_version, git_sha, lineage_tags
 
 REPO = Path(__file__).resolve().parents[2]
 ROWS = 5000
@@ -182,12 +182,12 @@ def test_write_example_data_reproduces_shipped_files(tmp_path: Path) -> None:
 
 
 def test_code_version_honours_the_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv(CODE_VERSION_ENV, "release-2024.06+build.7")
+    monkeypatch.setenv("AIRFLOW_MLOPS_CODE_VERSION", "release-2024.06+build.7")
     assert code_version(tmp_path / "fraud.yaml") == "release-2024.06+build.7"
 
 
 def test_code_version_outside_git_is_the_package_version(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv(CODE_VERSION_ENV, "")  # empty means "not set"
+    monkeypatch.setenv("AIRFLOW_MLOPS_CODE_VERSION", "")  # empty means "not set"
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
     git_sha.cache_clear()
     assert code_version(tmp_path / "fraud.yaml") == f"airflow-mlops=={__version__}"
@@ -195,7 +195,7 @@ def test_code_version_outside_git_is_the_package_version(monkeypatch: pytest.Mon
 
 
 def test_code_version_in_a_git_checkout_adds_the_commit(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(CODE_VERSION_ENV, raising=False)
+    monkeypatch.delenv("AIRFLOW_MLOPS_CODE_VERSION", raising=False)
     head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
     if head.returncode != 0:
         pytest.skip("the repository is not a git checkout here")

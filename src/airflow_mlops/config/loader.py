@@ -17,10 +17,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from airflow_mlops import settings
 from airflow_mlops.config.schema import ModelConfig
 from airflow_mlops.exceptions import ConfigError
 
-CONFIG_DIR_ENV = "AIRFLOW_MLOPS_CONFIG_DIR"
 CONFIG_SUFFIXES = (".yaml", ".yml")
 
 
@@ -43,6 +43,13 @@ class LoadedConfig:
             return location
         path = Path(location).expanduser()
         return str(path if path.is_absolute() else (self.path.parent / path).resolve())
+
+    def prediction_log(self) -> tuple[str | None, str | None]:
+        """``(root, conn_id)`` of the model's prediction log: ``serving.prediction_log``, else the
+        deployment-wide ``[mlops] prediction_log`` setting; ``root`` is ``None`` when neither is set."""
+        serving = self.config.serving
+        root = serving.prediction_log or settings.prediction_log_root()
+        return (self.resolve(root) if root else None), serving.prediction_log_conn_id
 
 
 @dataclass
@@ -197,5 +204,5 @@ def load_configs(paths: Iterable[str | os.PathLike[str]]) -> LoadResult:
 
 
 def default_config_dir() -> Path:
-    """``$AIRFLOW_MLOPS_CONFIG_DIR``, else ``dags/configs`` under the current directory."""
-    return Path(os.environ.get(CONFIG_DIR_ENV) or "dags/configs")
+    """The ``[mlops] config_dir`` setting, else ``dags/configs`` under the current directory."""
+    return settings.config_dir()

@@ -5,15 +5,16 @@ Pydantic models only: importing this module must stay cheap because DAG files pa
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from airflow_mlops import settings
+
 #: Estimator classes must live under one of these dotted prefixes. Extend with the environment
-#: variable ``AIRFLOW_MLOPS_ESTIMATOR_ALLOWLIST`` (comma-separated prefixes), never from a config file.
+#: deployment setting ``[mlops] estimator_allowlist`` (comma-separated prefixes), never from a config file.
 DEFAULT_ESTIMATOR_PREFIXES: tuple[str, ...] = ("sklearn.",)
 
 CLASSIFICATION_METRICS: tuple[str, ...] = ("roc_auc", "accuracy", "f1", "precision", "recall", "log_loss")
@@ -27,8 +28,7 @@ _DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 def estimator_prefixes() -> tuple[str, ...]:
     """The allow-listed dotted prefixes for ``estimator.class``."""
-    extra = os.environ.get("AIRFLOW_MLOPS_ESTIMATOR_ALLOWLIST", "")
-    return DEFAULT_ESTIMATOR_PREFIXES + tuple(p.strip() for p in extra.split(",") if p.strip())
+    return DEFAULT_ESTIMATOR_PREFIXES + settings.estimator_allowlist()
 
 
 def parse_duration(value: str | int | float | timedelta) -> timedelta:
@@ -130,7 +130,7 @@ class EstimatorConfig(_Strict):
         if not value.startswith(prefixes) or not re.fullmatch(r"[A-Za-z_][\w.]*\.[A-Za-z_]\w*", value):
             raise ValueError(
                 f"expected a dotted class path under the allow-list {list(prefixes)} "
-                "(extend it with the AIRFLOW_MLOPS_ESTIMATOR_ALLOWLIST environment variable)"
+                f"(extend it with [mlops] estimator_allowlist or ${settings.OPTIONS['estimator_allowlist'].env})"
             )
         return value
 
@@ -252,7 +252,7 @@ class ServingConfig(_Strict):
     """Where the gateway logs predictions (read by rollout health checks and monitoring)."""
 
     #: Prediction-log root: local path (relative to the config's folder), ``s3://`` or ``wasbs://``;
-    #: when unset, ``$AIRFLOW_MLOPS_PREDICTION_LOG`` (the deployment-wide default).
+    #: when unset, the deployment-wide setting ``[mlops] prediction_log``.
     prediction_log: str | None = None
     prediction_log_conn_id: str | None = None
     #: The gateway's base URL, used to confirm that a rollback is being served (optional).

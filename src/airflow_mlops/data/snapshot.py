@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from airflow_mlops.data.fingerprint import fingerprint
 from airflow_mlops.data.io import is_folder, list_data_files, read_table
 from airflow_mlops.exceptions import DataError
+from airflow_mlops.vocabulary import Tag
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -68,5 +69,5 @@ def recorded_files(tags: dict[str, str]) -> list[str]:
     """The data files a run (or version) recorded; runs of a single file may carry only ``mlops.data_uri``."""
     import json
 
-    raw = tags.get("mlops.data_files")
-    return list(json.loads(raw)) if raw else [tags["mlops.data_uri"]]
+    raw = tags.get(Tag.DATA_FILES)
+    return list(json.loads(raw)) if raw else [tags[Tag.DATA_URI]]

@@ -11,7 +11,7 @@ connection pool: create one per process (do not share it across ``fork``).
 
 .. code-block:: python
 
-    audit = AuditTrail(default_state_url())
+    audit = AuditTrail(settings.state_db_url())
     audit.record("fraud", "champion", "3", "4", reason="canary healthy at 100%", actor="fraud__deploy/run_7")
     print(format_history(audit.history("fraud")))
 """
@@ -19,13 +19,11 @@ connection pool: create one per process (do not share it across ``fork``).
 from __future__ import annotations
 
 import json
-import os
 import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -48,8 +46,6 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine, RowMapping
-
-STATE_DB_ENV = "AIRFLOW_MLOPS_STATE_DB"
 
 metadata = MetaData()
 
@@ -90,14 +86,6 @@ pending_ops = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_mlops_pending_ops_model", "model"),
 )
-
-
-def default_state_url() -> str:
-    """The state database: ``$AIRFLOW_MLOPS_STATE_DB``, else ``sqlite:///<cwd>/airflow_mlops_state.db``."""
-    configured = os.environ.get(STATE_DB_ENV, "").strip()
-    if configured:
-        return configured
-    return f"sqlite:///{Path.cwd() / 'airflow_mlops_state.db'}"
 
 
 def utcnow() -> datetime:
@@ -166,7 +154,7 @@ class AuditTrail:
     """The alias history of every model, plus the bookkeeping of guarded deployment operations.
 
     :param url: SQLAlchemy URL of the state database, e.g. ``sqlite:////var/lib/mlops/state.db`` or
-        ``postgresql+psycopg2://user@host:5432/mlops``. See :func:`default_state_url`.
+        ``postgresql+psycopg2://user@host:5432/mlops``. See :func:`airflow_mlops.settings.state_db_url`.
     :param engine_kwargs: Extra keyword arguments for :func:`sqlalchemy.create_engine`.
     """
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.config.schema import CanaryConfig, ShadowConfig
 from airflow_mlops.training.metrics import compute_metric, higher_is_better
+from airflow_mlops.vocabulary import Role
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -76,8 +77,8 @@ def _score(output: str | None) -> float | None:
 
 def shadow_stats(rows: pd.DataFrame, champion: str, shadow: str) -> ShadowStats:
     """Pair shadow rows with the champion's answer to the same request id."""
-    champ = rows[(rows["role"] == "champion") & (rows["version"] == champion) & rows["error"].isna()]
-    shad = rows[(rows["role"] == "shadow") & (rows["version"] == shadow)]
+    champ = rows[(rows["role"] == Role.CHAMPION) & (rows["version"] == champion) & rows["error"].isna()]
+    shad = rows[(rows["role"] == Role.SHADOW) & (rows["version"] == shadow)]
     errors = int(shad["error"].notna().sum())
     ok = shad[shad["error"].isna()]
     merged = ok.merge(champ, on="request_id", suffixes=("_shadow", "_champion"))
@@ -122,7 +123,7 @@ def canary_stats(
     rows: pd.DataFrame, feedback: pd.DataFrame | None, canary: str, champion: str, metric: str | None
 ) -> CanaryStats:
     """Error rate and latency of the canary; with labels, ``metric`` for canary and champion on their rows."""
-    mine = rows[(rows["role"] == "canary") & (rows["version"] == canary)]
+    mine = rows[(rows["role"] == Role.CANARY) & (rows["version"] == canary)]
     errors = int(mine["error"].notna().sum())
     stats = CanaryStats(
         requests=len(mine),
@@ -136,7 +137,7 @@ def canary_stats(
     labels = feedback.drop_duplicates("request_id", keep="last").set_index("request_id")["label"].map(json.loads)
     values: dict[str, float | None] = {}
     counts: dict[str, int] = {}
-    for role, version in (("canary", canary), ("champion", champion)):
+    for role, version in ((Role.CANARY, canary), (Role.CHAMPION, champion)):
         part = rows[(rows["role"] == role) & (rows["version"] == version) & rows["error"].isna()]
         part = part[part["request_id"].isin(labels.index)]
         counts[role] = len(part)
@@ -149,10 +150,10 @@ def canary_stats(
     return CanaryStats(
         **{
             **stats.to_dict(),
-            "labelled": counts["canary"],
-            "champion_labelled": counts["champion"],
-            "canary_metric": values["canary"],
-            "champion_metric": values["champion"],
+            "labelled": counts[Role.CANARY],
+            "champion_labelled": counts[Role.CHAMPION],
+            "canary_metric": values[Role.CANARY],
+            "champion_metric": values[Role.CHAMPION],
         }
     )
 

@@ -36,22 +36,13 @@ from typing import TYPE_CHECKING, Any
 from airflow_mlops.deploy.audit import AliasEvent, AuditTrail, NewEvent
 from airflow_mlops.deploy.locking import DEFAULT_LOCK_TIMEOUT, model_lock
 from airflow_mlops.exceptions import RegistryError
-from airflow_mlops.registry.versions import CHALLENGER, CHAMPION, GATE_TAG
+from airflow_mlops.vocabulary import ALIASES, Alias, Tag
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 __all__ = [
-    "CANARY",
-    "CANARY_PERCENT_TAG",
-    "CHALLENGER",
-    "CHAMPION",
     "DEFAULT_LOCK_TIMEOUT",
-    "PREVIOUS",
-    "PROMOTED_BY_TAG",
-    "REJECTED_BY_TAG",
-    "REJECTED_REASON_TAG",
-    "SHADOW",
     "TEMPORARY_ALIASES",
     "DeploymentState",
     "PromotionResult",
@@ -67,17 +58,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PREVIOUS = "previous"
-CANARY = "canary"
-SHADOW = "shadow"
-CANARY_PERCENT_TAG = "mlops.canary_percent"
-PROMOTED_BY_TAG = "mlops.promoted_by"
-REJECTED_REASON_TAG = "mlops.rejected_reason"
-REJECTED_BY_TAG = "mlops.rejected_by"
-TEMPORARY_ALIASES = (CHALLENGER, CANARY, SHADOW)
+TEMPORARY_ALIASES = (Alias.CHALLENGER, Alias.CANARY, Alias.SHADOW)
 """Aliases a promotion clears: they describe the rollout of a candidate, which is over."""
-
-_ALIASES = (CHAMPION, CHALLENGER, CANARY, SHADOW, PREVIOUS)
 
 
 @dataclass(frozen=True)
@@ -93,7 +75,7 @@ class DeploymentState:
 
     def aliases(self) -> dict[str, str]:
         """The set aliases, ``{alias: version}``."""
-        values = {alias: getattr(self, alias) for alias in _ALIASES}
+        values = {alias: getattr(self, alias) for alias in ALIASES}
         return {alias: version for alias, version in values.items() if version is not None}
 
 
@@ -128,16 +110,16 @@ class _Snapshot:
 
     @property
     def percent_tag(self) -> str | None:
-        return self.tags.get(CANARY_PERCENT_TAG)
+        return self.tags.get(Tag.CANARY_PERCENT)
 
     def state(self, model: str) -> DeploymentState:
         return DeploymentState(
-            champion=self.alias(CHAMPION),
-            challenger=self.alias(CHALLENGER),
-            canary=self.alias(CANARY),
+            champion=self.alias(Alias.CHAMPION),
+            challenger=self.alias(Alias.CHALLENGER),
+            canary=self.alias(Alias.CANARY),
             canary_percent=_parse_percent(model, self.percent_tag),
-            shadow=self.alias(SHADOW),
-            previous=self.alias(PREVIOUS),
+            shadow=self.alias(Alias.SHADOW),
+            previous=self.alias(Alias.PREVIOUS),
         )
 
 
@@ -165,7 +147,7 @@ def _parse_percent(model: str, raw: str | None) -> float:
     try:
         return float(raw)
     except ValueError:
-        log.warning("%s: tag %s is %r, not a number; reading it as 0", model, CANARY_PERCENT_TAG, raw)
+        log.warning("%s: tag %s is %r, not a number; reading it as 0", model, Tag.CANARY_PERCENT, raw)
         return 0.0
 
 
@@ -193,14 +175,14 @@ def _version_tags(client: MlflowClient, model: str, version: str) -> dict[str, s
 def _require_servable(client: MlflowClient, model: str, version: str, role: str) -> dict[str, str]:
     """The version's tags, after checking it may serve traffic: gate passed and not rejected."""
     tags = _version_tags(client, model, version)
-    if tags.get(GATE_TAG) != "passed":
+    if tags.get(Tag.GATE) != "passed":
         raise RegistryError(
-            f"{model} v{version}: {GATE_TAG} is {tags.get(GATE_TAG)!r}; only a version whose gate passed can become "
+            f"{model} v{version}: {Tag.GATE} is {tags.get(Tag.GATE)!r}; only a version whose gate passed can become "
             f"{role}"
         )
-    if REJECTED_REASON_TAG in tags:
+    if Tag.REJECTED_REASON in tags:
         raise RegistryError(
-            f"{model} v{version} was rejected ({REJECTED_REASON_TAG}={tags[REJECTED_REASON_TAG]!r}); it cannot become "
+            f"{model} v{version} was rejected ({Tag.REJECTED_REASON}={tags[Tag.REJECTED_REASON]!r}); it cannot become "
             f"{role}"
         )
     return tags
@@ -363,18 +345,18 @@ def promote(
     version = str(version)
 
     def plan(snapshot: _Snapshot) -> _Plan:
-        tags = _require_servable(client, model, version, CHAMPION)
+        tags = _require_servable(client, model, version, Alias.CHAMPION)
         out = _Plan()
-        if snapshot.alias(CHAMPION) == version:
+        if snapshot.alias(Alias.CHAMPION) == version:
             return out
-        out.model_tag(snapshot, CANARY_PERCENT_TAG, "0")  # first: no traffic to a canary that is about to go
-        old = snapshot.alias(CHAMPION)
+        out.model_tag(snapshot, Tag.CANARY_PERCENT, "0")  # first: no traffic to a canary that is about to go
+        old = snapshot.alias(Alias.CHAMPION)
         if old is not None:
-            out.alias(snapshot, PREVIOUS, old)
-        out.alias(snapshot, CHAMPION, version)
+            out.alias(snapshot, Alias.PREVIOUS, old)
+        out.alias(snapshot, Alias.CHAMPION, version)
         for alias in TEMPORARY_ALIASES:
-            out.alias(snapshot, alias, None, _percent_note(snapshot, "0") if alias == CANARY else "")
-        out.version_tag(tags, version, PROMOTED_BY_TAG, actor)
+            out.alias(snapshot, alias, None, _percent_note(snapshot, "0") if alias == Alias.CANARY else "")
+        out.version_tag(tags, version, Tag.PROMOTED_BY, actor)
         return out
 
     return _guarded(client, audit, model, "promote", plan, actor=actor, reason=reason, lock_timeout=lock_timeout)
@@ -401,22 +383,22 @@ def rollback(
 
     def plan(snapshot: _Snapshot) -> _Plan:
         out = _Plan()
-        target = snapshot.alias(PREVIOUS) if target_spec == PREVIOUS else target_spec
-        if target_spec == PREVIOUS and target is None:
+        target = snapshot.alias(Alias.PREVIOUS) if target_spec == Alias.PREVIOUS else target_spec
+        if target_spec == Alias.PREVIOUS and target is None:
             raise RegistryError(f"{model}: cannot roll back to 'previous': the alias is not set")
-        if target is not None and target != snapshot.alias(CHAMPION):
-            if target == snapshot.alias(PREVIOUS):
+        if target is not None and target != snapshot.alias(Alias.CHAMPION):
+            if target == snapshot.alias(Alias.PREVIOUS):
                 _version_tags(client, model, target)  # must still exist
             else:
-                _require_servable(client, model, target, CHAMPION)
-        out.model_tag(snapshot, CANARY_PERCENT_TAG, "0")
-        out.alias(snapshot, CANARY, None, _percent_note(snapshot, "0"))
-        out.alias(snapshot, SHADOW, None)
-        if target is not None and target != snapshot.alias(CHAMPION):
-            old = snapshot.alias(CHAMPION)
+                _require_servable(client, model, target, Alias.CHAMPION)
+        out.model_tag(snapshot, Tag.CANARY_PERCENT, "0")
+        out.alias(snapshot, Alias.CANARY, None, _percent_note(snapshot, "0"))
+        out.alias(snapshot, Alias.SHADOW, None)
+        if target is not None and target != snapshot.alias(Alias.CHAMPION):
+            old = snapshot.alias(Alias.CHAMPION)
             if old is not None:
-                out.alias(snapshot, PREVIOUS, old)
-            out.alias(snapshot, CHAMPION, target)
+                out.alias(snapshot, Alias.PREVIOUS, old)
+            out.alias(snapshot, Alias.CHAMPION, target)
         return out
 
     return _guarded(client, audit, model, "rollback", plan, actor=actor, reason=reason, lock_timeout=lock_timeout)
@@ -441,16 +423,16 @@ def reject(
 
     def plan(snapshot: _Snapshot) -> _Plan:
         tags = _version_tags(client, model, version)
-        if snapshot.alias(CHAMPION) == version:
+        if snapshot.alias(Alias.CHAMPION) == version:
             raise RegistryError(f"{model} v{version} is the champion; roll back before rejecting it")
         out = _Plan()
-        if snapshot.alias(CANARY) == version:
-            out.model_tag(snapshot, CANARY_PERCENT_TAG, "0")
+        if snapshot.alias(Alias.CANARY) == version:
+            out.model_tag(snapshot, Tag.CANARY_PERCENT, "0")
         for alias in TEMPORARY_ALIASES:
             if snapshot.alias(alias) == version:
-                out.alias(snapshot, alias, None, _percent_note(snapshot, "0") if alias == CANARY else "")
-        out.version_tag(tags, version, REJECTED_REASON_TAG, reason)
-        out.version_tag(tags, version, REJECTED_BY_TAG, actor)
+                out.alias(snapshot, alias, None, _percent_note(snapshot, "0") if alias == Alias.CANARY else "")
+        out.version_tag(tags, version, Tag.REJECTED_REASON, reason)
+        out.version_tag(tags, version, Tag.REJECTED_BY, actor)
         return out
 
     return _guarded(client, audit, model, "reject", plan, actor=actor, reason=reason, lock_timeout=lock_timeout)
@@ -482,19 +464,19 @@ def set_canary(
 
     def plan(snapshot: _Snapshot) -> _Plan:
         out = _Plan()
-        current = snapshot.alias(CANARY)
+        current = snapshot.alias(Alias.CANARY)
         note = _percent_note(snapshot, value)
         if target is None:
-            out.model_tag(snapshot, CANARY_PERCENT_TAG, value)  # traffic off before the alias goes
-            out.alias(snapshot, CANARY, None, note)
+            out.model_tag(snapshot, Tag.CANARY_PERCENT, value)  # traffic off before the alias goes
+            out.alias(snapshot, Alias.CANARY, None, note)
             return out
-        _require_servable(client, model, target, CANARY)
-        if snapshot.alias(CHAMPION) == target:
+        _require_servable(client, model, target, Alias.CANARY)
+        if snapshot.alias(Alias.CHAMPION) == target:
             raise RegistryError(f"{model} v{target} is the champion; a canary must be another version")
-        out.alias(snapshot, CANARY, target, note)
-        out.model_tag(snapshot, CANARY_PERCENT_TAG, value)
+        out.alias(snapshot, Alias.CANARY, target, note)
+        out.model_tag(snapshot, Tag.CANARY_PERCENT, value)
         if current == target and note:
-            out.note(CANARY, target, note)
+            out.note(Alias.CANARY, target, note)
         return out
 
     return _guarded(client, audit, model, "set_canary", plan, actor=actor, reason=reason, lock_timeout=lock_timeout)
@@ -515,11 +497,11 @@ def set_shadow(
 
     def plan(snapshot: _Snapshot) -> _Plan:
         out = _Plan()
-        if target is not None and snapshot.alias(SHADOW) != target:
-            _require_servable(client, model, target, SHADOW)
-            if snapshot.alias(CHAMPION) == target:
+        if target is not None and snapshot.alias(Alias.SHADOW) != target:
+            _require_servable(client, model, target, Alias.SHADOW)
+            if snapshot.alias(Alias.CHAMPION) == target:
                 raise RegistryError(f"{model} v{target} is the champion; a shadow must be another version")
-        out.alias(snapshot, SHADOW, target)
+        out.alias(snapshot, Alias.SHADOW, target)
         return out
 
     return _guarded(client, audit, model, "set_shadow", plan, actor=actor, reason=reason, lock_timeout=lock_timeout)
@@ -540,10 +522,10 @@ def set_challenger(
 
     def plan(snapshot: _Snapshot) -> _Plan:
         out = _Plan()
-        if snapshot.alias(CHALLENGER) == version or snapshot.alias(CHAMPION) == version:
+        if snapshot.alias(Alias.CHALLENGER) == version or snapshot.alias(Alias.CHAMPION) == version:
             return out
-        _require_servable(client, model, version, CHALLENGER)
-        out.alias(snapshot, CHALLENGER, version)
+        _require_servable(client, model, version, Alias.CHALLENGER)
+        out.alias(snapshot, Alias.CHALLENGER, version)
         return out
 
     return _guarded(client, audit, model, "set_challenger", plan, actor=actor, reason=reason, lock_timeout=lock_timeout)

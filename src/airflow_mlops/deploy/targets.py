@@ -8,7 +8,7 @@ traffic state with the registry behind the same methods.
 
 .. code-block:: python
 
-    target = get_target("local", tracking_uri="sqlite:///mlflow.db", state_url=default_state_url())
+    target = get_target("local", tracking_uri="sqlite:///mlflow.db", state_url=settings.state_db_url())
     target.set_traffic("fraud", "7", 5, actor="fraud__deploy/run_3", reason="canary step 1")
 """
 
@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
+from airflow_mlops import settings
 from airflow_mlops.deploy import promotion
-from airflow_mlops.deploy.audit import AuditTrail, default_state_url
+from airflow_mlops.deploy.audit import AuditTrail
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -103,7 +104,7 @@ class LocalGatewayTarget:
 
             client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri or tracking_uri)
         if audit is None:
-            audit = AuditTrail(state_url or default_state_url())
+            audit = AuditTrail(state_url or settings.state_db_url())
         return cls(client, audit, lock_timeout=lock_timeout)
 
     @property

@@ -6,22 +6,24 @@ from typing import Any
 
 from airflow.sdk import Asset
 
+from airflow_mlops.vocabulary import AssetKind, asset_uri
+
 GROUP = "airflow-mlops"
 
 
 def _asset(model: str, kind: str) -> Asset:
-    uri = f"mlops://{model}/{kind}"
+    uri = asset_uri(model, kind)
     return Asset(name=uri, uri=uri, group=GROUP)
 
 
 def candidate_asset(model: str) -> Asset:
     """A version passed its gate and became ``challenger``; extra: model, version, mlflow_run_id."""
-    return _asset(model, "candidate")
+    return _asset(model, AssetKind.CANDIDATE)
 
 
 def drift_asset(model: str) -> Asset:
     """The monitor found act-level drift or a performance breach; extra: features, scores, window."""
-    return _asset(model, "drift")
+    return _asset(model, AssetKind.DRIFT)
 
 
 def data_asset(model: str) -> Asset:
@@ -29,7 +31,7 @@ def data_asset(model: str) -> Asset:
 
     An event's extra may carry ``data_uri`` (and ``data_conn_id``) for the retrain to use.
     """
-    return _asset(model, "data")
+    return _asset(model, AssetKind.DATA)
 
 
 def cron_or_assets(cron: str | None, assets: list[Asset]) -> Any:

@@ -2,13 +2,12 @@
 
 A config that fails to load becomes a ``<file>__config_error`` DAG whose description shows the
 error and whose only task fails with it, so the problem is visible in the Airflow UI, and a
-warning (shown by Airflow as a parse warning). Set ``AIRFLOW_MLOPS_STRICT=true`` to raise instead.
+warning (shown by Airflow as a parse warning). Set ``[mlops] strict = true`` to raise instead.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
 import warnings
 from collections.abc import MutableMapping
@@ -17,6 +16,7 @@ from typing import Any
 
 from airflow.sdk import DAG, BaseOperator
 
+from airflow_mlops import settings
 from airflow_mlops.config.loader import config_files, default_config_dir, load_configs
 from airflow_mlops.exceptions import ConfigError
 from airflow_mlops.factories.deploy import build_deploy_dag, build_rollback_dag
@@ -24,8 +24,6 @@ from airflow_mlops.factories.monitor import build_monitor_dag
 from airflow_mlops.factories.train import START_DATE, build_train_dag
 
 log = logging.getLogger(__name__)
-
-STRICT_ENV = "AIRFLOW_MLOPS_STRICT"
 
 
 class ConfigErrorWarning(UserWarning):
@@ -67,10 +65,10 @@ def build_error_dag(path: Path, error: ConfigError) -> DAG:
 def build_dags(
     namespace: MutableMapping[str, Any] | None = None, config_dir: str | Path | None = None
 ) -> dict[str, DAG]:
-    """Build every model's DAGs from ``config_dir`` (default ``$AIRFLOW_MLOPS_CONFIG_DIR``) into ``namespace``."""
+    """Build every model's DAGs from ``config_dir`` (default: the ``[mlops] config_dir`` setting) into ``namespace``."""
     folder = Path(config_dir) if config_dir is not None else default_config_dir()
     result = load_configs(config_files(folder))
-    strict = os.environ.get(STRICT_ENV, "").lower() in ("1", "true", "yes")
+    strict = settings.strict()
     dags: dict[str, DAG] = {}
     for path, error in result.errors.items():
         if strict:

@@ -17,6 +17,7 @@ from airflow_mlops.operators.rollout import (
     RollbackOperator,
     ShadowOperator,
 )
+from airflow_mlops.vocabulary import Alias
 
 if TYPE_CHECKING:
     from airflow_mlops.config.loader import LoadedConfig
@@ -80,7 +81,7 @@ def build_rollback_dag(loaded: LoadedConfig) -> DAG:
         tags=["airflow-mlops", cfg.name, "rollback"],
         doc_md=f"### {cfg.name}: manual rollback\n\nServe `version` (an alias such as `previous`, or a number).",
         default_args={"owner": cfg.owner, "retries": 0},
-        params={PARAM_VERSION: Param("previous", type="string", description="Version number or alias")},
+        params={PARAM_VERSION: Param(Alias.PREVIOUS, type="string", description="Version number or alias")},
     ) as dag:
         RollbackOperator(task_id="rollback", config_path=str(loaded.path), mlflow_conn_id=cfg.mlflow_conn_id)
     return dag

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import DAG, Asset, Param, XComArg, chain
@@ -16,7 +15,7 @@ from airflow_mlops.operators.monitoring import (
     PlanMonitoringWindowOperator,
     SummarizePartitionOperator,
 )
-from airflow_mlops.operators.rollout import PREDICTION_LOG_ENV
+from airflow_mlops.vocabulary import AssetKind, asset_uri
 
 if TYPE_CHECKING:
     from airflow_mlops.config.loader import LoadedConfig
@@ -29,13 +28,11 @@ def predictions_asset(loaded: LoadedConfig) -> Asset | None:
     from airflow_mlops.triggers.prediction_log import NewPredictionHourTrigger
 
     cfg = loaded.config
-    root = cfg.serving.prediction_log or os.environ.get(PREDICTION_LOG_ENV)
+    root, conn_id = loaded.prediction_log()
     if not root:
         return None
-    trigger = NewPredictionHourTrigger(
-        log_root=loaded.resolve(root), log_conn_id=cfg.serving.prediction_log_conn_id, model=cfg.name
-    )
-    uri = f"mlops://{cfg.name}/predictions"
+    trigger = NewPredictionHourTrigger(log_root=root, log_conn_id=conn_id, model=cfg.name)
+    uri = asset_uri(cfg.name, AssetKind.PREDICTIONS)
     return Asset(name=uri, uri=uri, group=GROUP, watchers=[AssetWatcher(name=f"{cfg.name}_new_hour", trigger=trigger)])
 
 
@@ -56,7 +53,8 @@ def build_monitor_dag(loaded: LoadedConfig) -> DAG:
         tags=["airflow-mlops", cfg.name, "monitor"],
         doc_md=(
             f"### {cfg.name}: drift and performance monitoring\n\nWindow `{cfg.monitoring.window}` of served "
-            f"traffic vs the champion's training data; act-level findings emit `mlops://{cfg.name}/drift` "
+            "traffic vs the champion's training data; act-level findings emit "
+            f"`{asset_uri(cfg.name, AssetKind.DRIFT)}` "
             f"(cooldown `{cfg.monitoring.cooldown}`)."
         ),
         default_args={"owner": cfg.owner, "retries": 0},

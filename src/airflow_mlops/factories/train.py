@@ -18,6 +18,7 @@ from airflow_mlops.operators.training import (
     TrainModelOperator,
     ValidateDataOperator,
 )
+from airflow_mlops.vocabulary import AssetKind, asset_uri
 
 if TYPE_CHECKING:
     from airflow_mlops.config.loader import LoadedConfig
@@ -41,7 +42,8 @@ def _doc(loaded: LoadedConfig) -> str:
         f"* estimator: `{cfg.estimator.class_}` seed {cfg.estimator.seed}\n"
         f'* data: `{cfg.data.uri}` (override with `conf={{"{PARAM_DATA_URI}": "..."}}`)\n'
         f"* on pass: alias `challenger` and an event on `{candidate_asset_uri(cfg.name)}`\n"
-        f"* also runs on `mlops://{cfg.name}/drift` and `mlops://{cfg.name}/data` events (see `retraining`)\n"
+        f"* also runs on `{asset_uri(cfg.name, AssetKind.DRIFT)}` and `{asset_uri(cfg.name, AssetKind.DATA)}` events"
+        " (see `retraining`)\n"
     )
 
 

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.exceptions import DataError
+from airflow_mlops.vocabulary import SERVED_ROLES, Alias, Tag
 
 if TYPE_CHECKING:
     import numpy as np
@@ -21,8 +22,6 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from airflow_mlops.config.schema import ModelConfig
-
-SERVED_ROLES = ("champion", "canary")
 
 
 @dataclass(frozen=True)
@@ -36,16 +35,16 @@ class Reference:
 def champion_reference(client: MlflowClient, config: ModelConfig) -> Reference:
     """The champion's training data, verified against its recorded fingerprint."""
     from airflow_mlops.data.snapshot import read_snapshot, recorded_files
-    from airflow_mlops.registry.versions import CHAMPION, alias_version
+    from airflow_mlops.registry.versions import alias_version
 
-    version = alias_version(client, config.name, CHAMPION)
+    version = alias_version(client, config.name, Alias.CHAMPION)
     if version is None:
         raise DataError(f"{config.name} has no champion: nothing to monitor yet")
     tags = client.get_model_version(config.name, version).tags
-    uri, expected = tags.get("mlops.data_uri"), tags.get("mlops.data_sha256")
+    uri, expected = tags.get(Tag.DATA_URI), tags.get(Tag.DATA_SHA256)
     if not uri or not expected:
         raise DataError(f"{config.name} v{version} has no data lineage tags; cannot find its training data")
-    snapshot = read_snapshot(recorded_files(tags), tags.get("mlops.data_conn_id") or None, config.data.format)
+    snapshot = read_snapshot(recorded_files(tags), tags.get(Tag.DATA_CONN_ID) or None, config.data.format)
     frame, actual = snapshot.frame, snapshot.sha256
     if actual != expected:
         raise DataError(

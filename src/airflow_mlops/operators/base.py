@@ -14,6 +14,7 @@ from airflow.sdk import BaseOperator
 from airflow_mlops.config.loader import LoadedConfig, load_config
 from airflow_mlops.exceptions import DataError
 from airflow_mlops.hooks.mlflow import MlflowHook
+from airflow_mlops.vocabulary import Tag
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -88,7 +89,7 @@ class MlopsBaseOperator(BaseOperator):
             return None
         runs = client.search_runs(
             [experiment.experiment_id],
-            filter_string=f"tags.`mlops.dag_run_id` = '{self.dag_run_id(context)}'",
+            filter_string=f"tags.`{Tag.DAG_RUN_ID}` = '{self.dag_run_id(context)}'",
             max_results=1,
         )
         return str(runs[0].info.run_id) if runs else None
@@ -109,12 +110,12 @@ class MlopsBaseOperator(BaseOperator):
 
         tags = client.get_run(run_id).data.tags
         snapshot = read_snapshot(
-            recorded_files(tags), tags.get("mlops.data_conn_id") or None, self.loaded.config.data.format
+            recorded_files(tags), tags.get(Tag.DATA_CONN_ID) or None, self.loaded.config.data.format
         )
-        uri, actual, frame = tags["mlops.data_uri"], snapshot.sha256, snapshot.frame
-        if actual != tags["mlops.data_sha256"]:
+        uri, actual, frame = tags[Tag.DATA_URI], snapshot.sha256, snapshot.frame
+        if actual != tags[Tag.DATA_SHA256]:
             raise DataError(
-                f"{uri} changed during the DAG run: fingerprinted sha256 {tags['mlops.data_sha256']}, now {actual}; "
+                f"{uri} changed during the DAG run: fingerprinted sha256 {tags[Tag.DATA_SHA256]}, now {actual}; "
                 "start a new DAG run to train on the new data"
             )
         return frame

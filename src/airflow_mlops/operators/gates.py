@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_mlops.exceptions import GateFailedError
 from airflow_mlops.operators.base import MlopsBaseOperator
 from airflow_mlops.ui.links import MlflowModelVersionLink, MlflowRunLink
+from airflow_mlops.vocabulary import Alias, Tag
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -32,7 +33,7 @@ class GateModelOperator(MlopsBaseOperator):
 
         from airflow_mlops.gates.checks import GateInputs, HoldOut, evaluate_gate
         from airflow_mlops.gates.report import CheckResult, GateReport
-        from airflow_mlops.registry.versions import CHAMPION, GATE_TAG, alias_version, version_for_run
+        from airflow_mlops.registry.versions import alias_version, version_for_run
         from airflow_mlops.training.trainer import split_data
 
         cfg = self.loaded.config
@@ -47,7 +48,7 @@ class GateModelOperator(MlopsBaseOperator):
                     raise GateFailedError(f"no registered version for MLflow run {run_id}")
                 split = split_data(self.read_verified_data(client, run_id), cfg)
                 candidate = mlflow.sklearn.load_model(f"models:/{name}/{version}")
-                champion_version = alias_version(client, name, CHAMPION)
+                champion_version = alias_version(client, name, Alias.CHAMPION)
                 champion = None
                 if champion_version is not None and champion_version != version:
                     champion = mlflow.sklearn.load_model(f"models:/{name}/{champion_version}")
@@ -73,12 +74,12 @@ class GateModelOperator(MlopsBaseOperator):
             with mlflow.start_run(run_id=run_id):
                 mlflow.log_text(report.to_json(), GATE_REPORT_JSON)
                 mlflow.log_text(report.to_markdown(), GATE_REPORT_MD)
-                mlflow.set_tag(GATE_TAG, result)
+                mlflow.set_tag(Tag.GATE, result)
             artifact_uri = client.get_run(run_id).info.artifact_uri
             location = f"{artifact_uri}/{GATE_REPORT_MD}"
             if version is not None:
-                client.set_model_version_tag(name, version, GATE_TAG, result)
-                client.set_model_version_tag(name, version, "mlops.gate_report", location)
+                client.set_model_version_tag(name, version, Tag.GATE, result)
+                client.set_model_version_tag(name, version, Tag.GATE_REPORT, location)
         self.log.info("Gate report for %s v%s:\n%s", name, version, report.to_markdown())
         if not report.passed:
             failed = "; ".join(f"{c.name} ({c.status}: {c.value} vs {c.threshold} {c.detail})" for c in report.failures)

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.config.schema import parse_duration
 from airflow_mlops.operators.rollout import RolloutBaseOperator
+from airflow_mlops.vocabulary import Tag
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 PREDICTION_FEATURE = "__prediction__"
-LAST_DRIFT_EVENT_TAG = "mlops.drift.last_event"
 PARAM_WINDOW_END = "window_end"
 PLAN_KEY = "plan"
 
@@ -209,17 +209,17 @@ class EvaluateDriftOperator(RolloutBaseOperator):
                     monitoring_experiment(cfg.name),
                     # like the model's experiment: under the connection's artifact_root, not the worker's cwd
                     artifact_location=f"{root.rstrip('/')}/{cfg.name}-monitoring" if root else None,
-                    tags={"mlops.model": cfg.name},
+                    tags={Tag.MODEL: cfg.name},
                 )
             )
             with mlflow.start_run(experiment_id=experiment_id, run_name=f"monitor-{plan['end']}") as run:
                 mlflow.set_tags(
                     {
-                        "mlops.model": cfg.name,
-                        "mlops.champion": plan["champion"],
-                        "mlops.window_start": plan["start"],
-                        "mlops.window_end": plan["end"],
-                        "mlops.drift.act": str(result["act"]).lower(),
+                        Tag.MODEL: cfg.name,
+                        Tag.CHAMPION: plan["champion"],
+                        Tag.WINDOW_START: plan["start"],
+                        Tag.WINDOW_END: plan["end"],
+                        Tag.DRIFT_ACT: str(result["act"]).lower(),
                     }
                 )
                 metrics = {"rows": float(result["rows"])}
@@ -274,9 +274,9 @@ class EvaluateDriftOperator(RolloutBaseOperator):
             return False, False
         cfg = self.loaded.config
         with self.hook.activate() as client:
-            last = client.get_registered_model(cfg.name).tags.get(LAST_DRIFT_EVENT_TAG)
+            last = client.get_registered_model(cfg.name).tags.get(Tag.DRIFT_LAST_EVENT)
             if last and _now() - datetime.fromisoformat(last) < parse_duration(cfg.monitoring.cooldown):
-                client.set_tag(result["mlflow_run_id"], "mlops.drift.suppressed", f"cooldown since {last}")
+                client.set_tag(result["mlflow_run_id"], Tag.DRIFT_SUPPRESSED, f"cooldown since {last}")
                 self.log.warning("Drift found but the last drift event (%s) is inside the cooldown: not emitted", last)
                 return False, True
         return True, False
@@ -305,6 +305,6 @@ class EmitDriftEventOperator(RolloutBaseOperator):
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = payload
         with self.hook.activate() as client:
-            client.set_registered_model_tag(self.model_name, LAST_DRIFT_EVENT_TAG, _now().isoformat())
+            client.set_registered_model_tag(self.model_name, Tag.DRIFT_LAST_EVENT, _now().isoformat())
         self.log.info("Drift event for %s: %s", self.model_name, payload)
         return payload

@@ -6,18 +6,17 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from airflow_mlops import settings
 from airflow_mlops.exceptions import RegistryError
 from airflow_mlops.operators.base import MlopsBaseOperator
+from airflow_mlops.vocabulary import Alias, AssetKind, Tag, asset_uri
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-APPROVED_BY_TAG = "mlops.approved_by"
-APPROVED_AT_TAG = "mlops.approved_at"
-
 
 def candidate_asset_uri(model: str) -> str:
-    return f"mlops://{model}/candidate"
+    return asset_uri(model, AssetKind.CANDIDATE)
 
 
 class RecordApprovalOperator(MlopsBaseOperator):
@@ -46,8 +45,8 @@ class RecordApprovalOperator(MlopsBaseOperator):
             version = version_for_run(client, self.model_name, self.run_id(client, context))
             if version is None:
                 raise RegistryError(f"no registered version of {self.model_name} for this DAG run")
-            client.set_model_version_tag(self.model_name, version.version, APPROVED_BY_TAG, approver)
-            client.set_model_version_tag(self.model_name, version.version, APPROVED_AT_TAG, when)
+            client.set_model_version_tag(self.model_name, version.version, Tag.APPROVED_BY, approver)
+            client.set_model_version_tag(self.model_name, version.version, Tag.APPROVED_AT, when)
         self.log.info("%s v%s approved by %s at %s", self.model_name, version.version, approver, when)
         return {"version": str(version.version), "approved_by": approver, "approved_at": when}
 
@@ -66,9 +65,9 @@ class SetChallengerOperator(MlopsBaseOperator):
         self.require_approval = require_approval
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.deploy.audit import AuditTrail, default_state_url
+        from airflow_mlops.deploy.audit import AuditTrail
         from airflow_mlops.deploy.promotion import set_challenger
-        from airflow_mlops.registry.versions import CHALLENGER, require_gate_passed, version_for_run
+        from airflow_mlops.registry.versions import require_gate_passed, version_for_run
 
         name = self.model_name
         with self.hook.activate() as client:
@@ -78,18 +77,23 @@ class SetChallengerOperator(MlopsBaseOperator):
                 raise RegistryError(f"no registered version of {name} for MLflow run {run_id}")
             version = str(registered.version)
             require_gate_passed(client, name, version)
-            if self.require_approval and APPROVED_BY_TAG not in client.get_model_version(name, version).tags:
+            if self.require_approval and Tag.APPROVED_BY not in client.get_model_version(name, version).tags:
                 raise RegistryError(f"{name} v{version} needs an approval before it can become challenger")
             moved = set_challenger(
                 client,
-                AuditTrail(default_state_url()),
+                AuditTrail(settings.state_db_url()),
                 name,
                 version,
                 actor=f"{self.dag_id}/{context['dag_run'].run_id}",
                 reason="gate passed" + (" and approved" if self.require_approval else ""),
             ).changed
-        self.log.info("%s@%s -> v%s (%s)", name, CHALLENGER, version, "moved" if moved else "already there")
-        payload: dict[str, Any] = {"model": name, "version": version, "mlflow_run_id": run_id, "alias": CHALLENGER}
+        self.log.info("%s@%s -> v%s (%s)", name, Alias.CHALLENGER, version, "moved" if moved else "already there")
+        payload: dict[str, Any] = {
+            "model": name,
+            "version": version,
+            "mlflow_run_id": run_id,
+            "alias": Alias.CHALLENGER,
+        }
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = payload
         return {**payload, "alias_moved": moved}

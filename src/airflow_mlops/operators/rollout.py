@@ -6,23 +6,22 @@ deployment target, defer, and decide from the trigger's statistics with ``deploy
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from airflow_mlops import settings
 from airflow_mlops.config.schema import parse_duration
 from airflow_mlops.exceptions import GateFailedError, RegistryError
 from airflow_mlops.operators.base import MlopsBaseOperator
+from airflow_mlops.vocabulary import Alias, Tag
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_mlops.deploy.targets import DeploymentTarget
 
-PREDICTION_LOG_ENV = "AIRFLOW_MLOPS_PREDICTION_LOG"
-ROLLBACK_REASON_TAG = "mlops.rollback_reason"
 PARAM_VERSION = "version"
 
 
@@ -30,25 +29,25 @@ class RolloutBaseOperator(MlopsBaseOperator):
     """Adds the deployment target, the actor (this DAG run) and the prediction-log location."""
 
     def target(self, client: Any) -> DeploymentTarget:
-        from airflow_mlops.deploy.audit import AuditTrail, default_state_url
+        from airflow_mlops.deploy.audit import AuditTrail
         from airflow_mlops.deploy.targets import get_target
 
         kind = self.loaded.config.rollout.target
-        return get_target(kind, client=client, audit=AuditTrail(default_state_url()))
+        return get_target(kind, client=client, audit=AuditTrail(settings.state_db_url()))
 
     def actor(self, context: Context) -> str:
         return f"{self.dag_id}/{context['dag_run'].run_id}"
 
     @cached_property
     def log_location(self) -> tuple[str, str | None]:
-        serving = self.loaded.config.serving
-        root = serving.prediction_log or os.environ.get(PREDICTION_LOG_ENV)
+        root, conn_id = self.loaded.prediction_log()
         if not root:
             raise ValueError(
-                f"{self.loaded.path}: serving.prediction_log is not set and ${PREDICTION_LOG_ENV} is empty; "
+                f"{self.loaded.path}: serving.prediction_log is not set and neither is [mlops] prediction_log "
+                f"(${settings.OPTIONS['prediction_log'].env}); "
                 "the rollout reads the gateway's prediction log from there"
             )
-        return self.loaded.resolve(root), serving.prediction_log_conn_id
+        return root, conn_id
 
     def candidate(self, context: Context) -> str:
         version = context["ti"].xcom_pull(task_ids="resolve_candidate")
@@ -61,13 +60,13 @@ class ResolveCandidateOperator(RolloutBaseOperator):
     """The version to roll out: the candidate Asset event's version, the ``version`` param, or ``challenger``."""
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.registry.versions import CHALLENGER, alias_version, require_gate_passed
+        from airflow_mlops.registry.versions import alias_version, require_gate_passed
 
         version = _version_from_events(context.get("triggering_asset_events"))
         params = context.get("params") or {}
         version = version or (str(params[PARAM_VERSION]) if params.get(PARAM_VERSION) else None)
         with self.hook.activate() as client:
-            version = version or alias_version(client, self.model_name, CHALLENGER)
+            version = version or alias_version(client, self.model_name, Alias.CHALLENGER)
             if version is None:
                 raise RegistryError(f"{self.model_name}: no candidate version (no event, no param, no challenger)")
             require_gate_passed(client, self.model_name, version)
@@ -198,7 +197,7 @@ class CanaryStepOperator(RolloutBaseOperator):
         with self.hook.activate() as client:
             # champion-only traffic at once, and the candidate loses its aliases (reason recorded on it)
             self.target(client).reject(self.model_name, version, actor=self.actor(context), reason=reason)
-            client.set_model_version_tag(self.model_name, version, ROLLBACK_REASON_TAG, reason)
+            client.set_model_version_tag(self.model_name, version, Tag.ROLLBACK_REASON, reason)
         self.log.error("Rolled back %s to champion-only traffic: %s", self.model_name, reason)
         raise GateFailedError(f"{self.model_name} v{version} rolled back: {reason}")
 
@@ -221,7 +220,7 @@ class RollbackOperator(RolloutBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         params = context.get("params") or {}
-        wanted = str(params.get(PARAM_VERSION) or "previous")
+        wanted = str(params.get(PARAM_VERSION) or Alias.PREVIOUS)
         with self.hook.activate() as client:
             from airflow_mlops.registry.versions import alias_version
 

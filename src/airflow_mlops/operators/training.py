@@ -12,16 +12,12 @@ from typing import TYPE_CHECKING, Any
 from airflow_mlops.exceptions import DataError, DataValidationError
 from airflow_mlops.operators.base import MlopsBaseOperator
 from airflow_mlops.ui.links import MlflowModelVersionLink, MlflowRunLink
+from airflow_mlops.vocabulary import Tag
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 log = logging.getLogger(__name__)
-
-MODEL_URI_TAG = "mlops.model_uri"
-MODEL_ID_TAG = "mlops.model_id"
-VALIDATION_TAG = "mlops.validation"
-DATA_FILES_TAG = "mlops.data_files"
 
 
 class FingerprintDataOperator(MlopsBaseOperator):
@@ -43,7 +39,7 @@ class FingerprintDataOperator(MlopsBaseOperator):
         window = parse_duration(cfg.retraining.window) if cfg.retraining.window is not None else None
         with self.hook.activate() as client:
             existing = self.existing_run(client, context)
-            recorded_files = client.get_run(existing).data.tags.get(DATA_FILES_TAG) if existing else None
+            recorded_files = client.get_run(existing).data.tags.get(Tag.DATA_FILES) if existing else None
             # a retry re-reads the files the first attempt chose, even if newer ones landed since
             files = tuple(json.loads(recorded_files)) if recorded_files else choose_files(uri, conn_id, window)
             snapshot = read_snapshot(files, conn_id, cfg.data.format)
@@ -56,11 +52,11 @@ class FingerprintDataOperator(MlopsBaseOperator):
                 seed=cfg.estimator.seed,
                 dag_run_id=self.dag_run_id(context),
             )
-            tags["mlops.data_conn_id"] = conn_id or ""
-            tags[DATA_FILES_TAG] = json.dumps(list(files))
-            tags["mlops.config_path"] = str(self.loaded.path)
+            tags[Tag.DATA_CONN_ID] = conn_id or ""
+            tags[Tag.DATA_FILES] = json.dumps(list(files))
+            tags[Tag.CONFIG_PATH] = str(self.loaded.path)
             run_id = find_or_create_run(client, cfg.name, self.dag_run_id(context), tags, self.hook.artifact_root)
-            recorded = client.get_run(run_id).data.tags.get("mlops.data_sha256")
+            recorded = client.get_run(run_id).data.tags.get(Tag.DATA_SHA256)
             if recorded and recorded != sha:
                 raise DataError(
                     f"{uri}: content changed since this DAG run first read it (sha256 {recorded} -> {sha}); "
@@ -96,11 +92,11 @@ class ValidateDataOperator(MlopsBaseOperator):
             outcome = validate_frame(frame, list(cfg.expectations), suite_name=f"{cfg.name}-training-data")
             with mlflow.start_run(run_id=run_id):
                 mlflow.log_text(outcome.raw_json, "validation/expectations.json")
-                mlflow.set_tag(VALIDATION_TAG, "passed" if outcome.success else "failed")
+                mlflow.set_tag(Tag.VALIDATION, "passed" if outcome.success else "failed")
                 mlflow.log_metric("validation.failed_expectations", len(outcome.failures))
             if not outcome.success:
                 client.set_terminated(run_id, status="FAILED")
-                uri = client.get_run(run_id).data.tags["mlops.data_uri"]
+                uri = client.get_run(run_id).data.tags[Tag.DATA_URI]
                 raise DataValidationError(outcome.failure_message(uri))
         self.log.info("All %d expectations passed (%d rows)", len(outcome.results), len(frame))
         return {"mlflow_run_id": run_id, "expectations": len(outcome.results), "rows": len(frame)}
@@ -121,18 +117,18 @@ class TrainModelOperator(MlopsBaseOperator):
         with self.hook.activate() as client:
             run_id = self.run_id(client, context)
             run = client.get_run(run_id)
-            if run.data.tags.get(VALIDATION_TAG) != "passed":
+            if run.data.tags.get(Tag.VALIDATION) != "passed":
                 raise DataValidationError(f"MLflow run {run_id}: data validation did not pass; refusing to train")
-            if MODEL_URI_TAG in run.data.tags:
-                self.log.info("Run %s already holds model %s; not training again", run_id, run.data.tags[MODEL_URI_TAG])
-                return {"mlflow_run_id": run_id, "model_uri": run.data.tags[MODEL_URI_TAG], "metrics": run.data.metrics}
+            if Tag.MODEL_URI in run.data.tags:
+                self.log.info("Run %s already holds model %s; not training again", run_id, run.data.tags[Tag.MODEL_URI])
+                return {"mlflow_run_id": run_id, "model_uri": run.data.tags[Tag.MODEL_URI], "metrics": run.data.metrics}
             frame = self.read_verified_data(client, run_id)
             outcome = fit_and_evaluate(frame, cfg)
-            lineage = {k: v for k, v in run.data.tags.items() if k.startswith("mlops.") and k != VALIDATION_TAG}
+            lineage = {k: v for k, v in run.data.tags.items() if k.startswith(Tag.PREFIX) and k != Tag.VALIDATION}
             model_uri = log_training(outcome, cfg, run_id, lineage)
             model_id = model_uri.removeprefix("models:/")
-            client.set_tag(run_id, MODEL_ID_TAG, model_id)
-            client.set_tag(run_id, MODEL_URI_TAG, model_uri)  # last: marks training complete
+            client.set_tag(run_id, Tag.MODEL_ID, model_id)
+            client.set_tag(run_id, Tag.MODEL_URI, model_uri)  # last: marks training complete
         self.log.info("Trained %s: %s", cfg.estimator.class_, outcome.metrics)
         return {"mlflow_run_id": run_id, "model_uri": model_uri, "metrics": outcome.metrics}
 
@@ -144,25 +140,25 @@ class RegisterModelOperator(MlopsBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.lineage import LINEAGE_KEYS
-        from airflow_mlops.registry.checksum import MODEL_SHA256_TAG, version_sha256
+        from airflow_mlops.registry.checksum import version_sha256
         from airflow_mlops.registry.versions import register_version
 
         with self.hook.activate() as client:
             run_id = self.run_id(client, context)
             run = client.get_run(run_id)
-            model_uri = run.data.tags.get(MODEL_URI_TAG)
+            model_uri = run.data.tags.get(Tag.MODEL_URI)
             if not model_uri:
                 raise DataError(f"MLflow run {run_id} has no trained model; run train_model first")
             tags = {k: run.data.tags[k] for k in LINEAGE_KEYS if k in run.data.tags}
-            tags["mlops.mlflow_run_id"] = run_id
-            tags.update({k: run.data.tags[k] for k in (DATA_FILES_TAG, "mlops.data_conn_id") if k in run.data.tags})
-            tags.update({k: v for k, v in run.data.tags.items() if k.startswith("mlops.env.")})
+            tags[Tag.MLFLOW_RUN_ID] = run_id
+            tags.update({k: run.data.tags[k] for k in (Tag.DATA_FILES, Tag.DATA_CONN_ID) if k in run.data.tags})
+            tags.update({k: v for k, v in run.data.tags.items() if k.startswith(Tag.ENV_PREFIX)})
             version, created = register_version(
-                client, self.model_name, run_id, model_uri, run.data.tags.get(MODEL_ID_TAG), tags
+                client, self.model_name, run_id, model_uri, run.data.tags.get(Tag.MODEL_ID), tags
             )
-            if MODEL_SHA256_TAG not in client.get_model_version(self.model_name, version).tags:
+            if Tag.MODEL_SHA256 not in client.get_model_version(self.model_name, version).tags:
                 # recorded from the registry's own copy, exactly as the gateway will verify it
                 checksum = version_sha256(client, self.model_name, version)
-                client.set_model_version_tag(self.model_name, version, MODEL_SHA256_TAG, checksum)
+                client.set_model_version_tag(self.model_name, version, Tag.MODEL_SHA256, checksum)
         self.log.info("%s %s v%s from run %s", "Registered" if created else "Found", self.model_name, version, run_id)
         return {"mlflow_run_id": run_id, "version": version, "created": created}

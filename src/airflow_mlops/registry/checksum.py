@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-MODEL_SHA256_TAG = "mlops.model_sha256"
 #: Files MLflow itself writes into a model's artifact folder after registration (registry metadata, not
 #: model content); hashing them would make a version's checksum change under our feet.
 REGISTRY_METADATA_FILES = frozenset({"registered_model_meta"})

@@ -10,16 +10,13 @@ import logging
 from typing import TYPE_CHECKING
 
 from airflow_mlops.exceptions import RegistryError
+from airflow_mlops.vocabulary import Tag
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
 log = logging.getLogger(__name__)
-
-CHAMPION = "champion"
-CHALLENGER = "challenger"
-GATE_TAG = "mlops.gate"
 
 
 def experiment_name(model: str) -> str:
@@ -36,7 +33,7 @@ def ensure_experiment(client: MlflowClient, model: str, artifact_root: str | Non
         return str(experiment.experiment_id)
     try:
         location = f"{artifact_root.rstrip('/')}/{model}" if artifact_root else None
-        return str(client.create_experiment(name, artifact_location=location, tags={"mlops.model": model}))
+        return str(client.create_experiment(name, artifact_location=location, tags={Tag.MODEL: model}))
     except Exception:  # a concurrent task created it first
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
@@ -51,7 +48,7 @@ def find_or_create_run(
     experiment_id = ensure_experiment(client, model, artifact_root)
     existing = client.search_runs(
         [experiment_id],
-        filter_string=f"tags.`mlops.dag_run_id` = '{_quote(dag_run_id)}'",
+        filter_string=f"tags.`{Tag.DAG_RUN_ID}` = '{_quote(dag_run_id)}'",
         max_results=1,
         order_by=["attributes.start_time ASC"],
     )
@@ -60,7 +57,7 @@ def find_or_create_run(
     run = client.create_run(
         experiment_id,
         run_name=f"{model}-{dag_run_id}"[:250],
-        tags={**tags, "mlops.model": model, "mlops.dag_run_id": dag_run_id},
+        tags={**tags, Tag.MODEL: model, Tag.DAG_RUN_ID: dag_run_id},
     )
     return str(run.info.run_id)
 
@@ -83,7 +80,7 @@ def register_version(
         client.get_registered_model(model)
     except Exception:
         try:
-            client.create_registered_model(model, tags={"mlops.managed_by": "airflow-mlops"})
+            client.create_registered_model(model, tags={Tag.MANAGED_BY: "airflow-mlops"})
         except Exception:  # created concurrently; fine if it exists now
             client.get_registered_model(model)
     existing = version_for_run(client, model, run_id)
@@ -111,8 +108,8 @@ def set_alias_once(client: MlflowClient, model: str, alias: str, version: str) -
 
 def require_gate_passed(client: MlflowClient, model: str, version: str) -> None:
     tags = client.get_model_version(model, str(version)).tags
-    if tags.get(GATE_TAG) != "passed":
+    if tags.get(Tag.GATE) != "passed":
         raise RegistryError(
-            f"{model} v{version}: {GATE_TAG} is {tags.get(GATE_TAG)!r}; only versions whose gate passed can move "
+            f"{model} v{version}: {Tag.GATE} is {tags.get(Tag.GATE)!r}; only versions whose gate passed can move "
             "to challenger or champion"
         )

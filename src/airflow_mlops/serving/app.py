@@ -35,6 +35,7 @@ from airflow_mlops.serving.prediction_log import FeedbackRecord, PredictionLog, 
 from airflow_mlops.serving.routing import choose_role
 from airflow_mlops.serving.signature import InputError
 from airflow_mlops.serving.state import RegistryWatcher
+from airflow_mlops.vocabulary import Role
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ class Gateway:
                 "request_id": request_id,
             }
         role = choose_role(request_id, routing.canary_percent, routing.canary is not None)
-        version = routing.canary if role == "canary" and routing.canary else routing.champion
+        version = routing.canary if role == Role.CANARY and routing.canary else routing.champion
         try:
             outputs, served_version, served_role, raw_inputs = self._answer(
                 model, version, role, routing.champion, payload, request_id
@@ -124,7 +125,7 @@ class Gateway:
         champion_model = self._loaded(model, champion)
         champion_model.schema.validate(payload, max_batch=self.settings.max_batch)
         raw_inputs = _raw_inputs(payload)
-        if role == "canary":
+        if role == Role.CANARY:
             started = time.perf_counter()
             try:
                 canary_model = self._loaded(model, version)
@@ -146,14 +147,14 @@ class Gateway:
             outputs, latency = self._model_call(champion_model, payload)
         except Exception as exc:
             latency = time.perf_counter() - started
-            self.metrics.observe(model, champion, "champion", latency, error=True)
+            self.metrics.observe(model, champion, Role.CHAMPION, latency, error=True)
             self._log(
-                model, champion, "champion", request_id, raw_inputs, None, latency, f"{type(exc).__name__}: {exc}"
+                model, champion, Role.CHAMPION, request_id, raw_inputs, None, latency, f"{type(exc).__name__}: {exc}"
             )
             raise
-        self.metrics.observe(model, champion, "champion", latency, error=False)
-        self._log(model, champion, "champion", request_id, raw_inputs, outputs, latency, None)
-        return outputs, champion, "champion", raw_inputs
+        self.metrics.observe(model, champion, Role.CHAMPION, latency, error=False)
+        self._log(model, champion, Role.CHAMPION, request_id, raw_inputs, outputs, latency, None)
+        return outputs, champion, Role.CHAMPION, raw_inputs
 
     def _model_call(self, loaded: LoadedModel, payload: Any) -> tuple[list[dict[str, Any]], float]:
         """Predict ``payload`` (validated for ``loaded``) together with concurrent requests to it.
@@ -254,9 +255,11 @@ class Gateway:
                 start = 0
                 for item in jobs:
                     end = start + len(item.raw_inputs)
-                    self.metrics.observe(item.model, item.version, "shadow", latency, error=False)
+                    self.metrics.observe(item.model, item.version, Role.SHADOW, latency, error=False)
                     part = outputs[start:end]
-                    self._log(item.model, item.version, "shadow", item.request_id, item.raw_inputs, part, latency, None)
+                    self._log(
+                        item.model, item.version, Role.SHADOW, item.request_id, item.raw_inputs, part, latency, None
+                    )
                     start = end
                 return
         for item in jobs:
@@ -273,8 +276,8 @@ class Gateway:
         except Exception as exc:  # never reaches a client
             outputs, error = None, f"{type(exc).__name__}: {exc}"
         latency = time.perf_counter() - started
-        self.metrics.observe(job.model, job.version, "shadow", latency, error=error is not None)
-        self._log(job.model, job.version, "shadow", job.request_id, job.raw_inputs, outputs, latency, error)
+        self.metrics.observe(job.model, job.version, Role.SHADOW, latency, error=error is not None)
+        self._log(job.model, job.version, Role.SHADOW, job.request_id, job.raw_inputs, outputs, latency, error)
 
     # readiness ---------------------------------------------------------------------------------
     def readiness(self) -> tuple[bool, dict[str, dict[str, Any]]]:

@@ -14,7 +14,8 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.registry.checksum import MODEL_SHA256_TAG, download_version, tree_sha256
+from airflow_mlops.registry.checksum import download_version, tree_sha256
+from airflow_mlops.vocabulary import Tag
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -121,9 +122,9 @@ class ModelCache:
         from airflow_mlops.serving.signature import InputSchema
 
         mv = self._client.get_model_version(model, version)
-        expected = mv.tags.get(MODEL_SHA256_TAG)
+        expected = mv.tags.get(Tag.MODEL_SHA256)
         if not expected:
-            raise ModelLoadError(f"{model} v{version} has no {MODEL_SHA256_TAG} tag; refusing an unverifiable model")
+            raise ModelLoadError(f"{model} v{version} has no {Tag.MODEL_SHA256} tag; refusing an unverifiable model")
         with tempfile.TemporaryDirectory(prefix="mlops-serve-") as tmp:
             local = download_version(self._client, model, version, tmp)
             actual = tree_sha256(local)

@@ -11,7 +11,9 @@ import hashlib
 import math
 from typing import Literal
 
-Role = Literal["champion", "canary"]
+from airflow_mlops.vocabulary import Role
+
+ServedRole = Literal["champion", "canary"]
 
 _SCALE = 100.0 / 2**53
 _BELOW_100 = math.nextafter(100.0, 0.0)
@@ -24,10 +26,10 @@ def canary_bucket(request_id: str) -> float:
     return min((int.from_bytes(digest, "big") >> 11) * _SCALE, _BELOW_100)
 
 
-def choose_role(request_id: str, canary_percent: float, has_canary: bool) -> Role:
+def choose_role(request_id: str, canary_percent: float, has_canary: bool) -> ServedRole:
     """``"canary"`` for about ``canary_percent`` % of request ids when a canary is deployed, else ``"champion"``."""
     if isinstance(canary_percent, bool) or not 0.0 <= canary_percent <= 100.0:  # also rejects NaN
         raise ValueError(f"canary_percent: got {canary_percent!r}; expected a number between 0 and 100")
     if not has_canary or canary_percent == 0.0:
-        return "champion"
-    return "canary" if canary_bucket(request_id) < canary_percent else "champion"
+        return Role.CHAMPION
+    return Role.CANARY if canary_bucket(request_id) < canary_percent else Role.CHAMPION

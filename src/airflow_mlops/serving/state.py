@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from airflow_mlops.deploy.promotion import CANARY_PERCENT_TAG
 from airflow_mlops.serving.models import ModelCache, ModelLoadError
+from airflow_mlops.vocabulary import Alias, Tag
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -76,10 +76,10 @@ class RegistryWatcher:
         registered = self._client.get_registered_model(model)
         aliases = {alias: str(version) for alias, version in registered.aliases.items()}
         previous = self._routing.get(model, Routing())
-        champion = self._usable(model, aliases.get("champion"), previous.champion)
-        canary = self._usable(model, aliases.get("canary"), None)
-        shadow = self._usable(model, aliases.get("shadow"), None)
-        percent = _percent(registered.tags.get(CANARY_PERCENT_TAG)) if canary else 0.0
+        champion = self._usable(model, aliases.get(Alias.CHAMPION), previous.champion)
+        canary = self._usable(model, aliases.get(Alias.CANARY), None)
+        shadow = self._usable(model, aliases.get(Alias.SHADOW), None)
+        percent = _percent(registered.tags.get(Tag.CANARY_PERCENT)) if canary else 0.0
         return Routing(champion=champion, canary=canary, canary_percent=percent, shadow=shadow)
 
     def _usable(self, model: str, version: str | None, fallback: str | None) -> str | None:

@@ -16,6 +16,7 @@ from airflow_mlops.config.schema import ModelConfig
 from airflow_mlops.exceptions import DataError
 from airflow_mlops.training.estimator import build_pipeline
 from airflow_mlops.training.metrics import compute_metrics
+from airflow_mlops.vocabulary import Tag
 
 if TYPE_CHECKING:
     import numpy as np
@@ -93,10 +94,10 @@ def environment_tags() -> dict[str, str]:
     import sklearn
 
     return {
-        "mlops.env.python": platform.python_version(),
-        "mlops.env.sklearn": sklearn.__version__,
-        "mlops.env.pandas": pandas.__version__,
-        "mlops.env.mlflow": mlflow.__version__,
+        Tag.env("python"): platform.python_version(),
+        Tag.env("sklearn"): sklearn.__version__,
+        Tag.env("pandas"): pandas.__version__,
+        Tag.env("mlflow"): mlflow.__version__,
     }
 
 

@@ -21,17 +21,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, urlsplit, urlunsplit
 
+from airflow_mlops.vocabulary import ALIASES, Role, Tag
+
 if TYPE_CHECKING:
     import pandas as pd
 
-GATE_TAG = "mlops.gate"
-GATE_REPORT_TAG = "mlops.gate_report"
-ROLLBACK_REASON_TAG = "mlops.rollback_reason"
-REJECTED_REASON_TAG = "mlops.rejected_reason"
-WINDOW_END_TAG = "mlops.window_end"
-DRIFT_ACT_TAG = "mlops.drift.act"
 PSI_PREFIX = "psi."
-ALIASES = ("champion", "challenger", "canary", "shadow", "previous")
 
 XKind = Literal["time", "category"]
 
@@ -146,11 +141,11 @@ class MonitoringRecord:
 
     @property
     def window_end(self) -> str | None:
-        return self.tags.get(WINDOW_END_TAG) or _iso_ms(self.start_ms)
+        return self.tags.get(Tag.WINDOW_END) or _iso_ms(self.start_ms)
 
     @property
     def act(self) -> bool | None:
-        raw = self.tags.get(DRIFT_ACT_TAG)
+        raw = self.tags.get(Tag.DRIFT_ACT)
         return None if raw is None else raw.strip().lower() == "true"
 
     @property
@@ -332,14 +327,14 @@ def traffic_split(
 
 def last_gate(versions: Iterable[VersionRecord], mlflow_base: str | None, model: str) -> GateResult | None:
     """The gate result of the newest version that has one."""
-    gated = [v for v in versions if v.tags.get(GATE_TAG)]
+    gated = [v for v in versions if v.tags.get(Tag.GATE)]
     if not gated:
         return None
     newest = max(gated, key=lambda v: _version_key(v.version))
     return GateResult(
         version=newest.version,
-        result=newest.tags[GATE_TAG],
-        report=newest.tags.get(GATE_REPORT_TAG),
+        result=newest.tags[Tag.GATE],
+        report=newest.tags.get(Tag.GATE_REPORT),
         version_url=mlflow_model_version_url(mlflow_base, model, newest.version),
     )
 
@@ -463,12 +458,12 @@ def version_rows(
                 version=v.version,
                 run_id=v.run_id,
                 created_at=_iso_ms(v.created_ms),
-                gate=v.tags.get(GATE_TAG),
-                gate_report=v.tags.get(GATE_REPORT_TAG),
+                gate=v.tags.get(Tag.GATE),
+                gate_report=v.tags.get(Tag.GATE_REPORT),
                 metric=float(value) if value is not None and _finite(value) else None,
                 aliases=sorted(by_version.get(v.version, [])),
-                rollback_reason=v.tags.get(ROLLBACK_REASON_TAG),
-                rejected_reason=v.tags.get(REJECTED_REASON_TAG),
+                rollback_reason=v.tags.get(Tag.ROLLBACK_REASON),
+                rejected_reason=v.tags.get(Tag.REJECTED_REASON),
                 run_url=mlflow_run_url(mlflow_base, v.run_id, v.experiment_id),
                 version_url=mlflow_model_version_url(mlflow_base, model, v.version),
             )
@@ -580,7 +575,7 @@ def traffic_charts(
 
 def _series_order(key: str) -> tuple[int, str]:
     role = key.rsplit(" ", 1)[-1]
-    return ({"champion": 0, "canary": 1, "shadow": 2}.get(role, 3), key)
+    return ({Role.CHAMPION: 0, Role.CANARY: 1, Role.SHADOW: 2}.get(role, 3), key)
 
 
 def _cell(part: Any, ts: Any, column: str) -> float | None:

@@ -215,7 +215,7 @@ def list_page(
             "</tr>"
         )
     if not rows:
-        rows.append("<tr><td colspan='10' class='muted'>No model configs found ($AIRFLOW_MLOPS_CONFIG_DIR).</td></tr>")
+        rows.append("<tr><td colspan='10' class='muted'>No model configs found (setting [mlops] config_dir).</td></tr>")
     broken = ""
     if config_errors:
         items = "".join(f"<li><b>{_e(name)}</b>: {_e(err)}</li>" for name, err in sorted(config_errors.items()))

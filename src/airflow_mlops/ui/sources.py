@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -22,7 +21,6 @@ from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
 from airflow_mlops.ui.data import (
-    ALIASES,
     ApprovalRecord,
     AuditRecord,
     ModelDetail,
@@ -39,6 +37,7 @@ from airflow_mlops.ui.data import (
     traffic_charts,
     version_rows,
 )
+from airflow_mlops.vocabulary import ALIASES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -50,7 +49,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PREDICTION_LOG_ENV = "AIRFLOW_MLOPS_PREDICTION_LOG"
 AUDIT_ENTRIES = 10
 MONITORING_RUNS_LIST = 1
 MONITORING_RUNS_DETAIL = 200
@@ -266,10 +264,8 @@ def read_mlflow(hook: MlflowHook, model: str, *, detail: bool, secrets: Sequence
 
 
 def prediction_log_location(loaded: LoadedConfig) -> tuple[str | None, str | None]:
-    """The prediction log root (config ``serving.prediction_log`` or ``$AIRFLOW_MLOPS_PREDICTION_LOG``)."""
-    serving = loaded.config.serving
-    root = serving.prediction_log or os.environ.get(PREDICTION_LOG_ENV)
-    return (loaded.resolve(root) if root else None), serving.prediction_log_conn_id
+    """The prediction log root (config ``serving.prediction_log`` or ``[mlops] prediction_log``)."""
+    return loaded.prediction_log()
 
 
 def read_traffic(loaded: LoadedConfig, hours: int, now: datetime | None = None) -> pd.DataFrame | None:
@@ -308,10 +304,10 @@ class ModelSources:
         return MlflowHook(mlflow_conn_id=self.loaded.config.mlflow_conn_id)
 
     def audit(self, secrets: Sequence[str], errors: list[str]) -> list[AuditRecord]:
-        from airflow_mlops.deploy.audit import default_state_url
+        from airflow_mlops import settings
 
         def read() -> list[AuditRecord]:
-            events = audit_trail(default_state_url()).history(self.loaded.name, limit=AUDIT_ENTRIES)
+            events = audit_trail(settings.state_db_url()).history(self.loaded.name, limit=AUDIT_ENTRIES)
             return [
                 AuditRecord(
                     ts=e.ts,
@@ -379,7 +375,7 @@ class ModelSources:
             metric_chart(rows, cfg.primary_metric, higher),
         ]
         if frame is None and not any("prediction log" in e for e in summary.errors):
-            note = f"no prediction log configured (serving.prediction_log or ${PREDICTION_LOG_ENV})"
+            note = "no prediction log configured (serving.prediction_log or [mlops] prediction_log)"
             charts = [replace(c, note=note) if c.id in TRAFFIC_CHARTS else c for c in charts]
         return ModelDetail(
             summary=summary,

@@ -1,0 +1,193 @@
+"""Deployment-wide settings: the ``[mlops]`` section of Airflow's configuration.
+
+Each option is read, first hit wins, from
+
+1. the environment variable ``AIRFLOW_MLOPS_<OPTION>`` (the short spelling, for processes that are
+   not Airflow: the gateway, the CLI, a notebook);
+2. the environment variable ``AIRFLOW__MLOPS__<OPTION>`` — Airflow's own convention;
+3. ``airflow.cfg`` ``[mlops] <option>``, when the process has loaded Airflow's configuration already
+   (scheduler, workers, dag-processor, api-server). Reading it never imports Airflow: the gateway
+   and the CLI stay light;
+4. the option's default.
+
+An empty value counts as unset. Nothing else in the package reads these variables
+(``tests/unit/test_vocabulary.py`` checks it); :data:`OPTIONS` also feeds the provider's ``config``
+metadata, so ``airflow config list`` documents the section.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = [
+    "OPTIONS",
+    "SECTION",
+    "Option",
+    "code_version",
+    "config_dir",
+    "environ",
+    "estimator_allowlist",
+    "get",
+    "prediction_log_root",
+    "state_db_url",
+    "strict",
+]
+
+SECTION = "mlops"
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of the ``[mlops]`` section."""
+
+    key: str
+    description: str
+    type: Literal["string", "boolean"] = "string"
+    example: str | None = None
+    default: str | None = None
+    #: may hold a password (a database URL): Airflow masks it and accepts ``..._SECRET`` / ``..._CMD``
+    sensitive: bool = False
+
+    @property
+    def env(self) -> str:
+        """``AIRFLOW_MLOPS_<KEY>``: the short variable."""
+        return f"AIRFLOW_MLOPS_{self.key.upper()}"
+
+    @property
+    def airflow_env(self) -> str:
+        """``AIRFLOW__MLOPS__<KEY>``: Airflow's variable for the same option."""
+        return f"AIRFLOW__{SECTION.upper()}__{self.key.upper()}"
+
+
+OPTIONS: dict[str, Option] = {
+    option.key: option
+    for option in (
+        Option(
+            "config_dir",
+            "Folder of per-model YAML configs read by the DAG file, the Models page and validate-config.",
+            example="/opt/airflow/dags/configs",
+        ),
+        Option(
+            "state_db",
+            "SQLAlchemy URL of the state database (model locks, pending operations, audit trail). "
+            "Default: sqlite:///<cwd>/airflow_mlops_state.db.",
+            example="postgresql+psycopg2://airflow@postgres:5432/mlops",
+            sensitive=True,
+        ),
+        Option(
+            "prediction_log",
+            "Deployment-wide prediction-log root for models whose config sets no serving.prediction_log.",
+            example="s3://ml-logs/prediction-log",
+        ),
+        Option(
+            "estimator_allowlist",
+            "Comma-separated dotted prefixes allowed in estimator.class besides 'sklearn.'.",
+            example="xgboost.,lightgbm.",
+        ),
+        Option(
+            "strict",
+            "Raise on the first invalid model config at DAG parse time instead of building a __config_error DAG.",
+            type="boolean",
+            example="false",
+            default="false",
+        ),
+        Option(
+            "code_version",
+            "Code version recorded in lineage (default: the package version plus the configs' git commit).",
+            example="release-2026.12+build.7",
+        ),
+    )
+}
+
+
+def get(key: str) -> str | None:
+    """The option's value (see the module docstring for where it comes from), ``None`` when unset."""
+    option = OPTIONS[key]
+    for name in (option.env, option.airflow_env):
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    configured = _airflow_cfg(key)
+    return configured if configured else option.default
+
+
+def _airflow_cfg(key: str) -> str | None:
+    """``[mlops] <key>`` from Airflow's configuration, only if this process has loaded it already."""
+    module: Any = sys.modules.get("airflow.configuration")
+    conf = getattr(module, "conf", None)
+    if conf is None:
+        return None
+    try:
+        value = conf.get(SECTION, key, fallback=None)
+    except Exception:  # a broken airflow.cfg is Airflow's to report; the setting is simply unset
+        return None
+    return str(value).strip() if value is not None else None
+
+
+def environ(**values: str | Path) -> dict[str, str]:
+    """Environment variables that set the given options for a child process (``{state_db: url}`` → env)."""
+    return {OPTIONS[key].env: str(value) for key, value in values.items()}
+
+
+def config_dir(default: Path | None = None) -> Path:
+    """The model-config folder; ``default`` (else ``dags/configs`` under the current directory) when unset."""
+    value = get("config_dir")
+    return Path(value) if value else (default if default is not None else Path("dags/configs"))
+
+
+def state_db_url() -> str:
+    """The state database URL; ``sqlite:///<cwd>/airflow_mlops_state.db`` when unset."""
+    return get("state_db") or f"sqlite:///{Path.cwd() / 'airflow_mlops_state.db'}"
+
+
+def prediction_log_root() -> str | None:
+    """The deployment-wide prediction-log root, if one is set."""
+    return get("prediction_log")
+
+
+def estimator_allowlist() -> tuple[str, ...]:
+    """Extra dotted prefixes allowed for ``estimator.class``."""
+    raw = get("estimator_allowlist") or ""
+    return tuple(prefix.strip() for prefix in raw.split(",") if prefix.strip())
+
+
+def strict() -> bool:
+    """Whether an invalid config fails DAG parsing (``True``) or becomes a ``__config_error`` DAG."""
+    raw = (get("strict") or "false").lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    option = OPTIONS["strict"]
+    raise ValueError(f"{option.env} / [mlops] strict: got {raw!r}; expected one of {list(_TRUE + _FALSE)}")
+
+
+def code_version() -> str | None:
+    """An explicit code version for lineage, if one is set."""
+    return get("code_version")
+
+
+def provider_config() -> dict[str, Any]:
+    """The ``config`` entry of ``get_provider_info()``: the ``[mlops]`` section, documented."""
+    return {
+        SECTION: {
+            "description": "airflow-mlops: where model configs, the state database and the prediction log live.",
+            "options": {
+                option.key: {
+                    "description": f"{option.description} Environment: {option.env} or {option.airflow_env}.",
+                    "version_added": "0.1.0",
+                    "type": option.type,
+                    "example": option.example,
+                    "default": option.default,
+                    **({"sensitive": True} if option.sensitive else {}),
+                }
+                for option in OPTIONS.values()
+            },
+        }
+    }

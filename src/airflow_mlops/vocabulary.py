@@ -1,0 +1,115 @@
+"""The project's words: MLflow tag keys, registry aliases, serving roles and Asset URIs.
+
+Everything that other systems read back (tags in MLflow, aliases the gateway routes by, roles in
+the prediction log, Asset URIs other DAGs schedule on) is spelled here once. Nothing else in the
+package writes ``"mlops.`` or ``mlops://`` literally (``tests/unit/test_vocabulary.py`` checks it).
+Cheap to import: DAG files reach it at parse time.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+__all__ = ["ALIASES", "ASSET_KINDS", "ROLES", "SERVED_ROLES", "Alias", "AssetKind", "Role", "Tag", "asset_uri"]
+
+
+class Tag:
+    """MLflow tag keys on runs, model versions and registered models (all under ``mlops.``)."""
+
+    PREFIX: Final = "mlops."
+
+    # lineage: what a version was trained from (run and version tags)
+    DATA_URI: Final = "mlops.data_uri"
+    DATA_SHA256: Final = "mlops.data_sha256"
+    DATA_FILES: Final = "mlops.data_files"
+    DATA_CONN_ID: Final = "mlops.data_conn_id"
+    CONFIG_SHA256: Final = "mlops.config_sha256"
+    CONFIG_PATH: Final = "mlops.config_path"
+    CODE_VERSION: Final = "mlops.code_version"
+    SEED: Final = "mlops.seed"
+    DAG_RUN_ID: Final = "mlops.dag_run_id"
+    MLFLOW_RUN_ID: Final = "mlops.mlflow_run_id"
+    ENV_PREFIX: Final = "mlops.env."
+    """``mlops.env.<library>``: versions of python and the key libraries at training time."""
+
+    # the trained model and its checks
+    MODEL: Final = "mlops.model"
+    MANAGED_BY: Final = "mlops.managed_by"
+    MODEL_URI: Final = "mlops.model_uri"
+    MODEL_ID: Final = "mlops.model_id"
+    MODEL_SHA256: Final = "mlops.model_sha256"
+    VALIDATION: Final = "mlops.validation"
+    GATE: Final = "mlops.gate"
+    GATE_REPORT: Final = "mlops.gate_report"
+    APPROVED_BY: Final = "mlops.approved_by"
+    APPROVED_AT: Final = "mlops.approved_at"
+
+    # deployment state and its history
+    CANARY_PERCENT: Final = "mlops.canary_percent"
+    PROMOTED_BY: Final = "mlops.promoted_by"
+    REJECTED_REASON: Final = "mlops.rejected_reason"
+    REJECTED_BY: Final = "mlops.rejected_by"
+    ROLLBACK_REASON: Final = "mlops.rollback_reason"
+
+    # monitoring runs
+    CHAMPION: Final = "mlops.champion"
+    WINDOW_START: Final = "mlops.window_start"
+    WINDOW_END: Final = "mlops.window_end"
+    DRIFT_ACT: Final = "mlops.drift.act"
+    DRIFT_LAST_EVENT: Final = "mlops.drift.last_event"
+    DRIFT_SUPPRESSED: Final = "mlops.drift.suppressed"
+
+    LINEAGE: Final = (DATA_URI, DATA_SHA256, CONFIG_SHA256, CODE_VERSION, SEED, DAG_RUN_ID)
+    """The lineage every training run and registered version carries."""
+
+    @staticmethod
+    def env(library: str) -> str:
+        """``mlops.env.<library>``."""
+        return Tag.ENV_PREFIX + library
+
+
+class Alias:
+    """Registry aliases: the deployment state of a model lives in these (and ``Tag.CANARY_PERCENT``)."""
+
+    CHAMPION: Final = "champion"
+    CHALLENGER: Final = "challenger"
+    CANARY: Final = "canary"
+    SHADOW: Final = "shadow"
+    PREVIOUS: Final = "previous"
+
+
+ALIASES: Final = (Alias.CHAMPION, Alias.CHALLENGER, Alias.CANARY, Alias.SHADOW, Alias.PREVIOUS)
+
+
+class Role:
+    """What a version did for a request at the gateway (recorded with every prediction)."""
+
+    CHAMPION: Final = "champion"
+    CANARY: Final = "canary"
+    SHADOW: Final = "shadow"
+
+
+RoleName = Literal["champion", "canary", "shadow"]
+ROLES: Final = frozenset({Role.CHAMPION, Role.CANARY, Role.SHADOW})
+SERVED_ROLES: Final = (Role.CHAMPION, Role.CANARY)
+"""Roles whose answers reached a client (the shadow's never do)."""
+
+
+class AssetKind:
+    """The Assets each model has: ``mlops://<model>/<kind>``."""
+
+    CANDIDATE: Final = "candidate"
+    DRIFT: Final = "drift"
+    DATA: Final = "data"
+    PREDICTIONS: Final = "predictions"
+
+
+ASSET_KINDS: Final = (AssetKind.CANDIDATE, AssetKind.DRIFT, AssetKind.DATA, AssetKind.PREDICTIONS)
+ASSET_SCHEME: Final = "mlops"
+
+
+def asset_uri(model: str, kind: str) -> str:
+    """``mlops://<model>/<kind>`` — the Asset a model's DAGs produce or schedule on."""
+    if kind not in ASSET_KINDS:
+        raise ValueError(f"asset kind: got {kind!r}; expected one of {list(ASSET_KINDS)}")
+    return f"{ASSET_SCHEME}://{model}/{kind}"

@@ -1,0 +1,107 @@
+"""The [mlops] settings: where each value comes from, and what a wrong one says."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from airflow_mlops import settings
+
+OPTION_KEYS = list(settings.OPTIONS)
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for option in settings.OPTIONS.values():
+        monkeypatch.delenv(option.env, raising=False)
+        monkeypatch.delenv(option.airflow_env, raising=False)
+
+
+@pytest.mark.parametrize("key", OPTION_KEYS)
+def test_short_variable_wins_over_airflows_and_empty_means_unset(key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    option = settings.OPTIONS[key]
+    assert (option.env, option.airflow_env) == (f"AIRFLOW_MLOPS_{key.upper()}", f"AIRFLOW__MLOPS__{key.upper()}")
+    monkeypatch.setenv(option.airflow_env, "from-airflow")
+    assert settings.get(key) == "from-airflow"
+    monkeypatch.setenv(option.env, "from-short")
+    assert settings.get(key) == "from-short"
+    monkeypatch.setenv(option.env, "  ")
+    assert settings.get(key) == "from-airflow"
+
+
+def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert settings.state_db_url() == f"sqlite:///{tmp_path}/airflow_mlops_state.db"
+    assert settings.config_dir() == Path("dags/configs")
+    assert settings.config_dir(default=tmp_path) == tmp_path
+    assert settings.prediction_log_root() is None
+    assert settings.estimator_allowlist() == ()
+    assert settings.strict() is False
+    assert settings.code_version() is None
+
+
+def test_typed_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW__MLOPS__ESTIMATOR_ALLOWLIST", " xgboost., ,lightgbm.")
+    assert settings.estimator_allowlist() == ("xgboost.", "lightgbm.")
+    for raw, expected in (("TRUE", True), ("yes", True), ("1", True), ("off", False), ("false", False)):
+        monkeypatch.setenv("AIRFLOW_MLOPS_STRICT", raw)
+        assert settings.strict() is expected
+    monkeypatch.setenv("AIRFLOW_MLOPS_CONFIG_DIR", "/srv/configs")
+    assert settings.config_dir(default=Path("/elsewhere")) == Path("/srv/configs")
+
+
+def test_a_misspelled_boolean_is_an_error_that_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_MLOPS_STRICT", "ture")
+    with pytest.raises(ValueError, match=r"AIRFLOW_MLOPS_STRICT / \[mlops\] strict: got 'ture'; expected one of"):
+        settings.strict()
+
+
+def test_environ_for_child_processes() -> None:
+    assert settings.environ(state_db="sqlite:////x.db", config_dir=Path("/c")) == {
+        "AIRFLOW_MLOPS_STATE_DB": "sqlite:////x.db",
+        "AIRFLOW_MLOPS_CONFIG_DIR": "/c",
+    }
+    with pytest.raises(KeyError):
+        settings.environ(no_such_option="x")
+
+
+PROBE = """
+import json, sys
+from airflow_mlops import settings
+before = settings.state_db_url()
+imported_airflow = "airflow" in sys.modules
+import airflow.configuration  # what every Airflow component has loaded
+print(json.dumps({"before": before, "after": settings.state_db_url(), "dir": str(settings.config_dir()),
+                  "imported_airflow": imported_airflow}))
+"""
+
+
+def test_airflow_cfg_section_is_read_once_airflow_is_loaded(tmp_path: Path) -> None:
+    """A real airflow.cfg in a fresh process: ``[mlops]`` applies in Airflow processes, and reading
+    settings never imports Airflow by itself (the gateway and the CLI stay light)."""
+    home = tmp_path / "airflow-home"
+    home.mkdir()
+    (home / "airflow.cfg").write_text(
+        "[core]\nload_examples = False\n\n[mlops]\nstate_db = sqlite:////from/airflow.cfg.db\nconfig_dir = /cfg/dir\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "AIRFLOW_HOME": str(home), "HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["before"].endswith("/airflow_mlops_state.db")  # Airflow not loaded yet: not read
+    assert seen["after"] == "sqlite:////from/airflow.cfg.db"
+    assert seen["dir"] == "/cfg/dir"
+    assert seen["imported_airflow"] is False
+
+
+def test_provider_config_documents_every_option() -> None:
+    section = settings.provider_config()["mlops"]
+    assert set(section["options"]) == set(OPTION_KEYS)
+    assert section["options"]["state_db"]["sensitive"] is True
+    for key, entry in section["options"].items():
+        assert settings.OPTIONS[key].env in entry["description"]
+        assert entry["type"] in ("string", "boolean")
