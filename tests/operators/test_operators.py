@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import yaml
 
 from airflow_mlops.exceptions import DataError, DataValidationError, RegistryError
 from airflow_mlops.hooks.mlflow import MlflowHook
@@ -178,6 +179,30 @@ def test_mlflow_hook_reads_uri_and_credentials_from_the_connection(monkeypatch: 
     assert "MLFLOW_TRACKING_USERNAME" not in os.environ
 
 
+@pytest.mark.parametrize(
+    ("host", "extra", "tracking", "registry"),
+    [
+        ("databricks", {}, "databricks", "databricks"),
+        (
+            "databricks://ml-prod",
+            {"registry_uri": "databricks-uc://ml-prod"},
+            "databricks://ml-prod",
+            "databricks-uc://ml-prod",
+        ),
+        ("databricks", {"registry_uri": "databricks-uc"}, "databricks", "databricks-uc"),
+        ("mlflow.internal", {}, "http://mlflow.internal", "http://mlflow.internal"),
+    ],
+    ids=["databricks", "databricks-profile-uc", "databricks-uc", "bare-host-gets-http"],
+)
+def test_mlflow_hook_passes_mlflow_uris_through_unchanged(
+    host: str, extra: dict[str, str], tracking: str, registry: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow's own ``databricks`` URIs reach the client as written (not ``http://databricks``)."""
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_DBX", json.dumps({"conn_type": "mlflow", "host": host, "extra": extra}))
+    hook = MlflowHook(mlflow_conn_id="mlflow_dbx")
+    assert (hook.tracking_uri, hook._settings["registry_uri"]) == (tracking, registry)
+
+
 def test_mlflow_hook_restores_global_state_it_found(workspace: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Leaving the block must not pin mlflow's default URI or export it to later subprocesses."""
     import os
@@ -312,3 +337,28 @@ def test_a_data_folder_trains_on_its_newest_window_and_retries_reuse_the_choice(
     ctx = context(run_id="manual__window")
     assert op(ValidateDataOperator, windowed).execute(ctx)["rows"] == 12000
     assert isinstance(pd.read_csv(new), pd.DataFrame)
+
+
+def test_a_config_edited_mid_run_stops_every_later_task(workspace: Any) -> None:
+    """The run recorded the config's hash at fingerprint time; an edited YAML fails each later task and
+    a retried fingerprint, naming the file and both hashes, instead of training on a config that differs
+    from the run's lineage."""
+    from airflow_mlops.exceptions import ConfigError
+
+    config = workspace.write_config("fraud")
+    ctx = context(run_id="manual__edited")
+    fingerprint = op(FingerprintDataOperator, config).execute(ctx)
+    recorded = workspace.client().get_run(fingerprint["mlflow_run_id"]).data.tags["mlops.config_sha256"]
+
+    raw = yaml.safe_load(config.read_text())
+    raw["estimator"]["params"]["C"] = 0.01
+    config.write_text(yaml.safe_dump(raw))
+    for cls in (FingerprintDataOperator, ValidateDataOperator, TrainModelOperator, RegisterModelOperator):
+        with pytest.raises(ConfigError) as edited:
+            op(cls, config).execute(ctx)
+        message = str(edited.value)
+        assert message.startswith(f"{config}: changed during DAG run 'manual__edited': the run recorded config sha256 ")
+        assert recorded in message and "start a new DAG run" in message
+
+    # a new DAG run takes the edited config
+    assert op(FingerprintDataOperator, config).execute(context(run_id="manual__fresh"))["mlflow_run_id"]

@@ -8,18 +8,17 @@ import threading
 
 import pytest
 
-from airflow_mlops.serving.metrics import (
-    CONTENT_TYPE,
-    LATENCY_BUCKETS,
-    GatewayMetrics,
-    escape_label_value,
-    estimate_quantile,
-)
+from airflow_mlops.serving.metrics import CONTENT_TYPE, LATENCY_BUCKETS, GatewayMetrics, estimate_quantile
 
 Sample = tuple[str, tuple[tuple[str, str], ...]]
 
 _SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})? (?P<value>\S+)$")
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)')
+
+
+def escape_label_value(value: str) -> str:
+    """The exposition format's label escaping: backslash, double quote and line feed."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _unescape(value: str) -> str:
@@ -119,8 +118,8 @@ def test_label_values_are_escaped(raw: str, escaped: str) -> None:
     metrics.observe(raw, "1", "champion", 0.01, error=False)
     metrics.count_rejected("m", raw)
     text = metrics.render()
-    assert f'mlops_gateway_requests_total{{model="{escaped}",version="1",role="champion"}} 1\n' in text
-    assert f'mlops_gateway_rejected_total{{model="m",reason="{escaped}"}} 1\n' in text
+    assert f'mlops_gateway_requests_total{{model="{escaped}",role="champion",version="1"}} 1.0\n' in text
+    assert f'mlops_gateway_rejected_total{{model="m",reason="{escaped}"}} 1.0\n' in text
     samples, _ = parse(text)  # and it reads back to the raw value
     assert samples[key("mlops_gateway_requests_total", model=raw, version="1", role="champion")] == 1
 

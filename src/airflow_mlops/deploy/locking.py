@@ -5,8 +5,9 @@ PostgreSQL (and other server databases): ``SELECT ... FOR UPDATE`` on the model'
 operation ends. A second process blocks on the row; ``lock_timeout`` bounds the wait. If the holder
 dies, its connection closes, the server rolls the transaction back and the lock is free.
 
-SQLite: an exclusive ``flock`` on ``<database>.locks/<model>.lock`` next to the database file. The
-kernel releases it when the holding process exits, however it exits. (Holding SQLite's own write
+SQLite: an exclusive ``flock`` (through ``filelock``, never its soft-lock fallback) on
+``<database>.locks/<model>-<hash>.lock`` next to the database file. The kernel releases it when the
+holding process exits, however it exits. (Holding SQLite's own write
 lock instead, ``BEGIN IMMEDIATE``, would serialize writers too, but the operation could then not
 commit its intent row, which must be durable *before* the registry moves, and it would block every
 other model's writes for the duration.) SQLite only serves one machine, and so does this lock.
@@ -100,31 +101,24 @@ def _row_lock(audit: AuditTrail, model: str, holder: str, timeout: float) -> Ite
 
 @contextmanager
 def _file_lock(database: Path, model: str, timeout: float) -> Iterator[None]:
-    import fcntl
+    from filelock import FileLock, Timeout
 
     folder = database.with_name(database.name + ".locks")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / _lock_file_name(model)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    # Never a "soft" lock (a marker file that survives a killed holder): flock or an error.
+    lock = FileLock(path, timeout=timeout, poll_interval=_POLL_SECONDS, thread_local=False, fallback_to_soft=False)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise RegistryError(
-                        f"{model}: another deployment operation held the lock {path} for more than {timeout:g}s; "
-                        "wait for it to finish, or raise the timeout"
-                    ) from None
-                time.sleep(_POLL_SECONDS)
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        lock.acquire()
+    except Timeout:
+        raise RegistryError(
+            f"{model}: another deployment operation held the lock {path} for more than {timeout:g}s; "
+            "wait for it to finish, or raise the timeout"
+        ) from None
+    try:
+        yield
     finally:
-        os.close(fd)
+        lock.release()
 
 
 @contextmanager

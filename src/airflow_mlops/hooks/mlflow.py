@@ -1,7 +1,8 @@
 """``MlflowHook``: an Airflow connection of type ``mlflow`` -> an MLflow tracking/registry client.
 
 The tracking URI lives in the connection's host (``http://mlflow:5000``, ``https://...``,
-``sqlite:////abs/path/mlflow.db``, ``postgresql+psycopg2://...``). Credentials come from the
+``sqlite:////abs/path/mlflow.db``, ``postgresql+psycopg2://...``, or MLflow's own ``databricks`` /
+``databricks://<profile>`` / ``databricks-uc``, passed on unchanged). Credentials come from the
 connection (login/password -> basic auth, extra ``token`` -> bearer token), never from config files.
 The optional extra ``ui_url`` is the MLflow UI's base URL for links (Models page, operator extra
 links); without it an http(s) tracking URI is used.
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 
 _CREDENTIAL_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
 _URI_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+#: Tracking/registry URIs MLflow understands without ``://`` (Databricks workspace, Unity Catalog).
+_SCHEME_ONLY_URIS = frozenset({"databricks", "databricks-uc"})
 
 
 class MlflowHook(BaseHook):
@@ -58,7 +61,7 @@ class MlflowHook(BaseHook):
         host = (conn.host or "").strip()
         if not host:
             raise ValueError(f"connection {self.mlflow_conn_id!r}: host is empty; set it to the MLflow tracking URI")
-        if "://" not in host:
+        if "://" not in host and host not in _SCHEME_ONLY_URIS:
             host = f"{conn.schema or 'http'}://{host}"
         if conn.port and host.startswith(("http://", "https://")) and host.count(":") < 2:
             host = f"{host.rstrip('/')}:{conn.port}"

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 
 from airflow_mlops.config.loader import LoadedConfig, load_config
-from airflow_mlops.exceptions import DataError
+from airflow_mlops.exceptions import ConfigError, DataError
 from airflow_mlops.hooks.mlflow import MlflowHook
 from airflow_mlops.vocabulary import Tag
 
@@ -95,14 +95,28 @@ class MlopsBaseOperator(BaseOperator):
         return str(runs[0].info.run_id) if runs else None
 
     def run_id(self, client: MlflowClient, context: Context) -> str:
-        """The MLflow run the first task of this DAG run created (found by the DAG run id tag)."""
+        """The MLflow run the first task of this DAG run created (found by the DAG run id tag).
+
+        Also the run's config check: the config must still be the one the run recorded, so every
+        task of a DAG run works with the config its lineage names.
+        """
         run_id = self.existing_run(client, context)
         if run_id is None:
             raise DataError(
                 f"no MLflow run for DAG run {self.dag_run_id(context)!r} of {self.model_name}; "
                 "run the fingerprint_data task first"
             )
+        self.check_config_unchanged(client.get_run(run_id).data.tags.get(Tag.CONFIG_SHA256), context)
         return run_id
+
+    def check_config_unchanged(self, recorded: str | None, context: Context) -> None:
+        """Refuse to go on when the YAML changed since this DAG run recorded its hash."""
+        if recorded and recorded != self.loaded.sha256:
+            raise ConfigError(
+                f"{self.loaded.path}: changed during DAG run {self.dag_run_id(context)!r}: the run recorded config "
+                f"sha256 {recorded}, the file now has {self.loaded.sha256}; start a new DAG run to use the edited "
+                "config (this run keeps the lineage it recorded)"
+            )
 
     def read_verified_data(self, client: MlflowClient, run_id: str) -> pd.DataFrame:
         """Read the data again and insist it is the exact content the run fingerprinted."""

@@ -39,7 +39,9 @@ class FingerprintDataOperator(MlopsBaseOperator):
         window = parse_duration(cfg.retraining.window) if cfg.retraining.window is not None else None
         with self.hook.activate() as client:
             existing = self.existing_run(client, context)
-            recorded_files = client.get_run(existing).data.tags.get(Tag.DATA_FILES) if existing else None
+            existing_tags = client.get_run(existing).data.tags if existing else {}
+            self.check_config_unchanged(existing_tags.get(Tag.CONFIG_SHA256), context)
+            recorded_files = existing_tags.get(Tag.DATA_FILES)
             # a retry re-reads the files the first attempt chose, even if newer ones landed since
             files = tuple(json.loads(recorded_files)) if recorded_files else choose_files(uri, conn_id, window)
             snapshot = read_snapshot(files, conn_id, cfg.data.format)

@@ -1,9 +1,10 @@
-"""The gateway's Prometheus metrics, rendered in the text exposition format (version 0.0.4).
+"""The gateway's Prometheus metrics: our own counters, exposed through ``prometheus_client``.
 
-Five metric families are few enough to write by hand, which keeps ``prometheus_client`` (and its
-process-global registry, awkward with several gateways in one test process) out of the
-dependencies. ``snapshot`` reads the same counters back as plain data for the deploy DAG's
-canary health checks.
+Counting stays in plain Python (one lock, a few integer adds per request: the live path pays almost
+nothing); ``prometheus_client`` renders the exposition (escaping, number formatting, histogram
+buckets) from a collector over those counters, one ``CollectorRegistry`` per gateway, so several
+gateways in one process never share series. ``snapshot`` reads the same counters back as plain
+data.
 """
 
 from __future__ import annotations
@@ -11,18 +12,26 @@ from __future__ import annotations
 import bisect
 import math
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 LATENCY_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 """Upper bounds in seconds; ``+Inf`` is implied."""
 
-_REQUESTS = "mlops_gateway_requests_total"
-_ERRORS = "mlops_gateway_errors_total"
+_REQUESTS = "mlops_gateway_requests"
+_ERRORS = "mlops_gateway_errors"
 _LATENCY = "mlops_gateway_request_latency_seconds"
-_REJECTED = "mlops_gateway_rejected_total"
-_FALLBACKS = "mlops_gateway_canary_fallbacks_total"
+_REJECTED = "mlops_gateway_rejected"
+_FALLBACKS = "mlops_gateway_canary_fallbacks"
+_SERIES_LABELS = ["model", "version", "role"]
 
 
 class SeriesSnapshot(TypedDict):
@@ -40,21 +49,6 @@ class _Series:
     errors: int = 0
     latency_sum: float = 0.0
     bucket_counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))  # not cumulative
-
-
-def escape_label_value(value: str) -> str:
-    """Escape a label value per the exposition format: backslash, double quote and line feed."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _labels(**labels: str) -> str:
-    return "{" + ",".join(f'{key}="{escape_label_value(value)}"' for key, value in labels.items()) + "}"
-
-
-def _number(value: float) -> str:
-    if value == math.inf:
-        return "+Inf"
-    return repr(float(value)) if isinstance(value, float) else str(value)
 
 
 def estimate_quantile(q: float, bucket_counts: list[int]) -> float | None:
@@ -82,7 +76,7 @@ class GatewayMetrics:
     """Thread-safe counters and latency histograms of one gateway process.
 
     Label values are whatever the gateway passes (model names from config, registry versions,
-    roles ``champion``/``canary``/``shadow``, rejection reasons); they are escaped, never trusted.
+    roles ``champion``/``canary``/``shadow``, rejection reasons); the exposition escapes them.
     """
 
     def __init__(self) -> None:
@@ -90,6 +84,9 @@ class GatewayMetrics:
         self._series: dict[tuple[str, str, str], _Series] = {}
         self._rejected: dict[tuple[str, str], int] = {}
         self._fallbacks: dict[tuple[str, str], int] = {}
+        #: this gateway's own registry (never prometheus_client's process-global REGISTRY)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
 
     def observe(self, model: str, version: str, role: str, latency_seconds: float, error: bool) -> None:
         """Count one answered (or failed) prediction and its latency."""
@@ -135,7 +132,11 @@ class GatewayMetrics:
         return out
 
     def render(self) -> str:
-        """The text exposition of every metric (serve with ``CONTENT_TYPE``)."""
+        """The text exposition (format 0.0.4) of every metric; serve it with ``CONTENT_TYPE``."""
+        return generate_latest(self.registry).decode("utf-8")
+
+    def collect(self) -> Iterator[Metric]:
+        """The ``prometheus_client`` collector protocol: a consistent copy of every family."""
         with self._lock:
             series = [
                 (key, _Series(s.requests, s.errors, s.latency_sum, list(s.bucket_counts)))
@@ -143,31 +144,36 @@ class GatewayMetrics:
             ]
             rejected = sorted(self._rejected.items())
             fallbacks = sorted(self._fallbacks.items())
-        lines: list[str] = []
-        _family(lines, _REQUESTS, "counter", "Prediction requests answered or failed, by model version and role.")
-        lines.extend(f"{_REQUESTS}{_labels(model=m, version=v, role=r)} {s.requests}" for (m, v, r), s in series)
-        _family(lines, _ERRORS, "counter", "Prediction requests whose model call failed, by model version and role.")
-        lines.extend(f"{_ERRORS}{_labels(model=m, version=v, role=r)} {s.errors}" for (m, v, r), s in series)
-        _family(lines, _LATENCY, "histogram", "Time spent in the model call, by model version and role.")
-        for (m, v, r), s in series:
-            _histogram(lines, m, v, r, s)
-        _family(lines, _REJECTED, "counter", "Requests rejected before prediction (422), by reason.")
-        lines.extend(f"{_REJECTED}{_labels(model=m, reason=reason)} {n}" for (m, reason), n in rejected)
-        _family(lines, _FALLBACKS, "counter", "Requests where the canary failed and the champion answered.")
-        lines.extend(f"{_FALLBACKS}{_labels(model=m, version=v)} {n}" for (m, v), n in fallbacks)
-        return "\n".join(lines) + "\n"
+        requests = CounterMetricFamily(
+            _REQUESTS, "Prediction requests answered or failed, by model version and role.", labels=_SERIES_LABELS
+        )
+        errors = CounterMetricFamily(
+            _ERRORS, "Prediction requests whose model call failed, by model version and role.", labels=_SERIES_LABELS
+        )
+        latency = HistogramMetricFamily(
+            _LATENCY, "Time spent in the model call, by model version and role.", labels=_SERIES_LABELS
+        )
+        for labels, s in series:
+            requests.add_metric(list(labels), s.requests)
+            errors.add_metric(list(labels), s.errors)
+            latency.add_metric(list(labels), _cumulative_buckets(s.bucket_counts), s.latency_sum)
+        rejections = CounterMetricFamily(
+            _REJECTED, "Requests rejected before prediction (422), by reason.", labels=["model", "reason"]
+        )
+        for (model, reason), count in rejected:
+            rejections.add_metric([model, reason], count)
+        fallback_family = CounterMetricFamily(
+            _FALLBACKS, "Requests where the canary failed and the champion answered.", labels=["model", "version"]
+        )
+        for (model, version), count in fallbacks:
+            fallback_family.add_metric([model, version], count)
+        yield from (requests, errors, latency, rejections, fallback_family)
 
 
-def _family(lines: list[str], name: str, kind: str, help_text: str) -> None:
-    lines.append(f"# HELP {name} {help_text}")
-    lines.append(f"# TYPE {name} {kind}")
-
-
-def _histogram(lines: list[str], model: str, version: str, role: str, series: _Series) -> None:
-    base = _labels(model=model, version=version, role=role)[1:-1]
+def _cumulative_buckets(bucket_counts: list[int]) -> list[tuple[str, float]]:
+    out: list[tuple[str, float]] = []
     cumulative = 0
-    for bound, count in zip((*LATENCY_BUCKETS, math.inf), series.bucket_counts, strict=True):
+    for bound, count in zip((*LATENCY_BUCKETS, math.inf), bucket_counts, strict=True):
         cumulative += count
-        lines.append(f'{_LATENCY}_bucket{{{base},le="{_number(bound)}"}} {cumulative}')
-    lines.append(f"{_LATENCY}_sum{{{base}}} {_number(series.latency_sum)}")
-    lines.append(f"{_LATENCY}_count{{{base}}} {series.requests}")
+        out.append(("+Inf" if bound == math.inf else repr(bound), cumulative))
+    return out
