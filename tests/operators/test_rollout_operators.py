@@ -17,9 +17,7 @@ from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_mlops import settings
 from airflow_mlops.config.schema import CanaryConfig
-from airflow_mlops.deploy.promotion import (
-    set_challenger,
-)
+from airflow_mlops.deploy.promotion import Deployments
 from airflow_mlops.exceptions import GateFailedError, RegistryError
 from airflow_mlops.factories.assets import candidate_asset
 from airflow_mlops.operators.rollout import (
@@ -126,7 +124,7 @@ def test_resolve_candidate_from_event_then_param_then_challenger(env: Env) -> No
         resolve.execute({**context(), "triggering_asset_events": {candidate_asset(MODEL): []}})
     assert str(nothing.value) == "fraud: no candidate version (no event, no param, no challenger)"
 
-    set_challenger(env.client, env.target.audit, MODEL, env.v2, actor="test", reason="gated")
+    Deployments(env.client, env.target.audit).set_challenger(MODEL, env.v2, actor="test", reason="gated")
     assert resolve.execute(context()) == {"version": env.v2, "champion": env.v1}
     assert resolve.execute(context(params={"version": None})) == {"version": env.v2, "champion": env.v1}
 
@@ -186,7 +184,7 @@ def test_shadow_execute_sets_the_alias_and_defers_with_the_configured_window(env
 
 
 def test_shadow_failing_stats_reject_the_candidate(env: Env) -> None:
-    set_challenger(env.client, env.target.audit, MODEL, env.v2, actor="test", reason="gated")
+    Deployments(env.client, env.target.audit).set_challenger(MODEL, env.v2, actor="test", reason="gated")
     shadow = op(ShadowOperator, env.config)
     with pytest.raises(TaskDeferred):
         shadow.execute(env.ctx())
@@ -226,7 +224,7 @@ def test_shadow_unevaluable_window_rejects(env: Env, event: dict[str, Any] | Non
 
 
 def test_shadow_passing_stats_stop_the_shadow_and_return(env: Env) -> None:
-    set_challenger(env.client, env.target.audit, MODEL, env.v2, actor="test", reason="gated")
+    Deployments(env.client, env.target.audit).set_challenger(MODEL, env.v2, actor="test", reason="gated")
     env.target.start_shadow(MODEL, env.v2, actor="test", reason="shadow phase")
 
     result = op(ShadowOperator, env.config).execute_complete(
@@ -396,9 +394,7 @@ def test_missing_prediction_log_is_a_clear_error(workspace: Any, monkeypatch: py
         )
 
 
-def test_prediction_log_from_airflows_variable(
-    workspace: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_prediction_log_from_airflows_variable(workspace: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(settings.OPTIONS["prediction_log"].env, raising=False)
     monkeypatch.setenv("AIRFLOW__MLOPS__PREDICTION_LOG", str(tmp_path / "from-airflow"))
     config = workspace.write_config("fraud", {"rollout": ROLLOUT})

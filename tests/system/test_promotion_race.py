@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from airflow_mlops.deploy.audit import AliasEvent, AuditTrail
-from airflow_mlops.deploy.promotion import promote, read_state
+from airflow_mlops.deploy.promotion import Deployments, read_state
 
 MODEL = "race"
 ROUNDS = 20
@@ -90,7 +90,7 @@ def _worker(name: str, barrier: Any, tasks: Any, results: Any) -> None:
         barrier.wait(timeout=120)
         start = time.monotonic()
         try:
-            result = promote(client, audit, MODEL, version, actor=name, reason=f"race for v{version}")
+            result = Deployments(client, audit).promote(MODEL, version, actor=name, reason=f"race for v{version}")
             results.put((name, version, result.changed, start, time.monotonic(), None))
         except Exception as exc:
             results.put((name, version, None, start, time.monotonic(), f"{type(exc).__name__}: {exc}"))

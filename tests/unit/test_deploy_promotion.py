@@ -18,17 +18,7 @@ import pytest
 
 from airflow_mlops import settings
 from airflow_mlops.deploy.audit import AliasEvent, AuditTrail, format_history
-from airflow_mlops.deploy.promotion import (
-    DeploymentState,
-    model_lock,
-    promote,
-    read_state,
-    reject,
-    rollback,
-    set_canary,
-    set_challenger,
-    set_shadow,
-)
+from airflow_mlops.deploy.promotion import Deployments, DeploymentState, model_lock, read_state
 from airflow_mlops.deploy.targets import DeploymentTarget, LocalGatewayTarget, get_target
 from airflow_mlops.exceptions import RegistryError
 from airflow_mlops.vocabulary import Tag
@@ -98,7 +88,7 @@ def replay(events: list[AliasEvent]) -> dict[str, str]:
 def test_promote_with_no_champion(client: Any, audit: AuditTrail, versions: Any) -> None:
     (v1,) = versions("passed")
 
-    result = promote(client, audit, MODEL, v1, actor="fraud__deploy/run_1", reason="first model")
+    result = Deployments(client, audit).promote(MODEL, v1, actor="fraud__deploy/run_1", reason="first model")
 
     assert result.changed and result.recovered == ()
     assert result.state == DeploymentState(champion=v1)
@@ -113,13 +103,13 @@ def test_promote_keeps_old_champion_as_previous_and_clears_the_rollout(
     client: Any, audit: AuditTrail, versions: Any
 ) -> None:
     v1, v2, v3 = versions("passed", "passed", "passed")
-    promote(client, audit, MODEL, v1, actor="a", reason="r")
-    set_challenger(client, audit, MODEL, v2, actor="a", reason="r")
-    set_shadow(client, audit, MODEL, v3, actor="a", reason="r")
-    set_canary(client, audit, MODEL, v2, 25, actor="a", reason="r")
+    Deployments(client, audit).promote(MODEL, v1, actor="a", reason="r")
+    Deployments(client, audit).set_challenger(MODEL, v2, actor="a", reason="r")
+    Deployments(client, audit).set_shadow(MODEL, v3, actor="a", reason="r")
+    Deployments(client, audit).set_canary(MODEL, v2, 25, actor="a", reason="r")
     before = len(audit.history(MODEL))
 
-    result = promote(client, audit, MODEL, v2, actor="fraud__deploy/run_2", reason="canary completed")
+    result = Deployments(client, audit).promote(MODEL, v2, actor="fraud__deploy/run_2", reason="canary completed")
 
     assert result.state == DeploymentState(champion=v2, previous=v1, canary_percent=0.0)
     assert client.get_registered_model(MODEL).tags[Tag.CANARY_PERCENT] == "0"
@@ -143,11 +133,11 @@ def test_promote_refuses_a_version_whose_gate_did_not_pass(
     client: Any, audit: AuditTrail, versions: Any, gate: str | None, match: str
 ) -> None:
     v1, v2 = versions("passed", gate)
-    promote(client, audit, MODEL, v1, actor="a", reason="r")
+    Deployments(client, audit).promote(MODEL, v1, actor="a", reason="r")
     state, history = read_state(client, MODEL), audit.history(MODEL)
 
     with pytest.raises(RegistryError, match=match):
-        promote(client, audit, MODEL, v2, actor="a", reason="r")
+        Deployments(client, audit).promote(MODEL, v2, actor="a", reason="r")
 
     assert read_state(client, MODEL) == state
     assert audit.history(MODEL) == history
@@ -157,19 +147,19 @@ def test_promote_refuses_a_version_whose_gate_did_not_pass(
 def test_promote_refuses_an_unknown_version_and_model(client: Any, audit: AuditTrail, versions: Any) -> None:
     versions("passed")
     with pytest.raises(RegistryError, match="fraud v9: no such version"):
-        promote(client, audit, MODEL, "9", actor="a", reason="r")
+        Deployments(client, audit).promote(MODEL, "9", actor="a", reason="r")
     with pytest.raises(RegistryError, match="registered model 'nope' not found"):
-        promote(client, audit, "nope", "1", actor="a", reason="r")
+        Deployments(client, audit).promote("nope", "1", actor="a", reason="r")
     assert audit.history(MODEL) == []
 
 
 def test_repeated_promote_is_a_no_op(client: Any, audit: AuditTrail, versions: Any) -> None:
     v1, v2 = versions("passed", "passed")
-    promote(client, audit, MODEL, v1, actor="a", reason="r")
-    promote(client, audit, MODEL, v2, actor="a", reason="r")
+    Deployments(client, audit).promote(MODEL, v1, actor="a", reason="r")
+    Deployments(client, audit).promote(MODEL, v2, actor="a", reason="r")
     history = audit.history(MODEL)
 
-    again = promote(client, audit, MODEL, v2, actor="retry", reason="task retried")
+    again = Deployments(client, audit).promote(MODEL, v2, actor="retry", reason="task retried")
 
     assert not again.changed and again.events == ()
     assert again.state == DeploymentState(champion=v2, previous=v1)
@@ -182,14 +172,14 @@ def test_rollback_to_previous_swaps_champion_and_previous(
     client: Any, audit: AuditTrail, versions: Any, spelling: str
 ) -> None:
     v1, v2, v3 = versions("passed", "passed", "passed")
-    promote(client, audit, MODEL, v1, actor="a", reason="r")
-    promote(client, audit, MODEL, v2, actor="a", reason="r")
-    set_canary(client, audit, MODEL, v3, 5, actor="a", reason="r")
+    Deployments(client, audit).promote(MODEL, v1, actor="a", reason="r")
+    Deployments(client, audit).promote(MODEL, v2, actor="a", reason="r")
+    Deployments(client, audit).set_canary(MODEL, v3, 5, actor="a", reason="r")
     # A version that served as champion is not gated again (its tag may have been edited since).
     client.set_model_version_tag(MODEL, v1, "mlops.gate", "failed")
 
-    result = rollback(
-        client, audit, MODEL, to_version="previous" if spelling == "previous" else v1, actor="alice", reason="bad v2"
+    result = Deployments(client, audit).rollback(
+        MODEL, to_version="previous" if spelling == "previous" else v1, actor="alice", reason="bad v2"
     )
 
     assert result.state == DeploymentState(champion=v1, previous=v2)
@@ -203,32 +193,32 @@ def test_rollback_to_previous_swaps_champion_and_previous(
 
 def test_rollback_to_another_version_requires_its_gate(client: Any, audit: AuditTrail, versions: Any) -> None:
     v1, v2, v3, v4 = versions("passed", "passed", "failed", "passed")
-    promote(client, audit, MODEL, v1, actor="a", reason="r")
-    promote(client, audit, MODEL, v2, actor="a", reason="r")
+    Deployments(client, audit).promote(MODEL, v1, actor="a", reason="r")
+    Deployments(client, audit).promote(MODEL, v2, actor="a", reason="r")
 
     with pytest.raises(RegistryError, match=r"fraud v3: mlops\.gate is 'failed'"):
-        rollback(client, audit, MODEL, to_version=v3, actor="a", reason="r")
-    result = rollback(client, audit, MODEL, to_version=v4, actor="a", reason="r")
+        Deployments(client, audit).rollback(MODEL, to_version=v3, actor="a", reason="r")
+    result = Deployments(client, audit).rollback(MODEL, to_version=v4, actor="a", reason="r")
 
     assert result.state == DeploymentState(champion=v4, previous=v2)
 
 
 def test_rollback_to_previous_needs_a_previous(client: Any, audit: AuditTrail, versions: Any) -> None:
     (v1,) = versions("passed")
-    promote(client, audit, MODEL, v1, actor="a", reason="r")
+    Deployments(client, audit).promote(MODEL, v1, actor="a", reason="r")
     with pytest.raises(RegistryError, match="cannot roll back to 'previous': the alias is not set"):
-        rollback(client, audit, MODEL, to_version="previous", actor="a", reason="r")
+        Deployments(client, audit).rollback(MODEL, to_version="previous", actor="a", reason="r")
 
 
 def test_champion_only_rollback(client: Any, audit: AuditTrail, versions: Any) -> None:
     v1, v2, v3 = versions("passed", "passed", "passed")
-    promote(client, audit, MODEL, v1, actor="a", reason="r")
-    set_challenger(client, audit, MODEL, v2, actor="a", reason="r")
-    set_canary(client, audit, MODEL, v2, 25, actor="a", reason="r")
-    set_shadow(client, audit, MODEL, v3, actor="a", reason="r")
+    Deployments(client, audit).promote(MODEL, v1, actor="a", reason="r")
+    Deployments(client, audit).set_challenger(MODEL, v2, actor="a", reason="r")
+    Deployments(client, audit).set_canary(MODEL, v2, 25, actor="a", reason="r")
+    Deployments(client, audit).set_shadow(MODEL, v3, actor="a", reason="r")
 
-    result = rollback(client, audit, MODEL, actor="fraud__deploy/run_4", reason="error rate 7% > 2%")
-    again = rollback(client, audit, MODEL, actor="fraud__deploy/run_4", reason="error rate 7% > 2%")
+    result = Deployments(client, audit).rollback(MODEL, actor="fraud__deploy/run_4", reason="error rate 7% > 2%")
+    again = Deployments(client, audit).rollback(MODEL, actor="fraud__deploy/run_4", reason="error rate 7% > 2%")
 
     assert result.state == DeploymentState(champion=v1, challenger=v2)
     assert client.get_registered_model(MODEL).tags[Tag.CANARY_PERCENT] == "0"
@@ -241,13 +231,17 @@ def test_champion_only_rollback(client: Any, audit: AuditTrail, versions: Any) -
 
 def test_reject_clears_the_versions_rollout_aliases(client: Any, audit: AuditTrail, versions: Any) -> None:
     v1, v2, v3 = versions("passed", "passed", "passed")
-    promote(client, audit, MODEL, v1, actor="a", reason="r")
-    set_challenger(client, audit, MODEL, v2, actor="a", reason="r")
-    set_canary(client, audit, MODEL, v2, 5, actor="a", reason="r")
-    set_shadow(client, audit, MODEL, v3, actor="a", reason="r")
+    Deployments(client, audit).promote(MODEL, v1, actor="a", reason="r")
+    Deployments(client, audit).set_challenger(MODEL, v2, actor="a", reason="r")
+    Deployments(client, audit).set_canary(MODEL, v2, 5, actor="a", reason="r")
+    Deployments(client, audit).set_shadow(MODEL, v3, actor="a", reason="r")
 
-    result = reject(client, audit, MODEL, v2, actor="bob", reason="shadow gate failed: agreement 0.81 < 0.95")
-    again = reject(client, audit, MODEL, v2, actor="bob", reason="shadow gate failed: agreement 0.81 < 0.95")
+    result = Deployments(client, audit).reject(
+        MODEL, v2, actor="bob", reason="shadow gate failed: agreement 0.81 < 0.95"
+    )
+    again = Deployments(client, audit).reject(
+        MODEL, v2, actor="bob", reason="shadow gate failed: agreement 0.81 < 0.95"
+    )
 
     assert result.state == DeploymentState(champion=v1, shadow=v3)
     assert moves(result.events) == [("challenger", v2, None), ("canary", v2, None)]
@@ -256,20 +250,20 @@ def test_reject_clears_the_versions_rollout_aliases(client: Any, audit: AuditTra
     assert tags[Tag.REJECTED_BY] == "bob"
     assert not again.changed
     with pytest.raises(RegistryError, match=r"fraud v2 was rejected \(mlops.rejected_reason='shadow gate failed"):
-        promote(client, audit, MODEL, v2, actor="a", reason="r")
+        Deployments(client, audit).promote(MODEL, v2, actor="a", reason="r")
     with pytest.raises(RegistryError, match="fraud v1 is the champion; roll back before rejecting it"):
-        reject(client, audit, MODEL, v1, actor="a", reason="r")
+        Deployments(client, audit).reject(MODEL, v1, actor="a", reason="r")
 
 
 def test_set_canary_steps_and_stop(client: Any, audit: AuditTrail, versions: Any) -> None:
     v1, v2 = versions("passed", "passed")
-    promote(client, audit, MODEL, v1, actor="a", reason="r")
+    Deployments(client, audit).promote(MODEL, v1, actor="a", reason="r")
     start = len(audit.history(MODEL))
 
-    first = set_canary(client, audit, MODEL, v2, 5, actor="dag", reason="step 1")
-    second = set_canary(client, audit, MODEL, v2, 25, actor="dag", reason="step 2")
-    repeat = set_canary(client, audit, MODEL, v2, 25, actor="dag", reason="step 2")
-    stop = set_canary(client, audit, MODEL, v2, 0, actor="dag", reason="stop")
+    first = Deployments(client, audit).set_canary(MODEL, v2, 5, actor="dag", reason="step 1")
+    second = Deployments(client, audit).set_canary(MODEL, v2, 25, actor="dag", reason="step 2")
+    repeat = Deployments(client, audit).set_canary(MODEL, v2, 25, actor="dag", reason="step 2")
+    stop = Deployments(client, audit).set_canary(MODEL, v2, 0, actor="dag", reason="stop")
 
     assert first.state == DeploymentState(champion=v1, canary=v2, canary_percent=5.0)
     assert second.state.canary_percent == 25.0
@@ -298,44 +292,46 @@ def test_set_canary_refusals(
     client: Any, audit: AuditTrail, versions: Any, version: str | None, percent: float, error: type, match: str
 ) -> None:
     v1, _, _ = versions("passed", "passed", "failed")
-    promote(client, audit, MODEL, v1, actor="a", reason="r")
+    Deployments(client, audit).promote(MODEL, v1, actor="a", reason="r")
     with pytest.raises(error, match=match):
-        set_canary(client, audit, MODEL, version, percent, actor="a", reason="r")
+        Deployments(client, audit).set_canary(MODEL, version, percent, actor="a", reason="r")
     assert read_state(client, MODEL) == DeploymentState(champion=v1)
 
 
 def test_set_shadow_start_repeat_stop(client: Any, audit: AuditTrail, versions: Any) -> None:
     v1, v2, v3 = versions("passed", "passed", "failed")
-    promote(client, audit, MODEL, v1, actor="a", reason="r")
+    Deployments(client, audit).promote(MODEL, v1, actor="a", reason="r")
 
-    started = set_shadow(client, audit, MODEL, v2, actor="dag", reason="shadow phase")
-    repeated = set_shadow(client, audit, MODEL, v2, actor="dag", reason="shadow phase")
-    stopped = set_shadow(client, audit, MODEL, None, actor="dag", reason="shadow phase over")
-    stopped_again = set_shadow(client, audit, MODEL, None, actor="dag", reason="shadow phase over")
+    started = Deployments(client, audit).set_shadow(MODEL, v2, actor="dag", reason="shadow phase")
+    repeated = Deployments(client, audit).set_shadow(MODEL, v2, actor="dag", reason="shadow phase")
+    stopped = Deployments(client, audit).set_shadow(MODEL, None, actor="dag", reason="shadow phase over")
+    stopped_again = Deployments(client, audit).set_shadow(MODEL, None, actor="dag", reason="shadow phase over")
 
     assert started.state.shadow == v2 and moves(started.events) == [("shadow", None, v2)]
     assert not repeated.changed and not stopped_again.changed
     assert stopped.state.shadow is None and moves(stopped.events) == [("shadow", v2, None)]
     with pytest.raises(RegistryError, match=r"fraud v3: mlops\.gate is 'failed'; only a version whose gate passed"):
-        set_shadow(client, audit, MODEL, v3, actor="a", reason="r")
+        Deployments(client, audit).set_shadow(MODEL, v3, actor="a", reason="r")
 
 
 def test_set_challenger(client: Any, audit: AuditTrail, versions: Any) -> None:
     v1, v2 = versions("passed", "passed")
-    promote(client, audit, MODEL, v1, actor="a", reason="r")
+    Deployments(client, audit).promote(MODEL, v1, actor="a", reason="r")
 
-    assert moves(set_challenger(client, audit, MODEL, v2, actor="a", reason="r").events) == [("challenger", None, v2)]
-    assert not set_challenger(client, audit, MODEL, v2, actor="a", reason="r").changed
-    assert not set_challenger(client, audit, MODEL, v1, actor="a", reason="r").changed  # already champion
+    assert moves(Deployments(client, audit).set_challenger(MODEL, v2, actor="a", reason="r").events) == [
+        ("challenger", None, v2)
+    ]
+    assert not Deployments(client, audit).set_challenger(MODEL, v2, actor="a", reason="r").changed
+    assert not Deployments(client, audit).set_challenger(MODEL, v1, actor="a", reason="r").changed  # already champion
 
 
 def test_audit_history_content(client: Any, audit: AuditTrail, versions: Any) -> None:
     v1, v2 = versions("passed", "passed")
-    promote(client, audit, MODEL, v1, actor="fraud__deploy/manual_1", reason="bootstrap")
-    set_shadow(client, audit, MODEL, v2, actor="fraud__deploy/run_2", reason="shadow phase")
-    set_shadow(client, audit, MODEL, None, actor="fraud__deploy/run_2", reason="shadow phase over")
-    promote(client, audit, MODEL, v2, actor="fraud__deploy/run_2", reason="canary completed")
-    rollback(client, audit, MODEL, to_version="previous", actor="alice@example.com", reason="complaints")
+    Deployments(client, audit).promote(MODEL, v1, actor="fraud__deploy/manual_1", reason="bootstrap")
+    Deployments(client, audit).set_shadow(MODEL, v2, actor="fraud__deploy/run_2", reason="shadow phase")
+    Deployments(client, audit).set_shadow(MODEL, None, actor="fraud__deploy/run_2", reason="shadow phase over")
+    Deployments(client, audit).promote(MODEL, v2, actor="fraud__deploy/run_2", reason="canary completed")
+    Deployments(client, audit).rollback(MODEL, to_version="previous", actor="alice@example.com", reason="complaints")
 
     history = audit.history(MODEL)
 
@@ -395,9 +391,9 @@ def test_interrupted_promotion_is_completed_by_the_next_operation(
     client: Any, audit: AuditTrail, versions: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     v1, v2, v3 = versions("passed", "passed", "passed")
-    promote(client, audit, MODEL, v1, actor="a", reason="r")
-    set_challenger(client, audit, MODEL, v2, actor="a", reason="r")
-    set_shadow(client, audit, MODEL, v3, actor="a", reason="r")
+    Deployments(client, audit).promote(MODEL, v1, actor="a", reason="r")
+    Deployments(client, audit).set_challenger(MODEL, v2, actor="a", reason="r")
+    Deployments(client, audit).set_shadow(MODEL, v3, actor="a", reason="r")
     before = audit.history(MODEL)
 
     with monkeypatch.context() as patch:
@@ -405,14 +401,14 @@ def test_interrupted_promotion_is_completed_by_the_next_operation(
         with pytest.raises(
             RegistryError, match=r"promote by run_1 was interrupted \(ConnectionError: simulated crash\)"
         ):
-            promote(client, audit, MODEL, v2, actor="run_1", reason="canary completed")
+            Deployments(client, audit).promote(MODEL, v2, actor="run_1", reason="canary completed")
 
     # Half moved: previous already points at the old champion, champion did not move yet.
     assert read_state(client, MODEL) == DeploymentState(champion=v1, previous=v1, challenger=v2, shadow=v3)
     assert audit.history(MODEL) == before
     (pending,) = audit.pending(MODEL)
 
-    retried = promote(client, audit, MODEL, v2, actor="run_1_retry", reason="canary completed")
+    retried = Deployments(client, audit).promote(MODEL, v2, actor="run_1_retry", reason="canary completed")
 
     assert retried.recovered == (pending.op_id,)
     assert not retried.changed  # the recovered intent already made v2 the champion
@@ -435,16 +431,16 @@ def test_interrupted_operation_is_completed_before_a_different_one(
     client: Any, audit: AuditTrail, versions: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     v1, v2 = versions("passed", "passed")
-    promote(client, audit, MODEL, v1, actor="a", reason="r")
-    set_canary(client, audit, MODEL, v2, 5, actor="a", reason="r")
+    Deployments(client, audit).promote(MODEL, v1, actor="a", reason="r")
+    Deployments(client, audit).set_canary(MODEL, v2, 5, actor="a", reason="r")
     with monkeypatch.context() as patch:
         _crash_on(client, patch, "previous")
         with pytest.raises(RegistryError, match="interrupted"):
-            promote(client, audit, MODEL, v2, actor="run_1", reason="canary completed")
+            Deployments(client, audit).promote(MODEL, v2, actor="run_1", reason="canary completed")
     assert read_state(client, MODEL) == DeploymentState(champion=v1, canary=v2)  # percent already 0
 
     # The operator rolls back instead of retrying; the promotion it interrupted is finished first.
-    result = rollback(client, audit, MODEL, to_version="previous", actor="alice", reason="undo")
+    result = Deployments(client, audit).rollback(MODEL, to_version="previous", actor="alice", reason="undo")
 
     assert len(result.recovered) == 1
     assert result.state == DeploymentState(champion=v1, previous=v2)
@@ -455,21 +451,23 @@ def test_completion_that_fails_again_keeps_the_intent(
     client: Any, audit: AuditTrail, versions: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     v1, v2 = versions("passed", "passed")
-    promote(client, audit, MODEL, v1, actor="a", reason="r")
+    Deployments(client, audit).promote(MODEL, v1, actor="a", reason="r")
     _crash_on(client, monkeypatch, "champion")
     with pytest.raises(RegistryError, match="interrupted"):
-        promote(client, audit, MODEL, v2, actor="run_1", reason="r")
+        Deployments(client, audit).promote(MODEL, v2, actor="run_1", reason="r")
     with pytest.raises(RegistryError, match=r"could not complete the interrupted promote \w+ by run_1"):
-        rollback(client, audit, MODEL, actor="b", reason="r")
+        Deployments(client, audit).rollback(MODEL, actor="b", reason="r")
     assert len(audit.pending(MODEL)) == 1
     monkeypatch.undo()
-    assert rollback(client, audit, MODEL, actor="b", reason="r").state == DeploymentState(champion=v2, previous=v1)
+    assert Deployments(client, audit).rollback(MODEL, actor="b", reason="r").state == DeploymentState(
+        champion=v2, previous=v1
+    )
 
 
 def test_actor_and_reason_are_required(client: Any, audit: AuditTrail, versions: Any) -> None:
     (v1,) = versions("passed")
     with pytest.raises(ValueError, match="actor and reason are required"):
-        promote(client, audit, MODEL, v1, actor="", reason="r")
+        Deployments(client, audit).promote(MODEL, v1, actor="", reason="r")
 
 
 def test_model_lock_excludes_a_second_holder(audit: AuditTrail) -> None:

@@ -45,15 +45,10 @@ __all__ = [
     "DEFAULT_LOCK_TIMEOUT",
     "TEMPORARY_ALIASES",
     "DeploymentState",
+    "Deployments",
     "PromotionResult",
     "model_lock",
-    "promote",
     "read_state",
-    "reject",
-    "rollback",
-    "set_canary",
-    "set_challenger",
-    "set_shadow",
 ]
 
 log = logging.getLogger(__name__)
@@ -296,6 +291,7 @@ def _guarded(
     reason: str,
     lock_timeout: float,
 ) -> PromotionResult:
+    """Steps 1-6 of the module docstring around one operation's ``planner``."""
     if not actor or not reason:
         raise ValueError(f"{operation}: actor and reason are required for the audit trail; got {actor=!r}, {reason=!r}")
     with model_lock(audit, model, holder=f"{operation} by {actor}", timeout=lock_timeout):
@@ -323,209 +319,227 @@ def _guarded(
 # -- operations -----------------------------------------------------------------------------------
 
 
-def promote(
-    client: MlflowClient,
-    audit: AuditTrail,
-    model: str,
-    version: str | int,
-    *,
-    actor: str,
-    reason: str,
-    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
-) -> PromotionResult:
-    """Make ``version`` the champion; the old champion becomes ``previous``; the rollout aliases go.
+class Deployments:
+    """The guarded deployment operations on one registry, audited in one state database.
 
-    Clears ``challenger``, ``canary`` and ``shadow`` (wherever they point) and sets
-    ``mlops.canary_percent`` to ``"0"``. Refuses a version whose gate did not pass or that was
-    rejected. A no-op when ``version`` already is the champion.
+    Every method follows the protocol of the module docstring and returns a :class:`PromotionResult`;
+    ``actor`` (a DAG run id, an approver) and ``reason`` go to the audit trail.
 
-    :param actor: Who promotes (DAG run id, or the approver).
-    :param reason: Why; both go to the audit trail.
+    :param client: MLflow client of the registry that holds the aliases.
+    :param audit: Audit trail; its database also holds the per-model locks and pending intents.
+    :param lock_timeout: Seconds to wait for a concurrent operation on the same model.
     """
-    version = str(version)
 
-    def plan(snapshot: _Snapshot) -> _Plan:
-        tags = _require_servable(client, model, version, Alias.CHAMPION)
-        out = _Plan()
-        if snapshot.alias(Alias.CHAMPION) == version:
-            return out
-        out.model_tag(snapshot, Tag.CANARY_PERCENT, "0")  # first: no traffic to a canary that is about to go
-        old = snapshot.alias(Alias.CHAMPION)
-        if old is not None:
-            out.alias(snapshot, Alias.PREVIOUS, old)
-        out.alias(snapshot, Alias.CHAMPION, version)
-        for alias in TEMPORARY_ALIASES:
-            out.alias(snapshot, alias, None, _percent_note(snapshot, "0") if alias == Alias.CANARY else "")
-        out.version_tag(tags, version, Tag.PROMOTED_BY, actor)
-        return out
+    def __init__(self, client: MlflowClient, audit: AuditTrail, *, lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
+        self.client = client
+        self.audit = audit
+        self.lock_timeout = lock_timeout
 
-    return _guarded(client, audit, model, "promote", plan, actor=actor, reason=reason, lock_timeout=lock_timeout)
+    def __repr__(self) -> str:
+        return f"Deployments(tracking_uri={self.client.tracking_uri!r}, audit={self.audit!r})"
 
+    def state(self, model: str) -> DeploymentState:
+        """Who serves what, read from the registry now."""
+        return read_state(self.client, model)
 
-def rollback(
-    client: MlflowClient,
-    audit: AuditTrail,
-    model: str,
-    *,
-    to_version: str | int | None = None,
-    actor: str,
-    reason: str,
-    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
-) -> PromotionResult:
-    """Back to champion-only traffic; with ``to_version``, also make that version the champion.
+    def _guarded(self, model: str, operation: str, planner: _Planner, *, actor: str, reason: str) -> PromotionResult:
+        return _guarded(
+            self.client,
+            self.audit,
+            model,
+            operation,
+            planner,
+            actor=actor,
+            reason=reason,
+            lock_timeout=self.lock_timeout,
+        )
 
-    ``to_version=None``: remove ``canary`` and ``shadow``, ``mlops.canary_percent`` ``"0"``.
-    ``to_version="previous"`` (or the version ``previous`` points at): that version becomes the
-    champion and the old champion becomes ``previous``; its gate is not checked again (it served as
-    champion before). Any other version must have passed its gate.
-    """
-    target_spec = None if to_version is None else str(to_version)
+    def promote(
+        self,
+        model: str,
+        version: str | int,
+        *,
+        actor: str,
+        reason: str,
+    ) -> PromotionResult:
+        """Make ``version`` the champion; the old champion becomes ``previous``; the rollout aliases go.
 
-    def plan(snapshot: _Snapshot) -> _Plan:
-        out = _Plan()
-        target = snapshot.alias(Alias.PREVIOUS) if target_spec == Alias.PREVIOUS else target_spec
-        if target_spec == Alias.PREVIOUS and target is None:
-            raise RegistryError(f"{model}: cannot roll back to 'previous': the alias is not set")
-        if target is not None and target != snapshot.alias(Alias.CHAMPION):
-            if target == snapshot.alias(Alias.PREVIOUS):
-                _version_tags(client, model, target)  # must still exist
-            else:
-                _require_servable(client, model, target, Alias.CHAMPION)
-        out.model_tag(snapshot, Tag.CANARY_PERCENT, "0")
-        out.alias(snapshot, Alias.CANARY, None, _percent_note(snapshot, "0"))
-        out.alias(snapshot, Alias.SHADOW, None)
-        if target is not None and target != snapshot.alias(Alias.CHAMPION):
+        Clears ``challenger``, ``canary`` and ``shadow`` (wherever they point) and sets
+        ``mlops.canary_percent`` to ``"0"``. Refuses a version whose gate did not pass or that was
+        rejected. A no-op when ``version`` already is the champion.
+
+        :param actor: Who promotes (DAG run id, or the approver).
+        :param reason: Why; both go to the audit trail.
+        """
+        version = str(version)
+
+        def plan(snapshot: _Snapshot) -> _Plan:
+            tags = _require_servable(self.client, model, version, Alias.CHAMPION)
+            out = _Plan()
+            if snapshot.alias(Alias.CHAMPION) == version:
+                return out
+            out.model_tag(snapshot, Tag.CANARY_PERCENT, "0")  # first: no traffic to a canary that is about to go
             old = snapshot.alias(Alias.CHAMPION)
             if old is not None:
                 out.alias(snapshot, Alias.PREVIOUS, old)
-            out.alias(snapshot, Alias.CHAMPION, target)
-        return out
-
-    return _guarded(client, audit, model, "rollback", plan, actor=actor, reason=reason, lock_timeout=lock_timeout)
-
-
-def reject(
-    client: MlflowClient,
-    audit: AuditTrail,
-    model: str,
-    version: str | int,
-    *,
-    actor: str,
-    reason: str,
-    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
-) -> PromotionResult:
-    """Take ``version`` out of the rollout: drop the ``challenger``/``canary``/``shadow`` aliases on it.
-
-    Tags the version ``mlops.rejected_reason`` (and ``mlops.rejected_by``); a rejected version cannot
-    be promoted, canaried or shadowed. Refuses to reject the champion: roll back first.
-    """
-    version = str(version)
-
-    def plan(snapshot: _Snapshot) -> _Plan:
-        tags = _version_tags(client, model, version)
-        if snapshot.alias(Alias.CHAMPION) == version:
-            raise RegistryError(f"{model} v{version} is the champion; roll back before rejecting it")
-        out = _Plan()
-        if snapshot.alias(Alias.CANARY) == version:
-            out.model_tag(snapshot, Tag.CANARY_PERCENT, "0")
-        for alias in TEMPORARY_ALIASES:
-            if snapshot.alias(alias) == version:
+            out.alias(snapshot, Alias.CHAMPION, version)
+            for alias in TEMPORARY_ALIASES:
                 out.alias(snapshot, alias, None, _percent_note(snapshot, "0") if alias == Alias.CANARY else "")
-        out.version_tag(tags, version, Tag.REJECTED_REASON, reason)
-        out.version_tag(tags, version, Tag.REJECTED_BY, actor)
-        return out
-
-    return _guarded(client, audit, model, "reject", plan, actor=actor, reason=reason, lock_timeout=lock_timeout)
-
-
-def set_canary(
-    client: MlflowClient,
-    audit: AuditTrail,
-    model: str,
-    version: str | int | None,
-    percent: float,
-    *,
-    actor: str,
-    reason: str,
-    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
-) -> PromotionResult:
-    """Send ``percent`` % of live traffic to ``version`` (alias ``canary`` + tag ``mlops.canary_percent``).
-
-    ``percent == 0`` or ``version=None`` ends the canary (alias removed, tag ``"0"``): the alias is
-    set exactly when the percentage is above 0. A change of percentage alone is audited too, as a
-    ``canary`` row from and to the same version.
-    """
-    if not 0 <= percent <= 100:
-        raise ValueError(f"percent: got {percent}; expected a number from 0 to 100")
-    if version is None and percent != 0:
-        raise ValueError(f"percent: got {percent} with no canary version; use 0 (or give a version)")
-    target = None if version is None or percent == 0 else str(version)
-    value = _format_percent(percent if target is not None else 0)
-
-    def plan(snapshot: _Snapshot) -> _Plan:
-        out = _Plan()
-        current = snapshot.alias(Alias.CANARY)
-        note = _percent_note(snapshot, value)
-        if target is None:
-            out.model_tag(snapshot, Tag.CANARY_PERCENT, value)  # traffic off before the alias goes
-            out.alias(snapshot, Alias.CANARY, None, note)
+            out.version_tag(tags, version, Tag.PROMOTED_BY, actor)
             return out
-        _require_servable(client, model, target, Alias.CANARY)
-        if snapshot.alias(Alias.CHAMPION) == target:
-            raise RegistryError(f"{model} v{target} is the champion; a canary must be another version")
-        out.alias(snapshot, Alias.CANARY, target, note)
-        out.model_tag(snapshot, Tag.CANARY_PERCENT, value)
-        if current == target and note:
-            out.note(Alias.CANARY, target, note)
-        return out
 
-    return _guarded(client, audit, model, "set_canary", plan, actor=actor, reason=reason, lock_timeout=lock_timeout)
+        return self._guarded(model, "promote", plan, actor=actor, reason=reason)
 
+    def rollback(
+        self,
+        model: str,
+        *,
+        to_version: str | int | None = None,
+        actor: str,
+        reason: str,
+    ) -> PromotionResult:
+        """Back to champion-only traffic; with ``to_version``, also make that version the champion.
 
-def set_shadow(
-    client: MlflowClient,
-    audit: AuditTrail,
-    model: str,
-    version: str | int | None,
-    *,
-    actor: str,
-    reason: str,
-    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
-) -> PromotionResult:
-    """Mirror traffic to ``version`` (alias ``shadow``); ``None`` stops shadowing."""
-    target = None if version is None else str(version)
+        ``to_version=None``: remove ``canary`` and ``shadow``, ``mlops.canary_percent`` ``"0"``.
+        ``to_version="previous"`` (or the version ``previous`` points at): that version becomes the
+        champion and the old champion becomes ``previous``; its gate is not checked again (it served as
+        champion before). Any other version must have passed its gate.
+        """
+        target_spec = None if to_version is None else str(to_version)
 
-    def plan(snapshot: _Snapshot) -> _Plan:
-        out = _Plan()
-        if target is not None and snapshot.alias(Alias.SHADOW) != target:
-            _require_servable(client, model, target, Alias.SHADOW)
+        def plan(snapshot: _Snapshot) -> _Plan:
+            out = _Plan()
+            target = snapshot.alias(Alias.PREVIOUS) if target_spec == Alias.PREVIOUS else target_spec
+            if target_spec == Alias.PREVIOUS and target is None:
+                raise RegistryError(f"{model}: cannot roll back to 'previous': the alias is not set")
+            if target is not None and target != snapshot.alias(Alias.CHAMPION):
+                if target == snapshot.alias(Alias.PREVIOUS):
+                    _version_tags(self.client, model, target)  # must still exist
+                else:
+                    _require_servable(self.client, model, target, Alias.CHAMPION)
+            out.model_tag(snapshot, Tag.CANARY_PERCENT, "0")
+            out.alias(snapshot, Alias.CANARY, None, _percent_note(snapshot, "0"))
+            out.alias(snapshot, Alias.SHADOW, None)
+            if target is not None and target != snapshot.alias(Alias.CHAMPION):
+                old = snapshot.alias(Alias.CHAMPION)
+                if old is not None:
+                    out.alias(snapshot, Alias.PREVIOUS, old)
+                out.alias(snapshot, Alias.CHAMPION, target)
+            return out
+
+        return self._guarded(model, "rollback", plan, actor=actor, reason=reason)
+
+    def reject(
+        self,
+        model: str,
+        version: str | int,
+        *,
+        actor: str,
+        reason: str,
+    ) -> PromotionResult:
+        """Take ``version`` out of the rollout: drop the ``challenger``/``canary``/``shadow`` aliases on it.
+
+        Tags the version ``mlops.rejected_reason`` (and ``mlops.rejected_by``); a rejected version cannot
+        be promoted, canaried or shadowed. Refuses to reject the champion: roll back first.
+        """
+        version = str(version)
+
+        def plan(snapshot: _Snapshot) -> _Plan:
+            tags = _version_tags(self.client, model, version)
+            if snapshot.alias(Alias.CHAMPION) == version:
+                raise RegistryError(f"{model} v{version} is the champion; roll back before rejecting it")
+            out = _Plan()
+            if snapshot.alias(Alias.CANARY) == version:
+                out.model_tag(snapshot, Tag.CANARY_PERCENT, "0")
+            for alias in TEMPORARY_ALIASES:
+                if snapshot.alias(alias) == version:
+                    out.alias(snapshot, alias, None, _percent_note(snapshot, "0") if alias == Alias.CANARY else "")
+            out.version_tag(tags, version, Tag.REJECTED_REASON, reason)
+            out.version_tag(tags, version, Tag.REJECTED_BY, actor)
+            return out
+
+        return self._guarded(model, "reject", plan, actor=actor, reason=reason)
+
+    def set_canary(
+        self,
+        model: str,
+        version: str | int | None,
+        percent: float,
+        *,
+        actor: str,
+        reason: str,
+    ) -> PromotionResult:
+        """Send ``percent`` % of live traffic to ``version`` (alias ``canary`` + tag ``mlops.canary_percent``).
+
+        ``percent == 0`` or ``version=None`` ends the canary (alias removed, tag ``"0"``): the alias is
+        set exactly when the percentage is above 0. A change of percentage alone is audited too, as a
+        ``canary`` row from and to the same version.
+        """
+        if not 0 <= percent <= 100:
+            raise ValueError(f"percent: got {percent}; expected a number from 0 to 100")
+        if version is None and percent != 0:
+            raise ValueError(f"percent: got {percent} with no canary version; use 0 (or give a version)")
+        target = None if version is None or percent == 0 else str(version)
+        value = _format_percent(percent if target is not None else 0)
+
+        def plan(snapshot: _Snapshot) -> _Plan:
+            out = _Plan()
+            current = snapshot.alias(Alias.CANARY)
+            note = _percent_note(snapshot, value)
+            if target is None:
+                out.model_tag(snapshot, Tag.CANARY_PERCENT, value)  # traffic off before the alias goes
+                out.alias(snapshot, Alias.CANARY, None, note)
+                return out
+            _require_servable(self.client, model, target, Alias.CANARY)
             if snapshot.alias(Alias.CHAMPION) == target:
-                raise RegistryError(f"{model} v{target} is the champion; a shadow must be another version")
-        out.alias(snapshot, Alias.SHADOW, target)
-        return out
-
-    return _guarded(client, audit, model, "set_shadow", plan, actor=actor, reason=reason, lock_timeout=lock_timeout)
-
-
-def set_challenger(
-    client: MlflowClient,
-    audit: AuditTrail,
-    model: str,
-    version: str | int,
-    *,
-    actor: str,
-    reason: str,
-    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
-) -> PromotionResult:
-    """Point ``challenger`` at a gated version (a no-op when it is already challenger or champion)."""
-    version = str(version)
-
-    def plan(snapshot: _Snapshot) -> _Plan:
-        out = _Plan()
-        if snapshot.alias(Alias.CHALLENGER) == version or snapshot.alias(Alias.CHAMPION) == version:
+                raise RegistryError(f"{model} v{target} is the champion; a canary must be another version")
+            out.alias(snapshot, Alias.CANARY, target, note)
+            out.model_tag(snapshot, Tag.CANARY_PERCENT, value)
+            if current == target and note:
+                out.note(Alias.CANARY, target, note)
             return out
-        _require_servable(client, model, version, Alias.CHALLENGER)
-        out.alias(snapshot, Alias.CHALLENGER, version)
-        return out
 
-    return _guarded(client, audit, model, "set_challenger", plan, actor=actor, reason=reason, lock_timeout=lock_timeout)
+        return self._guarded(model, "set_canary", plan, actor=actor, reason=reason)
+
+    def set_shadow(
+        self,
+        model: str,
+        version: str | int | None,
+        *,
+        actor: str,
+        reason: str,
+    ) -> PromotionResult:
+        """Mirror traffic to ``version`` (alias ``shadow``); ``None`` stops shadowing."""
+        target = None if version is None else str(version)
+
+        def plan(snapshot: _Snapshot) -> _Plan:
+            out = _Plan()
+            if target is not None and snapshot.alias(Alias.SHADOW) != target:
+                _require_servable(self.client, model, target, Alias.SHADOW)
+                if snapshot.alias(Alias.CHAMPION) == target:
+                    raise RegistryError(f"{model} v{target} is the champion; a shadow must be another version")
+            out.alias(snapshot, Alias.SHADOW, target)
+            return out
+
+        return self._guarded(model, "set_shadow", plan, actor=actor, reason=reason)
+
+    def set_challenger(
+        self,
+        model: str,
+        version: str | int,
+        *,
+        actor: str,
+        reason: str,
+    ) -> PromotionResult:
+        """Point ``challenger`` at a gated version (a no-op when it is already challenger or champion)."""
+        version = str(version)
+
+        def plan(snapshot: _Snapshot) -> _Plan:
+            out = _Plan()
+            if snapshot.alias(Alias.CHALLENGER) == version or snapshot.alias(Alias.CHAMPION) == version:
+                return out
+            _require_servable(self.client, model, version, Alias.CHALLENGER)
+            out.alias(snapshot, Alias.CHALLENGER, version)
+            return out
+
+        return self._guarded(model, "set_challenger", plan, actor=actor, reason=reason)

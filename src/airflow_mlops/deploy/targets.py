@@ -73,6 +73,8 @@ class DeploymentTarget(Protocol):
 class LocalGatewayTarget:
     """The bundled serving gateway: it polls the registry, so changing the registry is the deployment.
 
+    Every method is the matching guarded operation of :class:`~airflow_mlops.deploy.promotion.Deployments`.
+
     :param client: MLflow client of the registry the gateway reads.
     :param audit: Audit trail (and lock database) for the alias moves.
     :param lock_timeout: Seconds to wait for a concurrent operation on the same model.
@@ -83,9 +85,15 @@ class LocalGatewayTarget:
     def __init__(
         self, client: MlflowClient, audit: AuditTrail, *, lock_timeout: float = promotion.DEFAULT_LOCK_TIMEOUT
     ) -> None:
-        self.client = client
-        self.audit = audit
-        self.lock_timeout = lock_timeout
+        self.deployments = promotion.Deployments(client, audit, lock_timeout=lock_timeout)
+
+    @property
+    def client(self) -> MlflowClient:
+        return self.deployments.client
+
+    @property
+    def audit(self) -> AuditTrail:
+        return self.deployments.audit
 
     @classmethod
     def from_options(
@@ -107,40 +115,32 @@ class LocalGatewayTarget:
             audit = AuditTrail(state_url or settings.state_db_url())
         return cls(client, audit, lock_timeout=lock_timeout)
 
-    @property
-    def _lock(self) -> dict[str, float]:
-        return {"lock_timeout": self.lock_timeout}
-
     def __repr__(self) -> str:
         return f"LocalGatewayTarget(tracking_uri={self.client.tracking_uri!r}, audit={self.audit!r})"
 
     def state(self, model: str) -> DeploymentState:
-        return promotion.read_state(self.client, model)
+        return self.deployments.state(model)
 
     def set_traffic(
         self, model: str, canary_version: str | None, percent: float, *, actor: str, reason: str
     ) -> PromotionResult:
         percent = percent if canary_version is not None else 0
-        return promotion.set_canary(
-            self.client, self.audit, model, canary_version, percent, actor=actor, reason=reason, **self._lock
-        )
+        return self.deployments.set_canary(model, canary_version, percent, actor=actor, reason=reason)
 
     def start_shadow(self, model: str, version: str, *, actor: str, reason: str) -> PromotionResult:
-        return promotion.set_shadow(self.client, self.audit, model, version, actor=actor, reason=reason, **self._lock)
+        return self.deployments.set_shadow(model, version, actor=actor, reason=reason)
 
     def stop_shadow(self, model: str, *, actor: str, reason: str) -> PromotionResult:
-        return promotion.set_shadow(self.client, self.audit, model, None, actor=actor, reason=reason, **self._lock)
+        return self.deployments.set_shadow(model, None, actor=actor, reason=reason)
 
     def promote(self, model: str, version: str, *, actor: str, reason: str) -> PromotionResult:
-        return promotion.promote(self.client, self.audit, model, version, actor=actor, reason=reason, **self._lock)
+        return self.deployments.promote(model, version, actor=actor, reason=reason)
 
     def rollback(self, model: str, to_version: str | None = None, *, actor: str, reason: str) -> PromotionResult:
-        return promotion.rollback(
-            self.client, self.audit, model, to_version=to_version, actor=actor, reason=reason, **self._lock
-        )
+        return self.deployments.rollback(model, to_version=to_version, actor=actor, reason=reason)
 
     def reject(self, model: str, version: str, *, actor: str, reason: str) -> PromotionResult:
-        return promotion.reject(self.client, self.audit, model, version, actor=actor, reason=reason, **self._lock)
+        return self.deployments.reject(model, version, actor=actor, reason=reason)
 
 
 def get_target(kind: TargetKind, **options: Any) -> DeploymentTarget:

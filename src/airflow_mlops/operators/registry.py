@@ -66,7 +66,7 @@ class SetChallengerOperator(MlopsBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.deploy.audit import AuditTrail
-        from airflow_mlops.deploy.promotion import set_challenger
+        from airflow_mlops.deploy.promotion import Deployments
         from airflow_mlops.registry.versions import require_gate_passed, version_for_run
 
         name = self.model_name
@@ -79,14 +79,16 @@ class SetChallengerOperator(MlopsBaseOperator):
             require_gate_passed(client, name, version)
             if self.require_approval and Tag.APPROVED_BY not in client.get_model_version(name, version).tags:
                 raise RegistryError(f"{name} v{version} needs an approval before it can become challenger")
-            moved = set_challenger(
-                client,
-                AuditTrail(settings.state_db_url()),
-                name,
-                version,
-                actor=f"{self.dag_id}/{context['dag_run'].run_id}",
-                reason="gate passed" + (" and approved" if self.require_approval else ""),
-            ).changed
+            moved = (
+                Deployments(client, AuditTrail(settings.state_db_url()))
+                .set_challenger(
+                    name,
+                    version,
+                    actor=f"{self.dag_id}/{context['dag_run'].run_id}",
+                    reason="gate passed" + (" and approved" if self.require_approval else ""),
+                )
+                .changed
+            )
         self.log.info("%s@%s -> v%s (%s)", name, Alias.CHALLENGER, version, "moved" if moved else "already there")
         payload: dict[str, Any] = {
             "model": name,
