@@ -211,6 +211,13 @@ def test_a_token_from_airflow_or_the_ui_cookie_is_accepted(mlflow_conn: Any, ui:
     html = ui.get("/", headers=bearer(token))
     assert "script-src 'nonce-" in html.headers["content-security-policy"]
     assert "default-src 'none'" in html.headers["content-security-policy"]
+    nonce = re.search(r"'nonce-([^']+)'", html.headers["content-security-policy"]).group(1)  # type: ignore[union-attr]
+    assert html.headers["content-security-policy"] == (
+        f"default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; img-src 'self' data:; "
+        "base-uri 'none'; form-action 'self'; frame-ancestors 'self'"
+    ), "style and script are inlined under the nonce: nothing else may load"
+    assert html.text.count(f"<style nonce='{nonce}'>") == 1 and html.text.count(f"<script nonce='{nonce}'>") == 1
+    assert "<link" not in html.text and "<script src" not in html.text
     charts = ui.get("/api/models/fraud", headers=bearer(token)).json()["charts"]
     assert charts["error_rate"]["note"].startswith("no prediction log configured")
     assert ui.get("/models/nope", headers=bearer(token)).status_code == 404
@@ -254,7 +261,7 @@ def log_monitoring_runs(client: Any) -> list[str]:
 
 
 def log_traffic(root: Path, champion: str, canary: str) -> None:
-    from airflow_mlops.serving.prediction_log import PredictionLog, PredictionRecord
+    from airflow_mlops.prediction_log import LocalStorage, PredictionLog, PredictionRecord
 
     now = datetime.now(UTC)
     records = []
@@ -268,7 +275,7 @@ def log_traffic(root: Path, champion: str, canary: str) -> None:
         records.append(
             PredictionRecord(f"k{minute}", ts, "fraud", canary, "canary", "{}", None if error else "0.2", 9.0, error)
         )
-    log = PredictionLog(str(root))
+    log = PredictionLog(LocalStorage(root))
     log.append(records)
     log.close()
 
@@ -285,9 +292,9 @@ def deployed(mlflow_conn: Any, tmp_path: Path) -> dict[str, Any]:
     target = LocalGatewayTarget.from_options(client=client, state_url=os.environ["AIRFLOW_MLOPS_STATE_DB"])
     target.promote("fraud", v1, actor="test", reason="first champion")
     target.set_traffic("fraud", v2, 20, actor="fraud__deploy/run_1", reason="canary step 20%")
-    from airflow_mlops.deploy import promotion
+    from airflow_mlops.deploy.promotion import Deployments
 
-    promotion.set_challenger(client, target.audit, "fraud", v3, actor="fraud__train/run_3", reason="gate passed")
+    Deployments(client, target.audit).set_challenger("fraud", v3, actor="fraud__train/run_3", reason="gate passed")
     target.start_shadow("fraud", v3, actor="fraud__deploy/run_2", reason="shadow window")
     monitoring = log_monitoring_runs(client)
     log_traffic(log_root, v1, v2)

@@ -7,6 +7,7 @@ config and seed give identical metrics and predictions.
 
 from __future__ import annotations
 
+import logging
 import platform
 import warnings
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
     from sklearn.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
 
 MODEL_ARTIFACT = "model"
 PREDICTIONS_ARTIFACT = "evaluation/holdout_predictions.csv"
@@ -129,6 +132,35 @@ def pip_requirements() -> list[str]:
     ]
 
 
+def log_datasets(split: Split, config: ModelConfig, source: str | None) -> None:
+    """Record the training and evaluation rows as MLflow dataset inputs of the active run.
+
+    MLflow's own lineage (the run's "Datasets used", schema, digest, source), next to our tags which
+    stay the reference (``Tag.DATA_SHA256`` hashes the exact bytes). A source MLflow cannot resolve
+    is logged without a source rather than failing the training.
+    """
+    import mlflow
+    from mlflow.data.pandas_dataset import from_pandas
+    from mlflow.exceptions import MlflowException
+
+    for context, features, target in (
+        ("training", split.x_train, split.y_train),
+        ("evaluation", split.x_test, split.y_test),
+    ):
+        frame = features.assign(**{config.target: target.to_numpy()})
+        name = f"{config.name}-{context}"
+        with warnings.catch_warnings():  # schema-inference hints and "source can be read two ways" notes
+            warnings.simplefilter("ignore", UserWarning)
+            try:
+                dataset = from_pandas(frame, source=source, name=name, targets=config.target) if source else None
+            except MlflowException as exc:
+                log.warning("MLflow cannot resolve dataset source %r (%s); logging %s without it", source, exc, name)
+                dataset = None
+            if dataset is None:
+                dataset = from_pandas(frame, name=name, targets=config.target)
+        mlflow.log_input(dataset, context=context)
+
+
 def log_training(outcome: TrainOutcome, config: ModelConfig, run_id: str, tags: dict[str, str]) -> str:
     """Log params, metrics, held-out predictions and the model into ``run_id``; return the model URI."""
     import mlflow
@@ -154,6 +186,7 @@ def log_training(outcome: TrainOutcome, config: ModelConfig, run_id: str, tags: 
             {"row": outcome.split.x_test.index, "y_true": outcome.split.y_test.to_numpy(), "score": outcome.scores}
         )
         mlflow.log_text(predictions.to_csv(index=False), PREDICTIONS_ARTIFACT)
+        log_datasets(outcome.split, config, tags.get(Tag.DATA_URI))
         with warnings.catch_warnings():  # see _trusted_types
             warnings.simplefilter("ignore")
             info = mlflow.sklearn.log_model(
