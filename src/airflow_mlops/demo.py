@@ -228,9 +228,9 @@ def _gate_lines(client: Any, version: str) -> list[str]:
 
 
 def _served_table(home: Path) -> list[str]:
-    from airflow_mlops.serving.prediction_log import read_predictions
+    from airflow_mlops.prediction_log import LocalStorage, read_predictions
 
-    rows = read_predictions(str(home / "prediction-log"), MODEL)
+    rows = read_predictions(LocalStorage(home / "prediction-log"), MODEL)
     if rows.empty:
         return ["  (no traffic logged)"]
     rows["ok"] = rows["error"].isna()

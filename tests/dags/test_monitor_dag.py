@@ -25,7 +25,7 @@ def log_traffic(root: Path, client: Any, *, data_drift: float, seed: int, rows: 
     import mlflow
 
     from airflow_mlops.data.fraud import generate_transactions
-    from airflow_mlops.serving.prediction_log import PredictionLog, PredictionRecord
+    from airflow_mlops.prediction_log import LocalStorage, PredictionLog, PredictionRecord
 
     frame = generate_transactions(rows, seed=seed, data_drift=data_drift).drop(columns=["is_fraud"])
     numeric = [c for c in frame.columns if c != "merchant_category"]
@@ -48,7 +48,7 @@ def log_traffic(root: Path, client: Any, *, data_drift: float, seed: int, rows: 
                 error=None,
             )
         )
-    log = PredictionLog(str(root))
+    log = PredictionLog(LocalStorage(root))
     log.append(records)
     log.close()
 
@@ -137,3 +137,29 @@ def drift_events(model: str) -> list[dict[str, Any]]:
             .order_by(AssetEvent.id)
         ).all()
     return [dict(row[0] or {}) for row in rows]
+
+
+def test_without_the_reports_extra_the_run_says_why_and_our_statistics_still_decide(
+    workspace: Any, airflow_db: Any, monitored: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """evidently not installed (``None`` in sys.modules): no HTML, a reason naming the pip install, a decision."""
+    import sys
+
+    log_traffic(monitored["root"], monitored["client"], data_drift=1.0, seed=23)
+    monkeypatch.setitem(sys.modules, "evidently", None)
+    monkeypatch.setitem(sys.modules, "evidently.presets", None)
+    before = len(drift_events("fraud"))
+
+    run = run_monitor(workspace)
+
+    assert run.state == "success", states(run)
+    assert states(run)["emit_drift[-1]"] == "success"
+    assert len(drift_events("fraud")) == before + 1
+    client = monitored["client"]
+    experiment = client.get_experiment_by_name("airflow-mlops/fraud/monitoring")
+    (monitoring_run,) = client.search_runs([experiment.experiment_id])
+    assert monitoring_run.data.tags["mlops.drift.act"] == "true"
+    reason = monitoring_run.data.tags["mlops.drift.report_skipped"]
+    assert reason.endswith("install it with: pip install 'airflow-mlops[reports]'"), reason
+    artifacts = {a.path for a in client.list_artifacts(monitoring_run.info.run_id, "drift")}
+    assert artifacts == {"drift/statistics.json", "drift/evidently_report_skipped.txt"}

@@ -160,10 +160,10 @@ class Served:
         return str(self.http.get("/metrics").text)
 
     def logged(self) -> Any:
-        from airflow_mlops.serving.prediction_log import read_predictions
+        from airflow_mlops.prediction_log import LocalStorage, read_predictions
 
         self.gateway.plog.flush()
-        return read_predictions(str(self.log_root), MODEL)
+        return read_predictions(LocalStorage(self.log_root), MODEL)
 
 
 @pytest.fixture
@@ -456,10 +456,10 @@ def test_failing_canary_is_answered_by_the_champion_counted_and_logged(
 
     text = served.metrics()
     assert _metric(text, f'mlops_gateway_canary_fallbacks_total{{model="{MODEL}",version="{reg.v2}"}}') == 3
-    canary = f'model="{MODEL}",version="{reg.v2}",role="canary"'
+    canary = f'model="{MODEL}",role="canary",version="{reg.v2}"'
     assert _metric(text, f"mlops_gateway_requests_total{{{canary}}}") == 7
     assert _metric(text, f"mlops_gateway_errors_total{{{canary}}}") == 3
-    champion = f'model="{MODEL}",version="{reg.v1}",role="champion"'
+    champion = f'model="{MODEL}",role="champion",version="{reg.v1}"'
     assert _metric(text, f"mlops_gateway_requests_total{{{champion}}}") == 3
     assert _metric(text, f"mlops_gateway_errors_total{{{champion}}}") == 0
 
@@ -513,7 +513,7 @@ def test_shadow_never_changes_the_answer_and_its_rows_are_logged(serve: Callable
         else:  # same training data and seed as v1: the shadow agrees where it does not fail
             assert row["error"] is None and json.loads(row["output"]) == shadowed[i]["predictions"][0]
     text = served.metrics()
-    shadow_series = f'model="{MODEL}",version="{reg.v2}",role="shadow"'
+    shadow_series = f'model="{MODEL}",role="shadow",version="{reg.v2}"'
     assert _metric(text, f"mlops_gateway_requests_total{{{shadow_series}}}") == 4
     assert _metric(text, f"mlops_gateway_errors_total{{{shadow_series}}}") == 2
     assert "mlops_gateway_canary_fallbacks_total{" not in text
@@ -711,16 +711,16 @@ def test_health_ready_and_metrics(serve: Callable[..., Served], reg: Registry) -
     assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
     text = response.text
     for version, role, count in ((reg.v1, "champion", len(ids) - on_canary), (reg.v3, "canary", on_canary)):
-        labels = f'model="{MODEL}",version="{version}",role="{role}"'
+        labels = f'model="{MODEL}",role="{role}",version="{version}"'  # prometheus_client sorts labels
         assert _metric(text, f"mlops_gateway_requests_total{{{labels}}}") == count
         assert _metric(text, f"mlops_gateway_errors_total{{{labels}}}") == 0
-        assert _metric(text, f'mlops_gateway_request_latency_seconds_bucket{{{labels},le="+Inf"}}') == count
+        assert _metric(text, f'mlops_gateway_request_latency_seconds_bucket{{le="+Inf",{labels}}}') == count
         assert _metric(text, f"mlops_gateway_request_latency_seconds_count{{{labels}}}") == count
         assert 0 < _metric(text, f"mlops_gateway_request_latency_seconds_sum{{{labels}}}") < count
         buckets = [
             line
             for line in text.splitlines()
-            if line.startswith(f"mlops_gateway_request_latency_seconds_bucket{{{labels},")
+            if line.startswith("mlops_gateway_request_latency_seconds_bucket{le=") and f",{labels}}}" in line
         ]
         assert len(buckets) == 12
         counts = [float(line.rsplit(" ", 1)[1]) for line in buckets]
@@ -738,7 +738,7 @@ def test_health_ready_and_metrics(serve: Callable[..., Served], reg: Registry) -
 
 
 def test_feedback_is_validated_and_recorded(serve: Callable[..., Served]) -> None:
-    from airflow_mlops.serving.prediction_log import read_feedback
+    from airflow_mlops.prediction_log import LocalStorage, read_feedback
 
     served = serve()
     url = f"/v1/models/{MODEL}/feedback"
@@ -768,7 +768,7 @@ def test_feedback_is_validated_and_recorded(serve: Callable[..., Served]) -> Non
     assert bad_json.status_code == 422 and bad_json.json()["detail"][0]["loc"] == ["body"]
 
     served.gateway.plog.flush()
-    rows = read_feedback(str(served.log_root), MODEL).sort_values("request_id")
+    rows = read_feedback(LocalStorage(served.log_root), MODEL).sort_values("request_id")
     assert list(rows["request_id"]) == ["fb-1", "fb-2", "fb-3#1"]
     assert [json.loads(label) for label in rows["label"]] == [1, 0, {"y": 1}]
     assert set(rows["model"]) == {MODEL}

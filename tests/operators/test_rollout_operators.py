@@ -18,7 +18,7 @@ from airflow.sdk.exceptions import TaskDeferred
 from airflow_mlops import settings
 from airflow_mlops.config.schema import CanaryConfig
 from airflow_mlops.deploy.promotion import Deployments
-from airflow_mlops.exceptions import GateFailedError, RegistryError
+from airflow_mlops.exceptions import ConfigError, GateFailedError, RegistryError
 from airflow_mlops.factories.assets import candidate_asset
 from airflow_mlops.operators.rollout import (
     CanaryStepOperator,
@@ -62,7 +62,8 @@ CANARY_STATS = {"requests": 4, "errors": 2, "error_rate": 0.5, "latency_p95_ms":
 
 
 def op(cls: type, config: Path, **kwargs: Any) -> Any:
-    return cls(task_id=cls.__name__, config_path=str(config), **kwargs)
+    kwargs.setdefault("task_id", cls.__name__)
+    return cls(config_path=str(config), **kwargs)
 
 
 class Env(SimpleNamespace):
@@ -80,8 +81,14 @@ class Env(SimpleNamespace):
         return dict(self.client.get_model_version(MODEL, version).tags)
 
     def ctx(self, **kwargs: Any) -> dict[str, Any]:
-        """A context whose ``resolve_candidate`` XCom names v2 against champion v1."""
-        return context(resolve_candidate={"version": self.v2, "champion": self.v1}, **kwargs)
+        return context(**kwargs)
+
+    def op(self, cls: type, **kwargs: Any) -> Any:
+        """A rollout operator for candidate v2 against champion v1, as the deploy DAG wires it."""
+        candidate: dict[str, Any] = {"version": self.v2}
+        if cls is not PromoteOperator:
+            candidate["champion"] = self.v1
+        return op(cls, self.config, **candidate, **kwargs)
 
 
 @pytest.fixture
@@ -115,8 +122,10 @@ def test_resolve_candidate_from_event_then_param_then_challenger(env: Env) -> No
         ]
     }
 
-    from_event = resolve.execute({**context(params={"version": env.v1}), "triggering_asset_events": events})
-    from_param = resolve.execute(context(params={"version": env.v2}))
+    from_event = op(ResolveCandidateOperator, env.config, version=env.v1).execute(
+        {**context(), "triggering_asset_events": events}
+    )
+    from_param = op(ResolveCandidateOperator, env.config, version=env.v2).execute(context())
     assert from_event == {"version": env.v2, "champion": env.v1}
     assert from_param == {"version": env.v2, "champion": env.v1}
 
@@ -126,14 +135,22 @@ def test_resolve_candidate_from_event_then_param_then_challenger(env: Env) -> No
 
     Deployments(env.client, env.target.audit).set_challenger(MODEL, env.v2, actor="test", reason="gated")
     assert resolve.execute(context()) == {"version": env.v2, "champion": env.v1}
-    assert resolve.execute(context(params={"version": None})) == {"version": env.v2, "champion": env.v1}
+    for unset in (None, "", "None"):  # "{{ params.version }}" renders an unset param as "" or "None"
+        assert op(ResolveCandidateOperator, env.config, version=unset).execute(context()) == {
+            "version": env.v2,
+            "champion": env.v1,
+        }
+    with pytest.raises(RegistryError, match=r"resolve_candidate: version: got '1; drop table'; expected a version"):
+        op(ResolveCandidateOperator, env.config, version="1; drop table", task_id="resolve_candidate").execute(
+            context()
+        )
 
 
 def test_resolve_candidate_refuses_a_version_whose_gate_failed(env: Env) -> None:
     env.client.set_model_version_tag(MODEL, env.v2, "mlops.gate", "failed")
 
     with pytest.raises(RegistryError) as refused:
-        op(ResolveCandidateOperator, env.config).execute(context(params={"version": env.v2}))
+        op(ResolveCandidateOperator, env.config, version=env.v2).execute(context())
 
     assert str(refused.value) == (
         f"fraud v{env.v2}: mlops.gate is 'failed'; only versions whose gate passed can move to challenger or champion"
@@ -144,7 +161,7 @@ def test_resolve_candidate_refuses_a_model_without_champion(env: Env) -> None:
     env.client.delete_registered_model_alias(MODEL, "champion")
 
     with pytest.raises(RegistryError) as refused:
-        op(ResolveCandidateOperator, env.config).execute(context(params={"version": env.v2}))
+        op(ResolveCandidateOperator, env.config, version=env.v2).execute(context())
 
     assert str(refused.value) == f"fraud has no champion to compare v{env.v2} with; promote one first"
 
@@ -156,7 +173,7 @@ def test_shadow_execute_sets_the_alias_and_defers_with_the_configured_window(env
     before = time.time()
 
     with pytest.raises(TaskDeferred) as deferred:
-        op(ShadowOperator, env.config).execute(env.ctx())
+        env.op(ShadowOperator).execute(env.ctx())
 
     after = time.time()
     assert deferred.value.method_name == "execute_complete"
@@ -185,7 +202,7 @@ def test_shadow_execute_sets_the_alias_and_defers_with_the_configured_window(env
 
 def test_shadow_failing_stats_reject_the_candidate(env: Env) -> None:
     Deployments(env.client, env.target.audit).set_challenger(MODEL, env.v2, actor="test", reason="gated")
-    shadow = op(ShadowOperator, env.config)
+    shadow = env.op(ShadowOperator)
     with pytest.raises(TaskDeferred):
         shadow.execute(env.ctx())
 
@@ -215,7 +232,7 @@ def test_shadow_unevaluable_window_rejects(env: Env, event: dict[str, Any] | Non
     env.target.start_shadow(MODEL, env.v2, actor="test", reason="shadow phase")
 
     with pytest.raises(GateFailedError) as failed:
-        op(ShadowOperator, env.config).execute_complete(env.ctx(), event)
+        env.op(ShadowOperator).execute_complete(env.ctx(), event)
 
     reason = f"shadow gate failed: shadow window could not be evaluated: {event!r}"
     assert str(failed.value) == f"fraud v{env.v2} rejected: {reason}"
@@ -227,7 +244,7 @@ def test_shadow_passing_stats_stop_the_shadow_and_return(env: Env) -> None:
     Deployments(env.client, env.target.audit).set_challenger(MODEL, env.v2, actor="test", reason="gated")
     env.target.start_shadow(MODEL, env.v2, actor="test", reason="shadow phase")
 
-    result = op(ShadowOperator, env.config).execute_complete(
+    result = env.op(ShadowOperator).execute_complete(
         env.ctx(), {"status": "success", "stats": GOOD_SHADOW, "timed_out": False}
     )
 
@@ -251,7 +268,7 @@ def test_canary_execute_sets_traffic_and_defers(env: Env) -> None:
     before = time.time()
 
     with pytest.raises(TaskDeferred) as deferred:
-        op(CanaryStepOperator, env.config, percent=25).execute(env.ctx())
+        env.op(CanaryStepOperator, percent=25).execute(env.ctx())
 
     assert deferred.value.method_name == "execute_complete"
     trigger = deferred.value.trigger
@@ -279,13 +296,13 @@ def test_canary_templated_percent_is_used_as_a_number(env: Env) -> None:
     assert {"config_path", "mlflow_conn_id"} <= set(CanaryStepOperator.template_fields)
 
     with pytest.raises(TaskDeferred):
-        op(CanaryStepOperator, env.config, percent="12.5").execute(env.ctx())  # a rendered template is text
+        env.op(CanaryStepOperator, percent="12.5").execute(env.ctx())  # a rendered template is text
 
     assert env.state().canary_percent == 12.5
 
 
 def test_canary_breach_rolls_the_candidate_back(env: Env) -> None:
-    canary = op(CanaryStepOperator, env.config, percent=25)
+    canary = env.op(CanaryStepOperator, percent=25)
     with pytest.raises(TaskDeferred):
         canary.execute(env.ctx())
     event = {"status": "breach", "reasons": ["canary error rate 0.5000 > 0.05 (2 errors)"], "stats": CANARY_STATS}
@@ -307,7 +324,7 @@ def test_canary_breach_rolls_the_candidate_back(env: Env) -> None:
 
 
 def test_canary_error_event_rolls_back_too(env: Env) -> None:
-    canary = op(CanaryStepOperator, env.config, percent=25)
+    canary = env.op(CanaryStepOperator, percent=25)
     with pytest.raises(TaskDeferred):
         canary.execute(env.ctx())
     event = {"status": "error", "message": "DataError: unreadable"}
@@ -322,7 +339,7 @@ def test_canary_error_event_rolls_back_too(env: Env) -> None:
 
 
 def test_canary_healthy_step_returns_and_keeps_traffic(env: Env) -> None:
-    canary = op(CanaryStepOperator, env.config, percent=25)
+    canary = env.op(CanaryStepOperator, percent=25)
     with pytest.raises(TaskDeferred):
         canary.execute(env.ctx())
     stats = {**CANARY_STATS, "errors": 0, "error_rate": 0.0}
@@ -339,9 +356,9 @@ def test_canary_healthy_step_returns_and_keeps_traffic(env: Env) -> None:
 
 def test_promote_keeps_the_old_champion_as_previous(env: Env) -> None:
     with pytest.raises(TaskDeferred):
-        op(CanaryStepOperator, env.config, percent=100).execute(env.ctx())
+        env.op(CanaryStepOperator, percent=100).execute(env.ctx())
 
-    result = op(PromoteOperator, env.config).execute(env.ctx())
+    result = env.op(PromoteOperator).execute(env.ctx())
 
     assert result == {"version": env.v2, "changed": True}
     state = env.state()
@@ -354,27 +371,29 @@ def test_promote_keeps_the_old_champion_as_previous(env: Env) -> None:
         None,
     )
     assert env.tags(env.v2)["mlops.promoted_by"].endswith("/manual__op-test")
-    assert op(PromoteOperator, env.config).execute(env.ctx()) == {"version": env.v2, "changed": False}
+    assert env.op(PromoteOperator).execute(env.ctx()) == {"version": env.v2, "changed": False}
 
 
 def test_rollback_to_previous_and_to_a_number(env: Env) -> None:
     env.target.promote(MODEL, env.v2, actor="test", reason="setup")
-    rollback = op(RollbackOperator, env.config)
 
-    assert rollback.execute(context(params={"version": "previous"})) == {"version": env.v1}
+    def rollback(version: str | None = None) -> Any:
+        return op(RollbackOperator, env.config, **({"version": version} if version else {}))
+
+    assert rollback("previous").execute(context()) == {"version": env.v1}
     state = env.state()
     assert (state.champion, state.previous) == (env.v1, env.v2)
     last = env.target.audit.history(MODEL)[-1]
     assert (last.alias, last.to_version, last.reason) == ("champion", env.v1, "manual rollback to previous")
 
-    assert rollback.execute(context(params={"version": env.v2})) == {"version": env.v2}
+    assert rollback(env.v2).execute(context()) == {"version": env.v2}
     assert (env.state().champion, env.state().previous) == (env.v2, env.v1)
 
-    assert rollback.execute(context()) == {"version": env.v1}  # default: previous
+    assert rollback().execute(context()) == {"version": env.v1}  # default: previous
     assert (env.state().champion, env.state().previous) == (env.v1, env.v2)
 
     with pytest.raises(RegistryError) as missing:
-        rollback.execute(context(params={"version": "canary"}))
+        rollback("canary").execute(context())
     assert str(missing.value) == "fraud: no version under alias 'canary' to roll back to"
 
 
@@ -385,7 +404,8 @@ def test_missing_prediction_log_is_a_clear_error(workspace: Any, monkeypatch: py
     monkeypatch.delenv(settings.OPTIONS["prediction_log"].env, raising=False)
     config = workspace.write_config("fraud", {"rollout": ROLLOUT})
 
-    for cls, kwargs in ((ShadowOperator, {}), (CanaryStepOperator, {"percent": 5})):
+    candidate = {"version": "2", "champion": "1"}
+    for cls, kwargs in ((ShadowOperator, candidate), (CanaryStepOperator, {**candidate, "percent": 5})):
         with pytest.raises(ValueError) as missing:
             _ = op(cls, config, **kwargs).log_location
         assert str(missing.value) == (
@@ -398,7 +418,7 @@ def test_prediction_log_from_airflows_variable(workspace: Any, tmp_path: Path, m
     monkeypatch.delenv(settings.OPTIONS["prediction_log"].env, raising=False)
     monkeypatch.setenv("AIRFLOW__MLOPS__PREDICTION_LOG", str(tmp_path / "from-airflow"))
     config = workspace.write_config("fraud", {"rollout": ROLLOUT})
-    assert op(ShadowOperator, config).log_location == (str(tmp_path / "from-airflow"), None)
+    assert op(ShadowOperator, config, version="2", champion="1").log_location == (str(tmp_path / "from-airflow"), None)
 
 
 def test_prediction_log_from_env_or_relative_to_the_config(
@@ -406,15 +426,18 @@ def test_prediction_log_from_env_or_relative_to_the_config(
 ) -> None:
     monkeypatch.setenv(settings.OPTIONS["prediction_log"].env, str(tmp_path / "from-env"))
     config = workspace.write_config("fraud", {"rollout": ROLLOUT})
-    assert op(ShadowOperator, config).log_location == (str(tmp_path / "from-env"), None)
+    assert op(ShadowOperator, config, version="2", champion="1").log_location == (str(tmp_path / "from-env"), None)
 
     config = workspace.write_config(
         "fraud", {"serving": {"prediction_log": "logs/plog", "prediction_log_conn_id": "x"}}
     )
-    assert op(ShadowOperator, config).log_location == (str(config.parent.resolve() / "logs" / "plog"), "x")
+    assert op(ShadowOperator, config, version="2", champion="1").log_location == (
+        str(config.parent.resolve() / "logs" / "plog"),
+        "x",
+    )
 
     config = workspace.write_config("fraud", {"serving": {"prediction_log": "s3://bucket/plog"}})
-    assert op(ShadowOperator, config).log_location == ("s3://bucket/plog", None)
+    assert op(ShadowOperator, config, version="2", champion="1").log_location == ("s3://bucket/plog", None)
 
 
 def test_missing_prediction_log_moves_no_traffic(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -422,9 +445,101 @@ def test_missing_prediction_log_moves_no_traffic(env: Env, monkeypatch: pytest.M
     env.config.write_text(config)
 
     with pytest.raises(ValueError, match=r"serving.prediction_log is not set"):
-        op(ShadowOperator, env.config).execute(env.ctx())
+        env.op(ShadowOperator).execute(env.ctx())
     with pytest.raises(ValueError, match=r"serving.prediction_log is not set"):
-        op(CanaryStepOperator, env.config, percent=25).execute(env.ctx())
+        env.op(CanaryStepOperator, percent=25).execute(env.ctx())
 
     state = env.state()
     assert (state.shadow, state.canary, state.canary_percent) == (None, None, 0.0)
+
+
+# --- explicit arguments, no model config ---------------------------------------------------------------------
+
+
+def test_rollout_operators_run_without_a_model_config(env: Env) -> None:
+    """A hand-written DAG gives every argument explicitly; no YAML is read."""
+    common = {"model_name": MODEL, "log_root": str(env.log_root), "target": "local"}
+    shadow = ShadowOperator(
+        task_id="shadow",
+        version=env.v2,
+        champion=env.v1,
+        policy={"duration": "3s", "min_requests": 7, "min_agreement": 0.8},
+        **common,
+    )
+    with pytest.raises(TaskDeferred) as deferred:
+        shadow.execute(env.ctx())
+    _, kwargs = deferred.value.trigger.serialize()
+    assert (kwargs["duration"], kwargs["min_requests"], kwargs["shadow"], kwargs["log_root"]) == (
+        3.0,
+        7,
+        env.v2,
+        str(env.log_root),
+    )
+    shadow.execute_complete(env.ctx(), {"status": "success", "stats": {**GOOD_SHADOW, "pairs": 10}})
+
+    canary = CanaryStepOperator(
+        task_id="canary",
+        version=env.v2,
+        champion=env.v1,
+        percent=40,
+        policy={"step_duration": "2s", "check_interval": "1s"},
+        metric="accuracy",
+        **common,
+    )
+    with pytest.raises(TaskDeferred) as deferred:
+        canary.execute(env.ctx())
+    _, kwargs = deferred.value.trigger.serialize()
+    assert (kwargs["metric"], kwargs["duration"], env.state().canary_percent) == ("accuracy", 2.0, 40.0)
+
+    promoted = PromoteOperator(task_id="promote", version=env.v2, **common).execute(env.ctx())
+    assert promoted == {"version": env.v2, "changed": True}
+    assert RollbackOperator(task_id="rollback", **common).execute(env.ctx()) == {"version": env.v1}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"percent": 0}, r"canary: percent: got 0; expected a number in \(0, 100\]"),
+        ({"percent": "half"}, r"canary: percent: got 'half'; expected a number in \(0, 100\]"),
+        ({"percent": 10, "policy": {"step_duration": "soon"}}, r"canary: policy: step_duration: "),
+        ({"percent": 10, "policy": {"max_error_rate": 2}}, r"canary: policy: max_error_rate: "),
+        ({"percent": 10, "policy": {"surprise": 1}}, r"canary: policy: surprise: Extra inputs are not permitted"),
+        ({"percent": 10, "version": None}, r"canary: version: got None; expected a model version"),
+        ({"percent": 10, "version": "../2"}, r"canary: version: got '../2'; expected a version number"),
+        ({"percent": 10, "target": "cloud9"}, r"canary: target: got 'cloud9'; expected one of"),
+    ],
+    ids=[
+        "zero-percent",
+        "text-percent",
+        "bad-duration",
+        "rate-above-1",
+        "unknown-field",
+        "no-version",
+        "path",
+        "target",
+    ],
+)
+def test_bad_explicit_arguments_fail_before_traffic_moves(env: Env, kwargs: dict[str, Any], message: str) -> None:
+    arguments = {
+        "version": env.v2,
+        "champion": env.v1,
+        "log_root": str(env.log_root),
+        "model_name": MODEL,
+        "policy": {},  # the schema's defaults
+        "metric": "roc_auc",
+        **kwargs,
+    }
+    with pytest.raises((ValueError, RegistryError), match=message):
+        CanaryStepOperator(task_id="canary", **arguments).execute(env.ctx())
+    assert (env.state().canary, env.state().canary_percent) == (None, 0.0)
+
+
+def test_an_operator_needs_a_model_name_or_a_config() -> None:
+    needs = r"promote: give model_name \(and the operator's arguments\) or a config_path"
+    with pytest.raises(ValueError, match=needs):
+        PromoteOperator(task_id="promote", version="1")
+    shadow = ShadowOperator(task_id="shadow", model_name=MODEL, version="2", champion="1", log_root="/tmp/x")
+    with pytest.raises(
+        ConfigError, match=r"^shadow: policy is not given, and there is no config_path to take it from$"
+    ):
+        _ = shadow.shadow_policy

@@ -18,7 +18,7 @@ import pytest
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_mlops.config.schema import CanaryConfig
-from airflow_mlops.serving.prediction_log import FeedbackRecord, PredictionLog, PredictionRecord
+from airflow_mlops.prediction_log import FeedbackRecord, LocalStorage, PredictionLog, PredictionRecord
 from airflow_mlops.triggers.rollout import CanaryStepTrigger, ShadowWindowTrigger
 
 MODEL = "fraud"
@@ -29,7 +29,7 @@ CANARY_LIMITS = CanaryConfig(max_error_rate=0.1, max_latency_p95_ms=100, min_req
 
 @pytest.fixture
 def plog(tmp_path: Path) -> Iterator[PredictionLog]:
-    log = PredictionLog(str(tmp_path / "plog"))
+    log = PredictionLog(LocalStorage(tmp_path / "plog"))
     yield log
     log.close()
 

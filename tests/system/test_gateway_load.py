@@ -221,7 +221,7 @@ async def _run(url: str, trigger: Any, operator: Any, ctx: dict[str, Any]) -> tu
 
 
 def _fallbacks(metrics_text: str, version: str) -> int:
-    match = re.search(rf'^mlops_gateway_canary_fallbacks_total\{{model="{MODEL}",version="{version}"\}} (\d+)$',
+    match = re.search(rf'^mlops_gateway_canary_fallbacks_total\{{model="{MODEL}",version="{version}"\}} (\d+)(?:\.0)?$',
                       metrics_text, re.M)  # fmt: skip
     return int(match.group(1)) if match else 0
 
@@ -229,7 +229,7 @@ def _fallbacks(metrics_text: str, version: str) -> int:
 def test_gateway_under_load_with_failing_canary(workspace: Any, load_env: dict[str, Any]) -> None:
     from airflow_mlops.exceptions import GateFailedError
     from airflow_mlops.operators.rollout import CanaryStepOperator
-    from airflow_mlops.serving.prediction_log import PredictionLog, read_predictions
+    from airflow_mlops.prediction_log import LocalStorage, PredictionLog, read_predictions
     from airflow_mlops.triggers.rollout import CanaryStepTrigger
 
     v1, v2, gateway, target = load_env["v1"], load_env["v2"], load_env["gateway"], load_env["target"]
@@ -238,9 +238,11 @@ def test_gateway_under_load_with_failing_canary(workspace: Any, load_env: dict[s
     target.set_traffic(MODEL, v2, CANARY_PERCENT, actor="test", reason="load test canary")
     gateway.wait_ready(predicate=lambda r: r["models"][MODEL]["canary"] == v2, timeout=15)
 
-    operator = CanaryStepOperator(task_id="canary_30", config_path=str(load_env["config"]), percent=CANARY_PERCENT)
+    operator = CanaryStepOperator(
+        task_id="canary_30", config_path=str(load_env["config"]), version=v2, champion=v1, percent=CANARY_PERCENT
+    )
     cfg = operator.loaded.config
-    ctx = context(run_id="manual__load", resolve_candidate={"version": v2, "champion": v1})
+    ctx = context(run_id="manual__load")
     trigger = CanaryStepTrigger(
         log_root=str(log_root),
         log_conn_id=None,
@@ -306,12 +308,12 @@ def test_gateway_under_load_with_failing_canary(workspace: Any, load_env: dict[s
     state = target.state(MODEL)
     assert (state.champion, state.canary) == (v1, None)
     reason = workspace.client().get_model_version(MODEL, v2).tags[Tag.ROLLBACK_REASON]
-    assert reason.startswith(f"canary step {CANARY_PERCENT}%: canary error rate"), reason
+    assert reason.startswith(f"canary step {CANARY_PERCENT:g}%: canary error rate"), reason
 
     # --- kill -9, recover the WAL: every acknowledged answer is in the log -----------------------------
     gateway.kill()
-    PredictionLog(str(log_root), mode="strict", wal_dir=str(wal_dir)).close()
-    logged = read_predictions(str(log_root), MODEL)
+    PredictionLog(LocalStorage(log_root), mode="strict", wal_dir=str(wal_dir)).close()
+    logged = read_predictions(LocalStorage(log_root), MODEL)
     answered = logged[logged["error"].isna() & logged["role"].isin(["champion", "canary"])]
     answered_keys = set(zip(answered["request_id"], answered["version"], answered["role"], strict=True))
     missing = [r for r in results if (r.request_id, r.version, r.role) not in answered_keys]

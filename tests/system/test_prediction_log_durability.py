@@ -9,7 +9,8 @@ checks what was promised:
 - batched mode: ids are missing only from the tail appended after the last completed flush (the child
   prints a marker with the row count of each flush through ``on_flush``).
 
-Object-store tests use moto (S3) and Azurite from ``conftest.py`` and are marked ``emulator``.
+Object-store tests use moto (S3) and Azurite from ``conftest.py`` and are marked ``emulator``; they build
+the storage the way the Airflow layer does (``hooks/object_storage.py``, from a root URI and a connection).
 """
 
 from __future__ import annotations
@@ -28,12 +29,17 @@ import pyarrow.parquet as pq
 import pytest
 
 from airflow_mlops.data.io import read_bytes
-from airflow_mlops.serving.prediction_log import (
+from airflow_mlops.exceptions import DataError
+from airflow_mlops.hooks.object_storage import prediction_log_storage
+from airflow_mlops.prediction_log import (
     FeedbackRecord,
+    LocalStorage,
     PredictionLog,
     PredictionRecord,
+    hour_partitions,
     list_partitions,
     read_feedback,
+    read_prediction_parts,
     read_predictions,
 )
 from emulators import BlobContainer, S3Bucket
@@ -43,7 +49,8 @@ T0 = datetime(2024, 5, 6, 7, 58, 30, tzinfo=UTC)
 _CHILD_PRELUDE = """
 import json, sys, threading, time
 from datetime import UTC, datetime
-from airflow_mlops.serving.prediction_log import PredictionLog, PredictionRecord
+from airflow_mlops.hooks.object_storage import prediction_log_storage
+from airflow_mlops.prediction_log import PredictionLog, PredictionRecord
 
 _out = threading.Lock()
 
@@ -61,7 +68,7 @@ _STRICT_CHILD = (
     _CHILD_PRELUDE
     + """
 root, per_thread, threads, wal_dir = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] or None
-log = PredictionLog(root, mode="strict", flush_interval=0.02, wal_dir=wal_dir)
+log = PredictionLog(prediction_log_storage(root), mode="strict", flush_interval=0.02, wal_dir=wal_dir)
 log.start()
 
 def worker(t):
@@ -84,7 +91,9 @@ _BATCHED_CHILD = (
     _CHILD_PRELUDE
     + """
 root, count, interval = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-log = PredictionLog(root, mode="batched", flush_interval=interval, on_flush=lambda rows: emit(f"FLUSHED {rows}"))
+log = PredictionLog(
+    prediction_log_storage(root), mode="batched", flush_interval=interval, on_flush=lambda rows: emit(f"FLUSHED {rows}")
+)
 log.start()
 for i in range(count):
     log.append([record(f"r{i}", i)])
@@ -125,9 +134,9 @@ def _read_line(proc: subprocess.Popen[str]) -> str:
     return line.rstrip("\n")
 
 
-def _logged_ids(root: str, conn_id: str | None = None) -> list[str]:
-    PredictionLog(root, conn_id=conn_id).close()  # a new process-level log: recovers the dead one's WAL
-    ids: list[str] = read_predictions(root, "fraud", conn_id=conn_id)["request_id"].tolist()
+def _logged_ids(root: str) -> list[str]:
+    PredictionLog(LocalStorage(root)).close()  # a new process-level log: recovers the dead one's WAL
+    ids: list[str] = read_predictions(LocalStorage(root), "fraud")["request_id"].tolist()
     return ids
 
 
@@ -165,9 +174,9 @@ def test_a_crash_between_writing_parquet_and_deleting_the_wal_duplicates_rows_th
         _CHILD_PRELUDE
         + """
 import os, signal
-from airflow_mlops.serving import prediction_log
-prediction_log._WriteAheadLog.discard = lambda self, segments: os.kill(os.getpid(), signal.SIGKILL)
-log = PredictionLog(sys.argv[1], mode="strict")
+from airflow_mlops.prediction_log import wal
+wal.WriteAheadLog.discard = lambda self, segments: os.kill(os.getpid(), signal.SIGKILL)
+log = PredictionLog(prediction_log_storage(sys.argv[1]), mode="strict")
 log.append([record(f"r{i}", i) for i in range(3)])
 log.flush()  # writes the part file, then "crashes" before deleting the WAL segment
 """
@@ -176,11 +185,11 @@ log.flush()  # writes the part file, then "crashes" before deleting the WAL segm
     proc = _spawn(script, root)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL, err
-    assert len(list_partitions(root, "fraud")) == 1
+    assert len(list_partitions(LocalStorage(root), "fraud")) == 1
 
     assert sorted(_logged_ids(root)) == ["r0", "r1", "r2"]
 
-    parts = list_partitions(root, "fraud")
+    parts = list_partitions(LocalStorage(root), "fraud")
     assert len(parts) == 2  # recovery wrote the rows again ...
     assert sum(pq.read_metadata(p).num_rows for p in parts) == 6  # ... and the reader dropped the repeats
 
@@ -225,31 +234,33 @@ def _records() -> list[PredictionRecord]:
 
 
 def _object_store_round_trip(root: str, conn_id: str, wal_dir: Path) -> list[str]:
-    with PredictionLog(root, conn_id=conn_id) as log:
+    store = prediction_log_storage(root, conn_id)
+    with PredictionLog(store) as log:
         log.append(_records())
         log.append_feedback([FeedbackRecord("a", T0 + timedelta(minutes=5), "fraud", "1")])
 
-    frame = read_predictions(root, "fraud", conn_id=conn_id)
+    frame = read_predictions(store, "fraud")
     assert frame[["request_id", "version", "role", "output", "latency_ms", "error"]].values.tolist() == [
         ["a", "3", "champion", '{"p":1}', 1.5, None],
         ["b", "4", "canary", None, 2.5, "boom"],
     ]
     assert str(frame["ts"].dtype) == "datetime64[us, UTC]"
-    assert read_predictions(root, "fraud", start=T0 + timedelta(minutes=1), conn_id=conn_id)["request_id"].tolist() == [
-        "b"
-    ]
-    assert read_feedback(root, "fraud", conn_id=conn_id)["label"].tolist() == ["1"]
+    assert read_predictions(store, "fraud", start=T0 + timedelta(minutes=1))["request_id"].tolist() == ["b"]
+    assert read_feedback(store, "fraud")["label"].tolist() == ["1"]
 
     # strict mode on an object store: the WAL is local, the Parquet goes to the store
-    with PredictionLog(root, mode="strict", wal_dir=str(wal_dir), conn_id=conn_id) as log:
+    with PredictionLog(prediction_log_storage(root, conn_id), mode="strict", wal_dir=str(wal_dir)) as log:
         log.append([PredictionRecord("c", T0, "fraud", "3", "shadow", "{}", "{}", 0.1, None)])
-    assert sorted(read_predictions(root, "fraud", conn_id=conn_id)["request_id"]) == ["a", "b", "c"]
+    assert sorted(read_predictions(store, "fraud")["request_id"]) == ["a", "b", "c"]
     assert list(wal_dir.iterdir()) == []
 
-    parts = list_partitions(root, "fraud", conn_id=conn_id)
+    parts = list_partitions(store, "fraud")
     assert len(parts) == 3
     table = pq.read_table(io.BytesIO(read_bytes(parts[0], conn_id)))
     assert str(table.schema.field("ts").type) == "timestamp[us, tz=UTC]"
+    hours = hour_partitions(store, "fraud", start=T0 + timedelta(minutes=2))
+    assert [len(group) for group in hours] == [1]  # hour 08 only
+    assert read_prediction_parts(store, hours[0])["request_id"].tolist() == ["b"]
     return parts
 
 
@@ -278,6 +289,38 @@ def test_s3_round_trip(moto_s3: S3Bucket, tmp_path: Path) -> None:
 
 
 @pytest.mark.emulator
+def test_s3_bucket_root_without_a_prefix(moto_s3: S3Bucket) -> None:
+    root = f"s3://{moto_s3.bucket}"
+    store = prediction_log_storage(root, moto_s3.conn_id)
+    with PredictionLog(store) as log:
+        log.append(_records()[:1])
+    (part,) = list_partitions(store, "fraud")
+    assert part.startswith(f"{root}/fraud/predictions/date=2024-05-06/hour=07/part-")
+    assert read_predictions(store, "fraud")["request_id"].tolist() == ["a"]
+
+
+@pytest.mark.emulator
+def test_s3_write_errors_name_the_uri_and_the_connection(moto_s3: S3Bucket) -> None:
+    store = prediction_log_storage("s3://no-such-bucket/predlog", moto_s3.conn_id)
+    log = PredictionLog(store)
+    log.append(_records()[:1])
+    with pytest.raises(
+        DataError,
+        match=r"Cannot write 's3://no-such-bucket/predlog/fraud/predictions/date=2024-05-06/hour=07/part-[^']+' "
+        r"\(connection 'aws_moto'\): bucket 'no-such-bucket' does not exist",
+    ):
+        log.flush()
+
+
+@pytest.mark.emulator
+def test_an_undefined_connection_is_a_data_error_naming_it(airflow_home: str) -> None:
+    with pytest.raises(
+        DataError, match=r"Cannot use 's3://bucket/log' \(connection 'no_such_conn'\): .*'no_such_conn' is not defined"
+    ):
+        prediction_log_storage("s3://bucket/log", "no_such_conn")
+
+
+@pytest.mark.emulator
 @pytest.mark.timeout(180)
 def test_strict_mode_on_s3_keeps_every_acknowledged_row_after_kill_9(moto_s3: S3Bucket, tmp_path: Path) -> None:
     root = f"s3://{moto_s3.bucket}/predlog"
@@ -288,8 +331,9 @@ def test_strict_mode_on_s3_keeps_every_acknowledged_row_after_kill_9(moto_s3: S3
     acked += lines
     assert "DONE" not in acked
 
-    PredictionLog(root, mode="strict", wal_dir=str(tmp_path / "wal"), conn_id=moto_s3.conn_id).close()
-    logged = read_predictions(root, "fraud", conn_id=moto_s3.conn_id)["request_id"].tolist()
+    store = prediction_log_storage(root, moto_s3.conn_id)
+    PredictionLog(store, mode="strict", wal_dir=str(tmp_path / "wal")).close()
+    logged = read_predictions(store, "fraud")["request_id"].tolist()
 
     assert set(acked) <= set(logged)
     assert len(logged) == len(set(logged))
@@ -300,3 +344,53 @@ def test_azure_blob_round_trip(azurite_container: BlobContainer, tmp_path: Path)
     root = f"wasbs://{azurite_container.container}@devstoreaccount1.blob.core.windows.net/predlog"
     parts = _object_store_round_trip(root, azurite_container.conn_id, tmp_path / "wal")
     assert all(p.startswith(f"{root}/fraud/predictions/date=2024-05-06/hour=") for p in parts)
+
+
+@pytest.mark.emulator
+def test_azure_connection_to_another_account_is_refused(azurite_container: BlobContainer) -> None:
+    root = f"abfss://{azurite_container.container}@otheraccount.dfs.core.windows.net/predlog"
+    with pytest.raises(
+        DataError,
+        match=r"Cannot use '.*otheraccount.*/predlog' \(connection 'wasb_azurite'\): the URI names storage account "
+        r"'otheraccount' but the connection points at account 'devstoreaccount1'",
+    ):
+        prediction_log_storage(root, azurite_container.conn_id)
+
+
+@pytest.mark.emulator
+def test_azure_write_errors_name_the_uri_and_the_connection(azurite_container: BlobContainer) -> None:
+    root = "wasbs://no-such-container@devstoreaccount1.blob.core.windows.net/predlog"
+    log = PredictionLog(prediction_log_storage(root, azurite_container.conn_id))
+    log.append(_records()[:1])
+    with pytest.raises(
+        DataError,
+        match=r"Cannot write prediction-log part file 'wasbs://no-such-container@devstoreaccount1\.blob\.core\."
+        r"windows\.net/predlog/fraud/predictions/date=2024-05-06/hour=07/part-[^']+' \(connection 'wasb_azurite'\)",
+    ):
+        log.flush()
+
+
+@pytest.mark.emulator
+def test_reading_from_a_bucket_that_does_not_exist_is_an_error_not_an_empty_log(moto_s3: S3Bucket) -> None:
+    store = prediction_log_storage("s3://no-such-bucket/predlog", moto_s3.conn_id)
+    with pytest.raises(
+        DataError,
+        match=r"Cannot read 's3://no-such-bucket/predlog' \(connection 'aws_moto'\): bucket 'no-such-bucket' does not",
+    ):
+        read_predictions(store, "fraud")
+    assert read_predictions(prediction_log_storage(f"s3://{moto_s3.bucket}/empty", moto_s3.conn_id), "fraud").empty
+
+
+@pytest.mark.emulator
+def test_reading_from_a_container_that_does_not_exist_is_an_error_not_an_empty_log(
+    azurite_container: BlobContainer,
+) -> None:
+    root = "wasbs://no-such-container@devstoreaccount1.blob.core.windows.net/predlog"
+    with pytest.raises(
+        DataError,
+        match=r"Cannot read 'wasbs://no-such-container@.*/predlog' \(connection 'wasb_azurite'\): container "
+        r"'no-such-container' does not exist",
+    ):
+        hour_partitions(prediction_log_storage(root, azurite_container.conn_id), "fraud")
+    empty = f"wasbs://{azurite_container.container}@devstoreaccount1.blob.core.windows.net/empty"
+    assert hour_partitions(prediction_log_storage(empty, azurite_container.conn_id), "fraud") == []

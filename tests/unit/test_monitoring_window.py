@@ -76,11 +76,11 @@ def test_performance_on_labels_joins_feedback_and_compares_with_the_champion() -
 
 
 def test_new_hour_trigger_reports_each_new_partition(tmp_path: Path) -> None:
-    from airflow_mlops.serving.prediction_log import PredictionLog, PredictionRecord
+    from airflow_mlops.prediction_log import LocalStorage, PredictionLog, PredictionRecord
     from airflow_mlops.triggers.prediction_log import NewPredictionHourTrigger
 
     def write(hour: datetime) -> None:
-        log = PredictionLog(str(tmp_path))
+        log = PredictionLog(LocalStorage(tmp_path))
         log.append([PredictionRecord(f"r{hour:%H}", hour, "toy", "1", "champion", "{}", "{}", 1.0, None)])
         log.close()
 

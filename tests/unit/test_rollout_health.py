@@ -21,7 +21,13 @@ from airflow_mlops.deploy.health import (
     decide_shadow,
     shadow_stats,
 )
-from airflow_mlops.serving.prediction_log import FEEDBACK_COLUMNS, PREDICTION_COLUMNS, read_feedback, read_predictions
+from airflow_mlops.prediction_log import (
+    FEEDBACK_COLUMNS,
+    PREDICTION_COLUMNS,
+    LocalStorage,
+    read_feedback,
+    read_predictions,
+)
 
 T0 = datetime(2025, 3, 4, 10, 0, tzinfo=UTC)
 
@@ -454,7 +460,7 @@ def test_decide_canary_lists_every_breach_in_order() -> None:
 @pytest.fixture
 def empty_log(tmp_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """What the readers return for a model with nothing logged yet."""
-    return read_predictions(str(tmp_path), "fraud"), read_feedback(str(tmp_path), "fraud")
+    return read_predictions(LocalStorage(tmp_path), "fraud"), read_feedback(LocalStorage(tmp_path), "fraud")
 
 
 def test_empty_log_shadow(empty_log: tuple[pd.DataFrame, pd.DataFrame]) -> None:

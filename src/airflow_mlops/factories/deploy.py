@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import DAG, Param, chain
+from airflow.sdk import DAG, Param, XComArg, chain
 
 from airflow_mlops.config.schema import parse_duration
 from airflow_mlops.factories.assets import candidate_asset
@@ -23,24 +23,39 @@ if TYPE_CHECKING:
     from airflow_mlops.config.loader import LoadedConfig
 
 
-def _approval(task_id: str, subject: str, loaded: LoadedConfig) -> Any:
+def _approval(task_id: str, subject: str, loaded: LoadedConfig, resolve: Any) -> Any:
     from airflow.providers.standard.operators.hitl import ApprovalOperator
 
     approval = loaded.config.approval
+    version = f"{{{{ ti.xcom_pull(task_ids='{resolve.task_id}', key='version') }}}}"  # wired from resolve's output
     return ApprovalOperator(
         task_id=task_id,
         subject=subject,
-        body="Candidate v{{ ti.xcom_pull(task_ids='resolve_candidate')['version'] }} of " + loaded.name,
+        body=f"Candidate v{version} of {loaded.name}",
         assigned_users=[{"id": user, "name": user} for user in approval.approvers] or None,
         response_timeout=parse_duration(approval.timeout),
         defaults=["Reject"],
     )
 
 
+def rollout_arguments(loaded: LoadedConfig) -> dict[str, Any]:
+    """What every rollout task of ``loaded``'s model is given explicitly (the config fills it)."""
+    cfg = loaded.config
+    root, conn_id = loaded.prediction_log()
+    return {
+        "model_name": cfg.name,
+        "config_path": str(loaded.path),
+        "mlflow_conn_id": cfg.mlflow_conn_id,
+        "target": cfg.rollout.target,
+        "log_root": root,
+        "log_conn_id": conn_id,
+    }
+
+
 def build_deploy_dag(loaded: LoadedConfig) -> DAG:
     cfg = loaded.config
     rollout = cfg.rollout
-    common: dict[str, Any] = {"config_path": str(loaded.path), "mlflow_conn_id": cfg.mlflow_conn_id}
+    common = rollout_arguments(loaded)
     with DAG(
         dag_id=cfg.dag_ids["deploy"],
         schedule=[candidate_asset(cfg.name)],
@@ -55,17 +70,32 @@ def build_deploy_dag(loaded: LoadedConfig) -> DAG:
         default_args={"owner": cfg.owner, "retries": 0},
         params={PARAM_VERSION: Param(None, type=["null", "string"], description="Version (default: the event's)")},
     ) as dag:
-        tasks: list[Any] = [ResolveCandidateOperator(task_id="resolve_candidate", **common)]
+        resolve = ResolveCandidateOperator(
+            task_id="resolve_candidate", version="{{ params.version or '' }}", multiple_outputs=True, **common
+        )
+        version, champion = XComArg(resolve, key="version"), XComArg(resolve, key="champion")
+        tasks: list[Any] = [resolve]
         if rollout.shadow.enabled:
-            tasks.append(ShadowOperator(task_id="shadow", **common))
+            policy = rollout.shadow.model_dump(mode="json")
+            tasks.append(ShadowOperator(task_id="shadow", version=version, champion=champion, policy=policy, **common))
         if rollout.approval_before_canary:
-            tasks.append(_approval("approve_canary", f"Start the canary of {cfg.name}?", loaded))
+            tasks.append(_approval("approve_canary", f"Start the canary of {cfg.name}?", loaded, resolve))
         for percent in rollout.canary.steps:
             label = f"{percent:g}".replace(".", "_")
-            tasks.append(CanaryStepOperator(task_id=f"canary_{label}", percent=percent, **common))
+            tasks.append(
+                CanaryStepOperator(
+                    task_id=f"canary_{label}",
+                    version=version,
+                    champion=champion,
+                    percent=percent,
+                    policy=rollout.canary.model_dump(mode="json"),
+                    metric=cfg.primary_metric,
+                    **common,
+                )
+            )
         if rollout.approval_before_promotion:
-            tasks.append(_approval("approve_promotion", f"Promote {cfg.name} to champion?", loaded))
-        tasks.append(PromoteOperator(task_id="promote", **common))
+            tasks.append(_approval("approve_promotion", f"Promote {cfg.name} to champion?", loaded, resolve))
+        tasks.append(PromoteOperator(task_id="promote", version=version, **common))
         chain(*tasks)
     return dag
 
@@ -83,5 +113,10 @@ def build_rollback_dag(loaded: LoadedConfig) -> DAG:
         default_args={"owner": cfg.owner, "retries": 0},
         params={PARAM_VERSION: Param(Alias.PREVIOUS, type="string", description="Version number or alias")},
     ) as dag:
-        RollbackOperator(task_id="rollback", config_path=str(loaded.path), mlflow_conn_id=cfg.mlflow_conn_id)
+        RollbackOperator(
+            task_id="rollback",
+            version="{{ params.version }}",
+            gateway_url=cfg.serving.gateway_url,
+            **rollout_arguments(loaded),
+        )
     return dag

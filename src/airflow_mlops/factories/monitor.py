@@ -43,7 +43,11 @@ def monitor_schedule(loaded: LoadedConfig) -> Any:
 
 def build_monitor_dag(loaded: LoadedConfig) -> DAG:
     cfg = loaded.config
-    common: dict[str, Any] = {"config_path": str(loaded.path), "mlflow_conn_id": cfg.mlflow_conn_id}
+    common: dict[str, Any] = {
+        "model_name": cfg.name,
+        "config_path": str(loaded.path),
+        "mlflow_conn_id": cfg.mlflow_conn_id,
+    }
     with DAG(
         dag_id=cfg.dag_ids["monitor"],
         schedule=monitor_schedule(loaded),

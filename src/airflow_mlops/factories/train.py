@@ -49,7 +49,11 @@ def _doc(loaded: LoadedConfig) -> str:
 
 def build_train_dag(loaded: LoadedConfig) -> DAG:
     cfg = loaded.config
-    common: dict[str, Any] = {"config_path": str(loaded.path), "mlflow_conn_id": cfg.mlflow_conn_id}
+    common: dict[str, Any] = {
+        "model_name": cfg.name,
+        "config_path": str(loaded.path),
+        "mlflow_conn_id": cfg.mlflow_conn_id,
+    }
     with DAG(
         dag_id=cfg.dag_ids["train"],
         schedule=train_schedule(loaded),

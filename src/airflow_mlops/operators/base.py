@@ -5,9 +5,9 @@ Nothing heavy is imported here: operators are constructed at DAG-parse time.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseOperator
 
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     import pandas as pd
     from airflow.sdk import Context
     from mlflow import MlflowClient
+
+T = TypeVar("T")
 
 #: DAG-run params of ``<model>__train``; REST callers override them through ``conf``.
 PARAM_DATA_URI = "data_uri"
@@ -40,20 +42,40 @@ def _announced_data(events: Any) -> dict[str, Any]:
 class MlopsBaseOperator(BaseOperator):
     """Base for airflow-mlops operators.
 
-    :param config_path: Path to the model's YAML config (read at execute time, not parse time).
+    Each operator takes explicit arguments; a model config (``config_path``) is one way to fill the
+    ones left unset, read at execute time (the DAG factory passes both).
+
+    :param model_name: Registered model name (templated); defaults to the config's ``name``.
+    :param config_path: Path to a model's YAML config (templated, optional): the defaults for every
+        argument not given explicitly.
     :param mlflow_conn_id: Airflow connection of type ``mlflow``.
     """
 
-    template_fields: Sequence[str] = ("config_path", "mlflow_conn_id")
+    template_fields: Sequence[str] = ("model_name", "config_path", "mlflow_conn_id")
     ui_color = "#d8ecf3"
 
-    def __init__(self, *, config_path: str, mlflow_conn_id: str = "mlflow_default", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        model_name: str | None = None,
+        config_path: str | None = None,
+        mlflow_conn_id: str = "mlflow_default",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
+        if not model_name and not config_path:
+            raise ValueError(f"{self.task_id}: give model_name (and the operator's arguments) or a config_path")
+        self.model_name = model_name
         self.config_path = config_path
         self.mlflow_conn_id = mlflow_conn_id
 
     @cached_property
     def loaded(self) -> LoadedConfig:
+        if not self.config_path:
+            raise ConfigError(
+                f"{self.task_id}: this operator was given no config_path, and an argument it needs was not given "
+                "explicitly either (see the operator's parameters)"
+            )
         return load_config(self.config_path)
 
     @cached_property
@@ -61,8 +83,17 @@ class MlopsBaseOperator(BaseOperator):
         return MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
 
     @property
-    def model_name(self) -> str:
-        return self.loaded.name
+    def model(self) -> str:
+        """The registered model name: ``model_name``, else the config's ``name``."""
+        return str(self.model_name) if self.model_name else self.loaded.name
+
+    def from_config(self, explicit: T | None, read: Callable[[LoadedConfig], T], what: str) -> T:
+        """``explicit`` when given, else what ``read`` takes from the model config (``what`` names it)."""
+        if explicit is not None:
+            return explicit
+        if not self.config_path:
+            raise ConfigError(f"{self.task_id}: {what} is not given, and there is no config_path to take it from")
+        return read(self.loaded)
 
     def data_location(self, context: Context) -> tuple[str, str | None]:
         """The data URI and connection for this DAG run.
@@ -84,7 +115,7 @@ class MlopsBaseOperator(BaseOperator):
         """The MLflow run of this DAG run, if the first task created it already (creates nothing)."""
         from airflow_mlops.registry.versions import experiment_name
 
-        experiment = client.get_experiment_by_name(experiment_name(self.model_name))
+        experiment = client.get_experiment_by_name(experiment_name(self.model))
         if experiment is None:
             return None
         runs = client.search_runs(
@@ -103,7 +134,7 @@ class MlopsBaseOperator(BaseOperator):
         run_id = self.existing_run(client, context)
         if run_id is None:
             raise DataError(
-                f"no MLflow run for DAG run {self.dag_run_id(context)!r} of {self.model_name}; "
+                f"no MLflow run for DAG run {self.dag_run_id(context)!r} of {self.model}; "
                 "run the fingerprint_data task first"
             )
         self.check_config_unchanged(client.get_run(run_id).data.tags.get(Tag.CONFIG_SHA256), context)

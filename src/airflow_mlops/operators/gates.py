@@ -37,7 +37,7 @@ class GateModelOperator(MlopsBaseOperator):
         from airflow_mlops.training.trainer import split_data
 
         cfg = self.loaded.config
-        name = self.model_name
+        name = self.model
         with self.hook.activate() as client:
             run_id = self.run_id(client, context)
             registered = version_for_run(client, name, run_id)

@@ -42,12 +42,12 @@ class RecordApprovalOperator(MlopsBaseOperator):
         responded_at = answer.get("responded_at")
         when = responded_at.isoformat() if isinstance(responded_at, datetime) else str(responded_at)
         with self.hook.activate() as client:
-            version = version_for_run(client, self.model_name, self.run_id(client, context))
+            version = version_for_run(client, self.model, self.run_id(client, context))
             if version is None:
-                raise RegistryError(f"no registered version of {self.model_name} for this DAG run")
-            client.set_model_version_tag(self.model_name, version.version, Tag.APPROVED_BY, approver)
-            client.set_model_version_tag(self.model_name, version.version, Tag.APPROVED_AT, when)
-        self.log.info("%s v%s approved by %s at %s", self.model_name, version.version, approver, when)
+                raise RegistryError(f"no registered version of {self.model} for this DAG run")
+            client.set_model_version_tag(self.model, version.version, Tag.APPROVED_BY, approver)
+            client.set_model_version_tag(self.model, version.version, Tag.APPROVED_AT, when)
+        self.log.info("%s v%s approved by %s at %s", self.model, version.version, approver, when)
         return {"version": str(version.version), "approved_by": approver, "approved_at": when}
 
 
@@ -69,7 +69,7 @@ class SetChallengerOperator(MlopsBaseOperator):
         from airflow_mlops.deploy.promotion import Deployments
         from airflow_mlops.registry.versions import require_gate_passed, version_for_run
 
-        name = self.model_name
+        name = self.model
         with self.hook.activate() as client:
             run_id = self.run_id(client, context)
             registered = version_for_run(client, name, run_id)

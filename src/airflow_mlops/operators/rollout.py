@@ -7,9 +7,9 @@ deployment target, defer, and decide from the trigger's statistics with ``deploy
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_mlops import settings
 from airflow_mlops.config.schema import parse_duration
@@ -19,20 +19,47 @@ from airflow_mlops.vocabulary import Alias, Tag
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+    from pydantic import BaseModel
 
+    from airflow_mlops.config.schema import CanaryConfig, ShadowConfig
     from airflow_mlops.deploy.targets import DeploymentTarget
+
+    M = TypeVar("M", bound=BaseModel)
 
 PARAM_VERSION = "version"
 
 
 class RolloutBaseOperator(MlopsBaseOperator):
-    """Adds the deployment target, the actor (this DAG run) and the prediction-log location."""
+    """Adds the deployment target, the actor (this DAG run) and the prediction-log location.
 
-    def target(self, client: Any) -> DeploymentTarget:
+    :param target: Deployment target kind (``local``, ...); default: the config's ``rollout.target``.
+    :param log_root: Prediction-log root the gateway writes (templated); default: the config's
+        ``serving.prediction_log``, else the ``[mlops] prediction_log`` setting.
+    :param log_conn_id: Airflow connection for an object-store ``log_root`` (templated).
+    """
+
+    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "target", "log_root", "log_conn_id")
+
+    def __init__(
+        self,
+        *,
+        target: str | None = None,
+        log_root: str | None = None,
+        log_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.target = target
+        self.log_root = log_root
+        self.log_conn_id = log_conn_id
+
+    def deployment_target(self, client: Any) -> DeploymentTarget:
         from airflow_mlops.deploy.audit import AuditTrail
-        from airflow_mlops.deploy.targets import get_target
+        from airflow_mlops.deploy.targets import TARGET_KINDS, get_target
 
-        kind = self.loaded.config.rollout.target
+        kind = self.from_config(self.target or None, lambda loaded: loaded.config.rollout.target, "target")
+        if kind not in TARGET_KINDS:
+            raise ValueError(f"{self.task_id}: target: got {kind!r}; expected one of {list(TARGET_KINDS)}")
         return get_target(kind, client=client, audit=AuditTrail(settings.state_db_url()))
 
     def actor(self, context: Context) -> str:
@@ -40,40 +67,66 @@ class RolloutBaseOperator(MlopsBaseOperator):
 
     @cached_property
     def log_location(self) -> tuple[str, str | None]:
-        root, conn_id = self.loaded.prediction_log()
+        if self.log_root:
+            return str(self.log_root), (str(self.log_conn_id) if self.log_conn_id else None)
+        if not self.config_path:
+            root: str | None = settings.prediction_log_root()
+            conn_id = str(self.log_conn_id) if self.log_conn_id else None
+            where = "log_root is not given"
+        else:
+            root, conn_id = self.loaded.prediction_log()
+            where = f"{self.loaded.path}: serving.prediction_log is not set"
         if not root:
             raise ValueError(
-                f"{self.loaded.path}: serving.prediction_log is not set and neither is [mlops] prediction_log "
-                f"(${settings.OPTIONS['prediction_log'].env}); "
+                f"{where} and neither is [mlops] prediction_log (${settings.OPTIONS['prediction_log'].env}); "
                 "the rollout reads the gateway's prediction log from there"
             )
         return root, conn_id
 
-    def candidate(self, context: Context) -> str:
-        version = context["ti"].xcom_pull(task_ids="resolve_candidate")
-        if not isinstance(version, dict) or not version.get("version"):
-            raise RegistryError(f"resolve_candidate returned {version!r}; expected a version")
-        return str(version["version"])
+
+def _required_version(task_id: str, field: str, value: Any) -> str:
+    """A version argument as a string; a clear error for an unresolved or empty value."""
+    if value is None or isinstance(value, bool) or str(value).strip() in ("", "None"):
+        raise RegistryError(f"{task_id}: {field}: got {value!r}; expected a model version (e.g. the output of resolve)")
+    text = str(value).strip()
+    if not text.isdigit():
+        raise RegistryError(f"{task_id}: {field}: got {value!r}; expected a version number")
+    return text
 
 
 class ResolveCandidateOperator(RolloutBaseOperator):
-    """The version to roll out: the candidate Asset event's version, the ``version`` param, or ``challenger``."""
+    """The version to roll out and the champion it is judged against.
+
+    In order: the newest triggering candidate Asset event's ``version``, then ``version``, then the
+    ``challenger`` alias. The version must have passed its gate; the model must have a champion.
+
+    :param version: A version to roll out when no candidate event triggered the run (templated).
+    :return: ``{"version": str, "champion": str}`` — wire it with ``.output["version"]``.
+    """
+
+    template_fields: Sequence[str] = (*RolloutBaseOperator.template_fields, "version")
+
+    def __init__(self, *, version: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.version = version
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.registry.versions import alias_version, require_gate_passed
 
         version = _version_from_events(context.get("triggering_asset_events"))
-        params = context.get("params") or {}
-        version = version or (str(params[PARAM_VERSION]) if params.get(PARAM_VERSION) else None)
+        explicit = str(self.version).strip() if self.version not in (None, "") else ""
+        version = version or (explicit if explicit and explicit != "None" else None)
+        if version is not None:
+            version = _required_version(self.task_id, "version", version)
         with self.hook.activate() as client:
-            version = version or alias_version(client, self.model_name, Alias.CHALLENGER)
+            version = version or alias_version(client, self.model, Alias.CHALLENGER)
             if version is None:
-                raise RegistryError(f"{self.model_name}: no candidate version (no event, no param, no challenger)")
-            require_gate_passed(client, self.model_name, version)
-            state = self.target(client).state(self.model_name)
+                raise RegistryError(f"{self.model}: no candidate version (no event, no param, no challenger)")
+            require_gate_passed(client, self.model, version)
+            state = self.deployment_target(client).state(self.model)
         if state.champion is None:
-            raise RegistryError(f"{self.model_name} has no champion to compare v{version} with; promote one first")
-        self.log.info("Rolling out %s v%s against champion v%s", self.model_name, version, state.champion)
+            raise RegistryError(f"{self.model} has no champion to compare v{version} with; promote one first")
+        self.log.info("Rolling out %s v%s against champion v%s", self.model, version, state.champion)
         return {"version": version, "champion": state.champion}
 
 
@@ -90,32 +143,56 @@ def _version_from_events(events: Any) -> str | None:
 
 
 class ShadowOperator(RolloutBaseOperator):
-    """Mirror traffic to the candidate for the configured window (deferred), then gate the comparison.
+    """Mirror traffic to ``version`` for the policy's window (deferred), then gate the comparison.
 
     Failing the comparison rejects the candidate: its aliases are cleaned and the reason recorded.
+
+    :param version: The candidate (templated; e.g. ``resolve.output["version"]``).
+    :param champion: The champion it is compared with (templated).
+    :param policy: Shadow policy (``duration``, ``min_requests``, ``min_agreement``, ``max_error_rate``,
+        ``max_latency_p95_ms``; see the config's ``rollout.shadow``); default: the config's.
+    :return: ``{"version": str, "stats": {...}}``.
     """
+
+    template_fields: Sequence[str] = (*RolloutBaseOperator.template_fields, "version", "champion", "policy")
+
+    def __init__(self, *, version: Any, champion: Any, policy: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.version = version
+        self.champion = champion
+        self.policy = policy
+
+    @property
+    def shadow_policy(self) -> ShadowConfig:
+        from airflow_mlops.config.schema import ShadowConfig
+
+        if self.policy is not None:
+            return _validated(ShadowConfig, self.policy, f"{self.task_id}: policy")
+        return self.from_config(None, lambda loaded: loaded.config.rollout.shadow, "policy")
 
     def execute(self, context: Context) -> None:
         from airflow_mlops.triggers.rollout import ShadowWindowTrigger
 
-        cfg = self.loaded.config.rollout.shadow
-        version = self.candidate(context)
-        champion = context["ti"].xcom_pull(task_ids="resolve_candidate")["champion"]
+        policy = self.shadow_policy
+        version = _required_version(self.task_id, "version", self.version)
+        champion = _required_version(self.task_id, "champion", self.champion)
         root, conn_id = self.log_location  # before traffic moves: no shadow without a log to judge it by
         with self.hook.activate() as client:
-            self.target(client).start_shadow(self.model_name, version, actor=self.actor(context), reason="shadow phase")
-        duration = parse_duration(cfg.duration).total_seconds()
+            self.deployment_target(client).start_shadow(
+                self.model, version, actor=self.actor(context), reason="shadow phase"
+            )
+        duration = parse_duration(policy.duration).total_seconds()
         start = time.time()
         self.defer(
             trigger=ShadowWindowTrigger(
                 log_root=root,
                 log_conn_id=conn_id,
-                model=self.model_name,
-                champion=str(champion),
+                model=self.model,
+                champion=champion,
                 shadow=version,
                 start=start,
                 duration=duration,
-                min_requests=cfg.min_requests,
+                min_requests=policy.min_requests,
                 deadline=start + max(3 * duration, duration + 60),
                 check_interval=min(5.0, max(duration / 10, 0.5)),
             ),
@@ -125,128 +202,203 @@ class ShadowOperator(RolloutBaseOperator):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         from airflow_mlops.deploy.health import ShadowStats, decide_shadow
 
-        version = self.candidate(context)
+        version = _required_version(self.task_id, "version", self.version)
         with self.hook.activate() as client:
-            target = self.target(client)
+            target = self.deployment_target(client)
             if not event or event.get("status") != "success":
                 reasons = [f"shadow window could not be evaluated: {event!r}"]
             else:
-                decision = decide_shadow(ShadowStats(**event["stats"]), self.loaded.config.rollout.shadow)
+                decision = decide_shadow(ShadowStats(**event["stats"]), self.shadow_policy)
                 reasons = decision.reasons
-            target.stop_shadow(self.model_name, actor=self.actor(context), reason="shadow phase over")
+            target.stop_shadow(self.model, actor=self.actor(context), reason="shadow phase over")
             if reasons:
                 reason = "shadow gate failed: " + "; ".join(reasons)
-                target.reject(self.model_name, version, actor=self.actor(context), reason=reason)
-                raise GateFailedError(f"{self.model_name} v{version} rejected: {reason}")
-        self.log.info("Shadow gate passed for %s v%s: %s", self.model_name, version, event)
+                target.reject(self.model, version, actor=self.actor(context), reason=reason)
+                raise GateFailedError(f"{self.model} v{version} rejected: {reason}")
+        self.log.info("Shadow gate passed for %s v%s: %s", self.model, version, event)
         return {"version": version, "stats": (event or {}).get("stats")}
 
 
 class CanaryStepOperator(RolloutBaseOperator):
-    """Give the candidate ``percent`` % of traffic, watch it for a step (deferred); roll back on a breach.
+    """Give ``version`` ``percent`` % of traffic, watch it for a step (deferred); roll back on a breach.
 
-    :param percent: This step's canary share.
+    :param version: The candidate (templated; e.g. ``resolve.output["version"]``).
+    :param champion: The champion it is compared with (templated).
+    :param percent: This step's canary share (templated).
+    :param policy: Canary policy (``step_duration``, ``check_interval``, ``max_error_rate``,
+        ``max_latency_p95_ms``, ``min_requests``, ``max_metric_regression``, ``min_labels``; see the
+        config's ``rollout.canary``); default: the config's.
+    :param metric: The metric judged on labelled answers; default: the config's ``primary_metric``.
+    :return: ``{"version": str, "percent": float, "stats": {...}}``.
     """
 
-    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "percent")
+    template_fields: Sequence[str] = (
+        *RolloutBaseOperator.template_fields,
+        "version",
+        "champion",
+        "percent",
+        "policy",
+        "metric",
+    )
 
-    def __init__(self, *, percent: float, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        version: Any,
+        champion: Any,
+        percent: float | str,
+        policy: Mapping[str, Any] | None = None,
+        metric: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
+        self.version = version
+        self.champion = champion
         self.percent = percent
+        self.policy = policy
+        self.metric = metric
+
+    @property
+    def canary_policy(self) -> CanaryConfig:
+        from airflow_mlops.config.schema import CanaryConfig
+
+        if self.policy is not None:
+            return _validated(CanaryConfig, self.policy, f"{self.task_id}: policy")
+        return self.from_config(None, lambda loaded: loaded.config.rollout.canary, "policy")
+
+    def _percent(self) -> float:
+        try:
+            value = float(self.percent)
+        except (TypeError, ValueError):
+            value = float("nan")
+        if not 0.0 < value <= 100.0:
+            raise ValueError(f"{self.task_id}: percent: got {self.percent!r}; expected a number in (0, 100]")
+        return value
 
     def execute(self, context: Context) -> None:
         from airflow_mlops.triggers.rollout import CanaryStepTrigger
 
-        cfg = self.loaded.config
-        version = self.candidate(context)
-        champion = context["ti"].xcom_pull(task_ids="resolve_candidate")["champion"]
+        policy = self.canary_policy
+        metric = self.from_config(self.metric or None, lambda loaded: loaded.config.primary_metric, "metric")
+        percent = self._percent()
+        version = _required_version(self.task_id, "version", self.version)
+        champion = _required_version(self.task_id, "champion", self.champion)
         root, conn_id = self.log_location  # before traffic moves: no canary without a log to judge it by
         with self.hook.activate() as client:
-            self.target(client).set_traffic(
-                self.model_name,
-                version,
-                float(self.percent),
-                actor=self.actor(context),
-                reason=f"canary step {self.percent}%",
+            self.deployment_target(client).set_traffic(
+                self.model, version, percent, actor=self.actor(context), reason=f"canary step {percent:g}%"
             )
         self.defer(
             trigger=CanaryStepTrigger(
                 log_root=root,
                 log_conn_id=conn_id,
-                model=self.model_name,
-                champion=str(champion),
+                model=self.model,
+                champion=champion,
                 canary=version,
                 start=time.time(),
-                duration=parse_duration(cfg.rollout.canary.step_duration).total_seconds(),
-                check_interval=parse_duration(cfg.rollout.canary.check_interval).total_seconds(),
-                limits=cfg.rollout.canary.model_dump(mode="json"),
-                metric=cfg.primary_metric,
+                duration=parse_duration(policy.step_duration).total_seconds(),
+                check_interval=parse_duration(policy.check_interval).total_seconds(),
+                limits=policy.model_dump(mode="json"),
+                metric=metric,
             ),
             method_name="execute_complete",
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
-        version = self.candidate(context)
+        version = _required_version(self.task_id, "version", self.version)
+        percent = self._percent()
         if event and event.get("status") == "success":
-            self.log.info("Canary step %s%% healthy for %s v%s: %s", self.percent, self.model_name, version, event)
-            return {"version": version, "percent": self.percent, "stats": event.get("stats")}
+            self.log.info("Canary step %s%% healthy for %s v%s: %s", percent, self.model, version, event)
+            return {"version": version, "percent": percent, "stats": event.get("stats")}
         reasons = (
             event.get("reasons") if event and event.get("status") == "breach" else [f"health check error: {event!r}"]
         )
-        reason = f"canary step {self.percent}%: " + "; ".join(reasons or [])
+        reason = f"canary step {percent:g}%: " + "; ".join(reasons or [])
         with self.hook.activate() as client:
             # champion-only traffic at once, and the candidate loses its aliases (reason recorded on it)
-            self.target(client).reject(self.model_name, version, actor=self.actor(context), reason=reason)
-            client.set_model_version_tag(self.model_name, version, Tag.ROLLBACK_REASON, reason)
-        self.log.error("Rolled back %s to champion-only traffic: %s", self.model_name, reason)
-        raise GateFailedError(f"{self.model_name} v{version} rolled back: {reason}")
+            self.deployment_target(client).reject(self.model, version, actor=self.actor(context), reason=reason)
+            client.set_model_version_tag(self.model, version, Tag.ROLLBACK_REASON, reason)
+        self.log.error("Rolled back %s to champion-only traffic: %s", self.model, reason)
+        raise GateFailedError(f"{self.model} v{version} rolled back: {reason}")
 
 
 class PromoteOperator(RolloutBaseOperator):
-    """Make the candidate the champion (old champion kept as ``previous``) in one guarded operation."""
+    """Make ``version`` the champion (old champion kept as ``previous``) in one guarded operation.
+
+    :param version: The version to promote (templated; e.g. ``resolve.output["version"]``).
+    :return: ``{"version": str, "changed": bool}``.
+    """
+
+    template_fields: Sequence[str] = (*RolloutBaseOperator.template_fields, "version")
+
+    def __init__(self, *, version: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.version = version
 
     def execute(self, context: Context) -> dict[str, Any]:
-        version = self.candidate(context)
+        version = _required_version(self.task_id, "version", self.version)
         with self.hook.activate() as client:
-            result = self.target(client).promote(
-                self.model_name, version, actor=self.actor(context), reason="canary completed"
+            result = self.deployment_target(client).promote(
+                self.model, version, actor=self.actor(context), reason="canary completed"
             )
-        self.log.info("Promoted %s v%s: %s", self.model_name, version, result)
+        self.log.info("Promoted %s v%s: %s", self.model, version, result)
         return {"version": version, "changed": bool(getattr(result, "changed", True))}
 
 
 class RollbackOperator(RolloutBaseOperator):
-    """Serve ``version`` (default: ``previous``) to all traffic; confirm on the gateway when configured."""
+    """Serve ``version`` (a number or an alias such as ``previous``) to all traffic.
+
+    :param version: Version number or alias (templated); default ``previous``.
+    :param gateway_url: When given (default: the config's ``serving.gateway_url``), wait until the
+        gateway's ``/ready`` reports the version as champion.
+    :return: ``{"version": str}``.
+    """
+
+    template_fields: Sequence[str] = (*RolloutBaseOperator.template_fields, "version", "gateway_url")
+
+    def __init__(self, *, version: str | None = Alias.PREVIOUS, gateway_url: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.version = version
+        self.gateway_url = gateway_url
 
     def execute(self, context: Context) -> dict[str, Any]:
-        params = context.get("params") or {}
-        wanted = str(params.get(PARAM_VERSION) or Alias.PREVIOUS)
-        with self.hook.activate() as client:
-            from airflow_mlops.registry.versions import alias_version
+        from airflow_mlops.registry.versions import alias_version
 
-            version = alias_version(client, self.model_name, wanted) if not wanted.isdigit() else wanted
+        wanted = str(self.version).strip() if self.version not in (None, "") else Alias.PREVIOUS
+        with self.hook.activate() as client:
+            version = alias_version(client, self.model, wanted) if not wanted.isdigit() else wanted
             if version is None:
-                raise RegistryError(f"{self.model_name}: no version under alias {wanted!r} to roll back to")
-            self.target(client).rollback(
-                self.model_name, version, actor=self.actor(context), reason=f"manual rollback to {wanted}"
+                raise RegistryError(f"{self.model}: no version under alias {wanted!r} to roll back to")
+            self.deployment_target(client).rollback(
+                self.model, version, actor=self.actor(context), reason=f"manual rollback to {wanted}"
             )
-        self._confirm_served(version)
+        url = self.gateway_url or (self.loaded.config.serving.gateway_url if self.config_path else None)
+        if url:
+            self._confirm_served(str(url), version)
         return {"version": version}
 
-    def _confirm_served(self, version: str, timeout: float = 30.0) -> None:
-        url = self.loaded.config.serving.gateway_url
-        if not url:
-            return
+    def _confirm_served(self, url: str, version: str, timeout: float = 30.0) -> None:
         import httpx
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
                 ready = httpx.get(f"{url.rstrip('/')}/ready", timeout=2.0).json()
-                if ready["models"].get(self.model_name, {}).get("champion") == version:
-                    self.log.info("Gateway %s serves %s v%s", url, self.model_name, version)
+                if ready["models"].get(self.model, {}).get("champion") == version:
+                    self.log.info("Gateway %s serves %s v%s", url, self.model, version)
                     return
             except (httpx.HTTPError, ValueError, KeyError):
                 pass
             time.sleep(0.5)
-        raise RegistryError(f"gateway {url} did not serve {self.model_name} v{version} within {timeout:.0f}s")
+        raise RegistryError(f"gateway {url} did not serve {self.model} v{version} within {timeout:.0f}s")
+
+
+def _validated(model: type[M], raw: Mapping[str, Any], where: str) -> M:
+    """A policy dict checked against the config schema's section, with the config loader's messages."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(dict(raw))
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ValueError(f"{where}: {problems}") from exc

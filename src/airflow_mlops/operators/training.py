@@ -156,11 +156,11 @@ class RegisterModelOperator(MlopsBaseOperator):
             tags.update({k: run.data.tags[k] for k in (Tag.DATA_FILES, Tag.DATA_CONN_ID) if k in run.data.tags})
             tags.update({k: v for k, v in run.data.tags.items() if k.startswith(Tag.ENV_PREFIX)})
             version, created = register_version(
-                client, self.model_name, run_id, model_uri, run.data.tags.get(Tag.MODEL_ID), tags
+                client, self.model, run_id, model_uri, run.data.tags.get(Tag.MODEL_ID), tags
             )
-            if Tag.MODEL_SHA256 not in client.get_model_version(self.model_name, version).tags:
+            if Tag.MODEL_SHA256 not in client.get_model_version(self.model, version).tags:
                 # recorded from the registry's own copy, exactly as the gateway will verify it
-                checksum = version_sha256(client, self.model_name, version)
-                client.set_model_version_tag(self.model_name, version, Tag.MODEL_SHA256, checksum)
-        self.log.info("%s %s v%s from run %s", "Registered" if created else "Found", self.model_name, version, run_id)
+                checksum = version_sha256(client, self.model, version)
+                client.set_model_version_tag(self.model, version, Tag.MODEL_SHA256, checksum)
+        self.log.info("%s %s v%s from run %s", "Registered" if created else "Found", self.model, version, run_id)
         return {"mlflow_run_id": run_id, "version": version, "created": created}

@@ -28,10 +28,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from airflow_mlops.prediction_log import FeedbackRecord, PredictionLog, PredictionRecord
 from airflow_mlops.serving.batching import Coalescer
 from airflow_mlops.serving.metrics import GatewayMetrics
 from airflow_mlops.serving.models import LoadedModel, ModelCache, output_json
-from airflow_mlops.serving.prediction_log import FeedbackRecord, PredictionLog, PredictionRecord
 from airflow_mlops.serving.routing import choose_role
 from airflow_mlops.serving.signature import InputError
 from airflow_mlops.serving.state import RegistryWatcher

@@ -34,9 +34,10 @@ def build_gateway(options: ServeOptions) -> object:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
 
+    from airflow_mlops.hooks.object_storage import prediction_log_storage
+    from airflow_mlops.prediction_log import PredictionLog
     from airflow_mlops.serving.app import Gateway, GatewaySettings
     from airflow_mlops.serving.models import ModelCache
-    from airflow_mlops.serving.prediction_log import PredictionLog
     from airflow_mlops.serving.state import RegistryWatcher
 
     client = mlflow.MlflowClient(
@@ -45,11 +46,10 @@ def build_gateway(options: ServeOptions) -> object:
     cache = ModelCache(client)
     watcher = RegistryWatcher(client, cache, options.models, poll_interval=options.poll_interval)
     plog = PredictionLog(
-        options.log_root,
+        prediction_log_storage(options.log_root, options.log_conn_id),
         mode=options.log_mode,
         flush_interval=options.flush_interval,
         wal_dir=options.wal_dir,
-        conn_id=options.log_conn_id,
     )
     return Gateway(GatewaySettings(models=options.models, max_batch=options.max_batch), cache, watcher, plog)
 

@@ -19,10 +19,11 @@ _HOUR = re.compile(r"date=(\d{4}-\d{2}-\d{2})[/\\]hour=(\d{2})")
 
 
 def _hours(root: str, model: str, conn_id: str | None) -> set[str]:
-    from airflow_mlops.serving.prediction_log import hour_partitions
+    from airflow_mlops.hooks.object_storage import prediction_log_storage
+    from airflow_mlops.prediction_log import hour_partitions
 
     found = set()
-    for group in hour_partitions(root, model, conn_id=conn_id):
+    for group in hour_partitions(prediction_log_storage(root, conn_id), model):
         match = _HOUR.search(group[0])
         if match:
             found.add(f"{match.group(1)}T{match.group(2)}")

@@ -18,11 +18,13 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 
 def _read_window(root: str, conn_id: str | None, model: str, start: float, with_feedback: bool) -> tuple[Any, Any]:
-    from airflow_mlops.serving.prediction_log import read_feedback, read_predictions
+    from airflow_mlops.hooks.object_storage import prediction_log_storage
+    from airflow_mlops.prediction_log import read_feedback, read_predictions
 
     since = datetime.fromtimestamp(start, tz=UTC)
-    rows = read_predictions(root, model, since, None, conn_id=conn_id)
-    feedback = read_feedback(root, model, since, None, conn_id=conn_id) if with_feedback else None
+    storage = prediction_log_storage(root, conn_id)
+    rows = read_predictions(storage, model, since, None)
+    feedback = read_feedback(storage, model, since, None) if with_feedback else None
     return rows, feedback
 
 

@@ -66,10 +66,8 @@ def mlflow_base_for(operator: Any) -> str | None:
 def model_name_for(operator: Any, info: dict[str, Any]) -> str | None:
     if info.get("model"):
         return str(info["model"])
-    try:
-        return str(operator.model_name)  # MlopsBaseOperator: the config's name
-    except Exception:
-        return None
+    name = getattr(operator, "model_name", None)  # MlopsBaseOperator: explicit, or set by the DAG factory
+    return str(name) if name else None
 
 
 class MlflowRunLink(BaseOperatorLink):

@@ -269,13 +269,14 @@ def prediction_log_location(loaded: LoadedConfig) -> tuple[str | None, str | Non
 
 
 def read_traffic(loaded: LoadedConfig, hours: int, now: datetime | None = None) -> pd.DataFrame | None:
-    from airflow_mlops.serving.prediction_log import read_predictions
+    from airflow_mlops.hooks.object_storage import prediction_log_storage
+    from airflow_mlops.prediction_log import read_predictions
 
     root, conn_id = prediction_log_location(loaded)
     if root is None:
         return None
     end = now or datetime.now(UTC)
-    frame = read_predictions(root, loaded.name, end - timedelta(hours=hours), end, conn_id=conn_id)
+    frame = read_predictions(prediction_log_storage(root, conn_id), loaded.name, end - timedelta(hours=hours), end)
     return frame[["ts", "version", "role", "latency_ms", "error"]]
 
 
