@@ -135,11 +135,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_history(events) if events else f"no alias moves recorded for {args.model!r}")
         return 0
     if args.command == "demo":
-        from airflow_mlops.demo import run_demo
+        from airflow_mlops.examples.demo import run_demo
 
         return run_demo(Path(args.home))
     if args.command == "make-example-data":
-        from airflow_mlops.data.examples import write_example_data
+        from airflow_mlops.examples.datasets import write_example_data
 
         for path in write_example_data(Path(args.folder)):
             print(path)

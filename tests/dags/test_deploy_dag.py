@@ -29,7 +29,7 @@ class Traffic:
     """Background requests from a fraud batch; ``unknown_share`` of them carry an unseen merchant category."""
 
     def __init__(self, url: str, unknown_share: float = 0.0) -> None:
-        from airflow_mlops.data.examples import fraud_batch
+        from airflow_mlops.examples.datasets import fraud_batch
 
         self.rows = fraud_batch(11).drop(columns=["is_fraud"]).to_dict("records")
         self.url, self.unknown_share = url, unknown_share

@@ -24,7 +24,7 @@ END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 def log_traffic(root: Path, client: Any, *, data_drift: float, seed: int, rows: int = 1500, hours: int = 3) -> None:
     import mlflow
 
-    from airflow_mlops.data.fraud import generate_transactions
+    from airflow_mlops.examples.fraud import generate_transactions
     from airflow_mlops.prediction_log import LocalStorage, PredictionLog, PredictionRecord
 
     frame = generate_transactions(rows, seed=seed, data_drift=data_drift).drop(columns=["is_fraud"])

@@ -89,8 +89,8 @@ class Traffic:
     """One client thread posting fraud transactions at a set rate; the row source switches clean -> drifted."""
 
     def __init__(self, url: str) -> None:
-        from airflow_mlops.data.examples import fraud_batch
-        from airflow_mlops.data.fraud import generate_transactions
+        from airflow_mlops.examples.datasets import fraud_batch
+        from airflow_mlops.examples.fraud import generate_transactions
 
         self.rows = {
             "clean": fraud_batch(11).drop(columns=["is_fraud"]).to_dict("records"),
@@ -253,8 +253,8 @@ def loop_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[s
 
 
 def test_drift_retrains_and_rolls_out_a_new_champion(loop_env: dict[str, Any]) -> None:
-    from airflow_mlops.data.fraud import generate_transactions
     from airflow_mlops.deploy.targets import LocalGatewayTarget
+    from airflow_mlops.examples.fraud import generate_transactions
 
     began = time.monotonic()
     airflow = LiveAirflow(loop_env["tmp"] / "airflow", loop_env["dags"], loop_env["env"])

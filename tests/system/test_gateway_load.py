@@ -127,7 +127,7 @@ def load_env(workspace: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def _records() -> list[dict[str, Any]]:
-    from airflow_mlops.data.examples import fraud_batch
+    from airflow_mlops.examples.datasets import fraud_batch
 
     rows: list[dict[str, Any]] = fraud_batch(12).drop(columns=["is_fraud"]).to_dict("records")
     return rows

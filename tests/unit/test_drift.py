@@ -18,7 +18,7 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from airflow_mlops.data.fraud import generate_transactions
+from airflow_mlops.examples.fraud import generate_transactions
 from airflow_mlops.exceptions import DataError
 from airflow_mlops.monitoring.drift import (
     EPSILON,

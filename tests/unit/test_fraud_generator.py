@@ -12,8 +12,8 @@ import pytest
 from pandas.testing import assert_frame_equal
 
 from airflow_mlops import __version__
-from airflow_mlops.data.examples import FRAUD_ROWS, diabetes_frame, fraud_batch, write_example_data
-from airflow_mlops.data.fraud import COLUMNS, MERCHANT_CATEGORIES, generate_transactions
+from airflow_mlops.examples.datasets import FRAUD_ROWS, diabetes_frame, fraud_batch, write_example_data
+from airflow_mlops.examples.fraud import COLUMNS, MERCHANT_CATEGORIES, generate_transactions
 from airflow_mlops.lineage import LINEAGE_KEYS, code_version, git_sha, lineage_tags
 
 REPO = Path(__file__).resolve().parents[2]

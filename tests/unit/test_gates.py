@@ -18,7 +18,7 @@ import pytest
 
 from airflow_mlops.config.loader import load_config
 from airflow_mlops.config.schema import ChampionComparisonConfig, ModelConfig, SliceConfig, ThresholdConfig
-from airflow_mlops.data.fraud import generate_transactions
+from airflow_mlops.examples.fraud import generate_transactions
 from airflow_mlops.gates.checks import (
     GateInputs,
     HoldOut,

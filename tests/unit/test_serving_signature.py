@@ -22,7 +22,7 @@ from mlflow.models import ModelSignature, infer_signature, validate_schema
 from mlflow.types.schema import ColSpec, DataType, Schema
 
 from airflow_mlops.config.loader import load_config
-from airflow_mlops.data.fraud import generate_transactions
+from airflow_mlops.examples.fraud import generate_transactions
 from airflow_mlops.serving import signature as signature_module
 from airflow_mlops.serving.signature import MAX_PROBLEMS, ColumnSpec, InputError, InputSchema
 from airflow_mlops.training.trainer import fit_and_evaluate, split_data

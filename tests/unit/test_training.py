@@ -17,7 +17,7 @@ from sklearn import metrics as skm
 
 from airflow_mlops.config.loader import load_config
 from airflow_mlops.config.schema import ModelConfig
-from airflow_mlops.data.fraud import generate_transactions
+from airflow_mlops.examples.fraud import generate_transactions
 from airflow_mlops.exceptions import ConfigError, DataError
 from airflow_mlops.training.estimator import build_pipeline, resolve_estimator_class
 from airflow_mlops.training.metrics import compute_metric, compute_metrics, higher_is_better
@@ -233,7 +233,7 @@ def test_split_data_sizes_stratification_and_dtypes(fraud_config: ModelConfig, f
 
 
 def test_split_data_regression_is_not_stratified() -> None:
-    from airflow_mlops.data.examples import diabetes_frame
+    from airflow_mlops.examples.datasets import diabetes_frame
 
     config = load_config(EXAMPLES / "diabetes.yaml").config
     split = split_data(diabetes_frame(), config)  # stratify on a continuous target would raise
@@ -276,7 +276,7 @@ def test_fit_and_evaluate_depends_on_the_seed(forest_config: ModelConfig, fraud_
 
 
 def test_fit_and_evaluate_regression_reproducible() -> None:
-    from airflow_mlops.data.examples import diabetes_frame
+    from airflow_mlops.examples.datasets import diabetes_frame
 
     config = load_config(EXAMPLES / "diabetes.yaml").config
     frame = diabetes_frame()

@@ -102,7 +102,7 @@ def run_demo(home: Path, dags_folder: Path = Path("dags")) -> int:
     airflow = Path(sys.executable).with_name("airflow")
     print(f"[demo] Airflow metadata DB: {home / 'airflow' / 'airflow.db'} (airflow db migrate)", flush=True)
     subprocess.run([str(airflow), "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
-    child = [sys.executable, "-m", "airflow_mlops.demo", str(home), str(dags_folder.resolve())]
+    child = [sys.executable, "-m", "airflow_mlops.examples.demo", str(home), str(dags_folder.resolve())]
     return subprocess.run(child, env=env, check=False).returncode
 
 
@@ -115,7 +115,7 @@ class _Clock:
 
 
 def _stage_batch(home: Path, batch: int) -> str:
-    from airflow_mlops.data.examples import fraud_batch
+    from airflow_mlops.examples.datasets import fraud_batch
 
     path = home / "data" / MODEL / f"transactions_batch_{batch:03d}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -177,7 +177,7 @@ class _Traffic(threading.Thread):
 
     def __init__(self, url: str) -> None:
         super().__init__(daemon=True)
-        from airflow_mlops.data.examples import fraud_batch
+        from airflow_mlops.examples.datasets import fraud_batch
 
         self.use(fraud_batch(3))
         self.url = url
@@ -257,7 +257,7 @@ def _drift_events() -> list[dict[str, Any]]:
 
 def _close_the_loop(clock: _Clock, client: Any, target: Any, traffic: _Traffic, gateway: _Gateway, home: Path) -> None:
     """Clean traffic -> no drift; drifted batch + traffic -> drift event -> retrain -> rollout -> new champion."""
-    from airflow_mlops.data.fraud import generate_transactions
+    from airflow_mlops.examples.fraud import generate_transactions
 
     time.sleep(20)  # a window of clean traffic
     run = _dag("monitor").test()

@@ -17,7 +17,7 @@ FRAUD_ROWS = 6000
 
 def fraud_batch(batch: int, *, data_drift: float = 0.0, concept_drift: float = 0.0) -> pd.DataFrame:
     """Batch ``batch`` of fraud transactions (the seed is the batch number)."""
-    from airflow_mlops.data.fraud import generate_transactions
+    from airflow_mlops.examples.fraud import generate_transactions
 
     return generate_transactions(FRAUD_ROWS, seed=batch, data_drift=data_drift, concept_drift=concept_drift)
 
