@@ -7,6 +7,8 @@ shortened through the test config. The deferrable waits run in ``dag.test()``'s 
 from __future__ import annotations
 
 import itertools
+import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -237,3 +239,31 @@ def test_deploy_dag_inserts_approvals_where_configured(workspace: Any) -> None:
         assert upstream in dag.get_task(downstream).upstream_task_ids <= {upstream, "resolve_candidate"}
     assert type(dag.get_task("approve_canary")).__name__ == "ApprovalOperator"
     assert [asset.uri for asset in dag.schedule] == ["mlops://fraud/candidate"]
+
+
+def test_hand_written_rollout_dag_without_yaml(
+    workspace: Any, airflow_db: Any, rollout_env: dict[str, Any], request: pytest.FixtureRequest
+) -> None:
+    """``dags/examples/example_rollout.py``: the same rollout from explicit arguments, no model config."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    v2 = train_version(rollout_env["config"], "manual__v2-example")
+    for old in workspace.config_dir.iterdir():  # no YAML anywhere: the operators must not need one
+        old.unlink()
+    # dag.test() runs what the DAG bundle holds: put the example into the test DAG folder
+    example = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]) / "example_rollout.py"
+    shutil.copy(Path(__file__).parents[2] / "dags" / "examples" / "example_rollout.py", example)
+    request.addfinalizer(example.unlink)
+    bag = DagBag(dag_folder=str(example))
+    assert bag.import_errors == {}
+    dag = bag.get_dag("example_rollout")
+    gateway = rollout_env["gateway"]
+
+    with Traffic(gateway.url) as traffic:
+        run = dag.test(run_conf={"model": "fraud", "version": v2, "log_root": str(rollout_env["log_root"])})
+        gateway.wait_ready(predicate=lambda r: r["models"]["fraud"]["champion"] == v2, timeout=10)
+
+    assert run.state == "success", states(run)
+    assert rollout_env["target"].state("fraud").champion == v2
+    assert traffic.statuses.keys() == {200}
+    assert traffic.versions.get((v2, "canary"), 0) > 0
