@@ -13,7 +13,7 @@ export DO_NOT_TRACK := 1
 export GX_ANALYTICS_ENABLED := False
 export SCARF_ANALYTICS := false
 
-.PHONY: demo test test-fast lint venv tools browser lock clean
+.PHONY: demo test test-fast lint venv tools browser lock build clean
 
 venv: $(STAMP)
 
@@ -53,9 +53,15 @@ test: $(STAMP) tools browser lint
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not integration and not emulator and not postgres"
 
+# Wheel + sdist into dist/ (isolated build; uv installs the backend, held to the lock). setuptools writes
+# src/*.egg-info while building: dropped again, for the same reason as in the venv target.
+build: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" UV_CONSTRAINT=constraints.txt $(BIN)/python -m build --wheel --sdist --installer uv --outdir dist .
+	rm -rf src/airflow_mlops.egg-info
+
 lock: $(STAMP)
 	$(BIN)/uv pip freeze --python $(BIN)/python --exclude-editable | grep -v '^uv==' > constraints.new && \
 	  echo "constraints.new written; review the diff and keep the header of constraints.txt"
 
 clean:
-	rm -rf .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .demo .pytest_cache .mypy_cache .ruff_cache dist build

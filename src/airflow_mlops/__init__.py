@@ -10,18 +10,66 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "get_provider_info"]
+__all__ = ["SENSOR_MODULES", "__version__", "get_provider_info"]
+
+INTEGRATION = "airflow-mlops"
+"""The one integration every operators/hooks/triggers entry names (Airflow's schema requires a name)."""
+
+# ---- SENSORS: the sensor author fills this list ------------------------------------------------------
+# Static on purpose: Airflow reads provider metadata without importing our code, so this list is not
+# discovered from airflow_mlops/sensors/ at call time. Add each sensor module's dotted path here, e.g.
+# "airflow_mlops.sensors.endpoint"; get_provider_info() emits "sensors" only when the list is non-empty,
+# and tests/operators/test_operators.py imports every listed module.
+SENSOR_MODULES: list[str] = []
+# -------------------------------------------------------------------------------------------------------
+
+OPERATOR_MODULES = [
+    "airflow_mlops.operators.base",
+    "airflow_mlops.operators.gates",
+    "airflow_mlops.operators.monitoring",
+    "airflow_mlops.operators.registry",
+    "airflow_mlops.operators.rollout",
+    "airflow_mlops.operators.training",
+]
+HOOK_MODULES = ["airflow_mlops.hooks.mlflow"]
+TRIGGER_MODULES = [
+    # the sensors' triggers (approval, drift, model_alias, polling) are listed with the others; the provider
+    # metadata test fails when a module here is gone or a module defining a trigger is missing from here
+    "airflow_mlops.triggers.approval",
+    "airflow_mlops.triggers.drift",
+    "airflow_mlops.triggers.model_alias",
+    "airflow_mlops.triggers.polling",
+    "airflow_mlops.triggers.prediction_log",
+    "airflow_mlops.triggers.rollout",
+]
+
+
+def _modules(modules: list[str]) -> list[dict[str, Any]]:
+    return [{"integration-name": INTEGRATION, "python-modules": list(modules)}]
 
 
 def get_provider_info() -> dict[str, Any]:
-    """Provider metadata read by Airflow through the ``apache_airflow_provider`` entry point."""
-    from airflow_mlops.settings import provider_config
+    """Provider metadata read by Airflow through the ``apache_airflow_provider`` entry point.
 
-    return {
+    Only data: nothing listed here is imported to build it (Airflow imports the paths when it needs them).
+    """
+    from airflow_mlops.settings import provider_config
+    from airflow_mlops.vocabulary import ASSET_SCHEME
+
+    info: dict[str, Any] = {
         "package-name": "airflow-mlops",
         "name": "airflow-mlops",
         "description": "Governed ML pipelines from per-model YAML: validate, train (MLflow), gate, approve, register.",
         "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": INTEGRATION,
+                "tags": ["software"],
+            }
+        ],
+        "operators": _modules(OPERATOR_MODULES),
+        "hooks": _modules(HOOK_MODULES),
+        "triggers": _modules(TRIGGER_MODULES),
         "connection-types": [
             {
                 "hook-class-name": "airflow_mlops.hooks.mlflow.MlflowHook",
@@ -32,5 +80,13 @@ def get_provider_info() -> dict[str, Any]:
             "airflow_mlops.ui.links.MlflowRunLink",
             "airflow_mlops.ui.links.MlflowModelVersionLink",
         ],
+        # The same class the `airflow.plugins` entry point registers (pyproject.toml), which is what loads it
+        # by default. Airflow 3.3 also loads provider-declared plugins when [core] lazy_discover_providers
+        # is False, and then reports the second registration ("already registered") as an import error.
+        "plugins": [{"name": "airflow-mlops", "plugin-class": "airflow_mlops.ui.plugin.AirflowMlopsPlugin"}],
+        "asset-uris": [{"schemes": [ASSET_SCHEME], "handler": "airflow_mlops.vocabulary.normalize_asset_uri"}],
         "config": provider_config(),
     }
+    if SENSOR_MODULES:
+        info["sensors"] = _modules(SENSOR_MODULES)
+    return info

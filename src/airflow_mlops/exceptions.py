@@ -25,3 +25,12 @@ class GateFailedError(MlopsError):
 
 class RegistryError(MlopsError):
     """A model-registry operation was refused (e.g. promoting a version whose gate did not pass)."""
+
+
+class MissingExtraError(MlopsError, ImportError):
+    """An optional package is not installed; the message names the ``airflow-mlops[<extra>]`` to install."""
+
+    def __init__(self, message: str, *, extra: str, module: str) -> None:
+        super().__init__(message, name=module)
+        self.extra = extra
+        self.module = module

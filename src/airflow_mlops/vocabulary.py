@@ -8,9 +8,26 @@ Cheap to import: DAG files reach it at parse time.
 
 from __future__ import annotations
 
-from typing import Final, Literal
+import re
+from typing import TYPE_CHECKING, Final, Literal
 
-__all__ = ["ALIASES", "ASSET_KINDS", "ROLES", "SERVED_ROLES", "Alias", "AssetKind", "Role", "Tag", "asset_uri"]
+if TYPE_CHECKING:
+    from urllib.parse import SplitResult
+
+__all__ = [
+    "ALIASES",
+    "ASSET_KINDS",
+    "ASSET_SCHEME",
+    "MODEL_NAME_PATTERN",
+    "ROLES",
+    "SERVED_ROLES",
+    "Alias",
+    "AssetKind",
+    "Role",
+    "Tag",
+    "asset_uri",
+    "normalize_asset_uri",
+]
 
 
 class Tag:
@@ -58,6 +75,8 @@ class Tag:
     DRIFT_ACT: Final = "mlops.drift.act"
     DRIFT_LAST_EVENT: Final = "mlops.drift.last_event"
     DRIFT_SUPPRESSED: Final = "mlops.drift.suppressed"
+    DRIFT_REPORT_SKIPPED: Final = "mlops.drift.report_skipped"
+    """Why a monitoring run has no evidently HTML report (e.g. the ``[reports]`` extra is not installed)."""
 
     LINEAGE: Final = (DATA_URI, DATA_SHA256, CONFIG_SHA256, CODE_VERSION, SEED, DAG_RUN_ID)
     """The lineage every training run and registered version carries."""
@@ -113,3 +132,33 @@ def asset_uri(model: str, kind: str) -> str:
     if kind not in ASSET_KINDS:
         raise ValueError(f"asset kind: got {kind!r}; expected one of {list(ASSET_KINDS)}")
     return f"{ASSET_SCHEME}://{model}/{kind}"
+
+
+MODEL_NAME_PATTERN: Final = r"^[a-z][a-z0-9_]{1,62}$"
+"""A model name, as ``ModelConfig.name`` (config/schema.py) requires it."""
+_MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
+
+
+def normalize_asset_uri(parts: SplitResult) -> SplitResult:
+    """Airflow's ``asset-uris`` handler for the ``mlops`` scheme: ``mlops://<model>/<kind>``, or ValueError.
+
+    Airflow calls it (through :func:`airflow_mlops.get_provider_info`) on every ``Asset`` whose URI has our
+    scheme, after lowercasing the scheme and dropping trailing slashes and the fragment. The model is a
+    model config's ``name`` (lowercased: DNS-style names are case-insensitive and ours are lowercase), the
+    kind one of :data:`ASSET_KINDS`; no user info, port, query or further path. A typo such as
+    ``mlops://fraud/drfit`` therefore fails where the DAG declares it instead of scheduling on an Asset
+    nothing ever produces.
+    """
+    model = parts.netloc.lower()
+    kind = parts.path.strip("/")
+    expected = f"expected {ASSET_SCHEME}://<model>/<kind> with <kind> one of {list(ASSET_KINDS)}"
+    uri = f"{parts.scheme}://{parts.netloc}{parts.path}" + (f"?{parts.query}" if parts.query else "")
+    if not _MODEL_NAME.match(model):
+        raise ValueError(
+            f"asset URI {uri!r}: model {parts.netloc!r} is not a model name ({_MODEL_NAME.pattern}); {expected}"
+        )
+    if kind not in ASSET_KINDS:
+        raise ValueError(f"asset URI {uri!r}: kind {kind!r} is unknown; {expected}")
+    if parts.query:
+        raise ValueError(f"asset URI {uri!r}: a query string is not part of an asset URI; {expected}")
+    return parts._replace(netloc=model, path=f"/{kind}", query="", fragment="")

@@ -255,7 +255,94 @@ def test_provider_metadata_matches_airflows_schema() -> None:
     from airflow_mlops import get_provider_info
 
     schema_path = Path(airflow.__file__).with_name("provider_info.schema.json")
-    jsonschema.validate(get_provider_info(), json.loads(schema_path.read_text()))
+    schema = json.loads(schema_path.read_text())
+    info = get_provider_info()
+    jsonschema.validate(info, schema)
+    deprecated = {key for key, spec in schema["properties"].items() if "deprecated" in spec}
+    assert deprecated >= {"hook-class-names", "dataset-uris"}, "the schema's deprecated keys moved"
+    assert not deprecated & set(info), f"deprecated keys: {sorted(deprecated & set(info))}"
+    assert {"operators", "hooks", "triggers", "plugins", "asset-uris", "extra-links", "config"} <= set(info)
+    # the schema does not enforce it: every integration-name used is declared under "integrations"
+    declared = {i["integration-name"] for i in info["integrations"]}
+    used = {e["integration-name"] for key in ("operators", "sensors", "hooks", "triggers") for e in info.get(key, [])}
+    assert used == declared == {"airflow-mlops"}
+
+
+def _provider_paths(info: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(modules, dotted attributes) named by the provider metadata."""
+    modules = [
+        m
+        for key in ("operators", "sensors", "hooks", "triggers")
+        for e in info.get(key, [])
+        for m in e["python-modules"]
+    ]
+    attributes = [c["hook-class-name"] for c in info["connection-types"]]
+    attributes += info["extra-links"]
+    attributes += [p["plugin-class"] for p in info["plugins"]]
+    attributes += [a["handler"] for a in info["asset-uris"] if a.get("handler")]
+    return modules, attributes
+
+
+def test_every_path_in_the_provider_metadata_imports() -> None:
+    """A renamed module or class must fail here, not in a deployment's ``airflow providers`` output."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import airflow_mlops
+    from airflow_mlops import get_provider_info
+
+    info = get_provider_info()
+    modules, attributes = _provider_paths(info)
+    for module in modules:
+        importlib.import_module(module)
+    for path in attributes:
+        module, _, name = path.rpartition(".")
+        assert callable(getattr(importlib.import_module(module), name)), path
+
+    # and nothing is left out: each module of ours that defines an operator / hook / trigger is listed
+    from airflow.models import BaseOperator
+    from airflow.sdk.bases.hook import BaseHook
+    from airflow.triggers.base import BaseTrigger
+
+    kinds = {"operators": BaseOperator, "hooks": BaseHook, "triggers": BaseTrigger}
+    for key, base in kinds.items():
+        package = importlib.import_module(f"airflow_mlops.{key}")
+        defining = {
+            f"{package.__name__}.{sub.name}"
+            for sub in pkgutil.iter_modules(package.__path__)
+            for obj in vars(importlib.import_module(f"{package.__name__}.{sub.name}")).values()
+            if inspect.isclass(obj) and issubclass(obj, base) and obj.__module__ == f"{package.__name__}.{sub.name}"
+        }
+        listed = {m for e in info[key] for m in e["python-modules"]}
+        assert defining == listed, key
+    assert (info.get("sensors") is None) == (not airflow_mlops.SENSOR_MODULES)
+
+
+def test_sensors_are_listed_only_when_the_static_list_names_some(monkeypatch: pytest.MonkeyPatch) -> None:
+    import airflow_mlops
+
+    monkeypatch.setattr(airflow_mlops, "SENSOR_MODULES", [])
+    assert "sensors" not in airflow_mlops.get_provider_info()
+    monkeypatch.setattr(airflow_mlops, "SENSOR_MODULES", ["airflow_mlops.sensors.example"])
+    assert airflow_mlops.get_provider_info()["sensors"] == [
+        {"integration-name": "airflow-mlops", "python-modules": ["airflow_mlops.sensors.example"]}
+    ]
+
+
+def test_the_asset_uri_scheme_is_ours_and_normalised_by_airflow() -> None:
+    """Airflow applies the provider's handler to every ``mlops://`` Asset: typos fail where declared."""
+    from airflow.sdk import Asset
+
+    from airflow_mlops import get_provider_info
+    from airflow_mlops.vocabulary import ASSET_SCHEME
+
+    assert get_provider_info()["asset-uris"] == [
+        {"schemes": [ASSET_SCHEME], "handler": "airflow_mlops.vocabulary.normalize_asset_uri"}
+    ]
+    assert Asset(name="fraud_drift", uri=f"{ASSET_SCHEME}://Fraud/drift/").uri == f"{ASSET_SCHEME}://fraud/drift"
+    with pytest.raises(ValueError, match=r"kind 'drfit' is unknown; expected .*'drift'"):
+        Asset(name="typo", uri=f"{ASSET_SCHEME}://fraud/drfit")
 
 
 def test_airflow_lists_the_provider_and_its_connection_type() -> None:
@@ -313,7 +400,7 @@ def test_a_data_folder_trains_on_its_newest_window_and_retries_reuse_the_choice(
 
     import pandas as pd
 
-    from airflow_mlops.data.examples import fraud_batch
+    from airflow_mlops.examples.datasets import fraud_batch
 
     folder = tmp_path / "batches"
     folder.mkdir()

@@ -5,10 +5,19 @@ from __future__ import annotations
 import ast
 import re
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from airflow_mlops.vocabulary import ALIASES, ASSET_KINDS, Alias, Tag, asset_uri
+from airflow_mlops.vocabulary import (
+    ALIASES,
+    ASSET_KINDS,
+    MODEL_NAME_PATTERN,
+    Alias,
+    Tag,
+    asset_uri,
+    normalize_asset_uri,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 OWNERS = {"vocabulary.py": ("mlops.", "mlops://"), "settings.py": ("AIRFLOW_MLOPS_",)}
@@ -87,3 +96,45 @@ def test_aliases_and_asset_uris() -> None:
     ]
     with pytest.raises(ValueError, match=r"asset kind: got 'candidates'; expected one of"):
         asset_uri("fraud", "candidates")
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("mlops://fraud/drift", "mlops://fraud/drift"),
+        ("mlops://Fraud/candidate", "mlops://fraud/candidate"),
+        ("mlops://churn_v2/predictions", "mlops://churn_v2/predictions"),
+    ],
+    ids=["canonical", "model-lowercased", "underscore-and-digit"],
+)
+def test_the_asset_uri_handler_keeps_our_uris(uri: str, expected: str) -> None:
+    assert urlunsplit(normalize_asset_uri(urlsplit(uri))) == expected
+    for kind in ASSET_KINDS:
+        assert urlunsplit(normalize_asset_uri(urlsplit(asset_uri("fraud", kind)))) == asset_uri("fraud", kind)
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("mlops://fraud/drfit", r"kind 'drfit' is unknown; expected mlops://<model>/<kind> with <kind> one of"),
+        ("mlops://fraud", r"kind '' is unknown"),
+        ("mlops://fraud/drift/extra", r"kind 'drift/extra' is unknown"),
+        ("mlops://fraud-model/drift", r"model 'fraud-model' is not a model name"),
+        ("mlops://x/drift", r"model 'x' is not a model name"),
+        ("mlops://user@fraud/drift", r"model 'user@fraud' is not a model name"),
+        ("mlops://fraud:8080/drift", r"model 'fraud:8080' is not a model name"),
+        ("mlops:///drift", r"model '' is not a model name"),
+        ("mlops://fraud/drift?window=1h", r"a query string is not part of an asset URI"),
+    ],
+    ids=["typo-kind", "no-kind", "extra-segment", "hyphen", "too-short", "userinfo", "port", "no-model", "query"],
+)
+def test_the_asset_uri_handler_rejects_what_no_dag_produces(uri: str, message: str) -> None:
+    with pytest.raises(ValueError, match=rf"^asset URI '{re.escape(uri)}': {message}"):
+        normalize_asset_uri(urlsplit(uri))
+
+
+def test_the_handler_knows_model_names_as_the_config_schema_does() -> None:
+    from airflow_mlops.config.schema import ModelConfig
+
+    (constraint,) = [m for m in ModelConfig.model_fields["name"].metadata if hasattr(m, "pattern")]
+    assert constraint.pattern == MODEL_NAME_PATTERN

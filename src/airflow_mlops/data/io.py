@@ -21,7 +21,8 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import unquote
 
-from airflow_mlops.exceptions import DataError
+from airflow_mlops._optional import Extra, require
+from airflow_mlops.exceptions import DataError, MissingExtraError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,6 +44,11 @@ DEFAULT_AWS_CONN_ID = "aws_default"
 DEFAULT_WASB_CONN_ID = "wasb_default"
 SUPPORTED_SCHEMES: tuple[str, ...] = ("file", "s3", "wasb", "wasbs", "abfs", "abfss")
 _AZURE_SCHEMES = frozenset({"wasb", "wasbs", "abfs", "abfss"})
+# the hook module each remote kind needs, and the airflow-mlops extra that installs it
+_HOOK_MODULES: dict[str, tuple[str, Extra]] = {
+    "s3": ("airflow.providers.amazon.aws.hooks.s3", "aws"),
+    "azure": ("airflow.providers.microsoft.azure.hooks.wasb", "azure"),
+}
 _FORMAT_BY_SUFFIX = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 _FORMAT_ALIASES = {"csv": "csv", "parquet": "parquet", "pq": "parquet"}
 
@@ -168,13 +174,25 @@ def _write_local(loc: _Location, data: bytes) -> None:
 
 
 def _remote(op: str, loc: _Location, conn: str, action: Callable[[str], _T]) -> _T:
-    """Run ``action(conn)``; turn whatever the hook or SDK raises into a DataError naming URI and connection."""
+    """Run ``action(conn)``; turn whatever the hook or SDK raises into a DataError naming URI and connection.
+
+    A missing extra (no Amazon or Azure provider installed) is a :class:`MissingExtraError` saying which
+    ``pip install 'airflow-mlops[...]'`` to run, raised before any connection is looked up.
+    """
+    if loc.kind in _HOOK_MODULES:
+        _hook_module(loc, f"Cannot {op} {loc.uri!r} (connection {conn!r}):")
     try:
         return action(conn)
-    except DataError:
+    except (DataError, MissingExtraError):
         raise
     except Exception as exc:
         raise DataError(f"Cannot {op} {loc.uri!r} (connection {conn!r}): {_explain(exc, loc, conn)}") from exc
+
+
+def _hook_module(loc: _Location, purpose: str) -> Any:
+    """The Airflow hook module for ``loc``'s storage (``require``: a missing extra names its pip install)."""
+    module, extra = _HOOK_MODULES[loc.kind]
+    return require(module, extra, purpose=purpose)
 
 
 def _s3_hook(conn: str, explicit_conn_id: str | None) -> S3Hook:
@@ -184,11 +202,13 @@ def _s3_hook(conn: str, explicit_conn_id: str | None) -> S3Hook:
     is missing, which would silently use whatever credentials the worker happens to have. Without an
     explicit id (``aws_default``) that fallback is Airflow's documented behaviour, so we keep it.
     """
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    module, extra = _HOOK_MODULES["s3"]
+    s3 = require(module, extra, purpose=f"S3 access (connection {conn!r})")
 
     if explicit_conn_id is not None:
-        S3Hook.get_connection(conn)
-    return S3Hook(aws_conn_id=conn)
+        s3.S3Hook.get_connection(conn)
+    hook: S3Hook = s3.S3Hook(aws_conn_id=conn)
+    return hook
 
 
 def _read_s3(loc: _Location, conn: str, explicit_conn_id: str | None) -> bytes:
@@ -204,9 +224,9 @@ def _write_s3(loc: _Location, conn: str, explicit_conn_id: str | None, data: byt
 
 def _wasb_hook(loc: _Location, conn: str, op: str) -> WasbHook:
     """A ``WasbHook`` for ``conn``, refusing a connection that points at another account than the URI."""
-    from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
+    wasb = _hook_module(loc, f"Cannot {op} {loc.uri!r} (connection {conn!r}):")
 
-    hook = WasbHook(wasb_conn_id=conn)
+    hook: WasbHook = wasb.WasbHook(wasb_conn_id=conn)
     actual = getattr(hook.blob_service_client, "account_name", None)
     if actual and actual.lower() != loc.account.lower():
         raise DataError(
@@ -242,9 +262,9 @@ def _explain(exc: Exception, loc: _Location, conn: str) -> str:
 
 
 def _explain_s3(exc: Exception, loc: _Location) -> str:
-    from botocore.exceptions import BotoCoreError, ClientError
+    errors = require("botocore.exceptions", "aws", purpose=f"Explaining an S3 error on {loc.uri!r}")
 
-    if isinstance(exc, ClientError):
+    if isinstance(exc, errors.ClientError):
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
         if code in {"NoSuchKey", "404", "NotFound"}:
@@ -254,21 +274,21 @@ def _explain_s3(exc: Exception, loc: _Location) -> str:
         if code in {"AccessDenied", "403", "Forbidden"}:
             return f"access denied to key {loc.path!r} in bucket {loc.container!r}"
         return f"S3 error {code}: {error.get('Message') or _first_line(exc)}"
-    if isinstance(exc, BotoCoreError):
+    if isinstance(exc, errors.BotoCoreError):
         return f"S3 request failed: {_first_line(exc)}"
     return f"{type(exc).__name__}: {_first_line(exc)}"
 
 
 def _explain_azure(exc: Exception, loc: _Location) -> str:
-    from azure.core.exceptions import AzureError, ClientAuthenticationError, ResourceNotFoundError
+    errors = require("azure.core.exceptions", "azure", purpose=f"Explaining an Azure error on {loc.uri!r}")
 
-    if isinstance(exc, ResourceNotFoundError):
+    if isinstance(exc, errors.ResourceNotFoundError):
         if getattr(exc, "error_code", None) == "ContainerNotFound":
             return f"container {loc.container!r} does not exist in account {loc.account!r}"
         return f"blob {loc.path!r} not found in container {loc.container!r}"
-    if isinstance(exc, ClientAuthenticationError):
+    if isinstance(exc, errors.ClientAuthenticationError):
         return f"authentication to account {loc.account!r} failed: {_first_line(exc)}"
-    if isinstance(exc, AzureError):
+    if isinstance(exc, errors.AzureError):
         return f"Azure storage error: {_first_line(exc)}"
     return f"{type(exc).__name__}: {_first_line(exc)}"
 

@@ -1,7 +1,9 @@
 """The human-readable drift report: evidently's DataDriftPreset as HTML, next to our own statistics.
 
 Our statistics make the decision; the evidently report is for people. It runs on a bounded sample
-(``max_rows`` per side) so a monitoring run stays cheap however large the window is.
+(``max_rows`` per side) so a monitoring run stays cheap however large the window is. It is optional:
+without the ``[reports]`` extra :func:`evidently_drift_html` raises
+:class:`~airflow_mlops.exceptions.MissingExtraError` and the monitor records why the report is missing.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from airflow_mlops._optional import require
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -23,10 +27,15 @@ def evidently_drift_html(
     max_rows: int = 5000,
     seed: int = 0,
 ) -> Path:
-    """Write evidently's data-drift report comparing ``current`` with ``reference`` on ``columns``."""
+    """Write evidently's data-drift report comparing ``current`` with ``reference`` on ``columns``.
+
+    :raises MissingExtraError: evidently is not installed (``pip install 'airflow-mlops[reports]'``); the
+        caller skips the report and says so, our own statistics still decide.
+    """
     os.environ.setdefault("DO_NOT_TRACK", "1")  # evidently's usage telemetry stays off
-    from evidently import Report
-    from evidently.presets import DataDriftPreset
+    purpose = "The evidently drift report (HTML)"
+    Report = require("evidently", "reports", purpose=purpose).Report
+    DataDriftPreset = require("evidently.presets", "reports", purpose=purpose).DataDriftPreset
 
     ref = reference[columns]
     cur = current[columns]

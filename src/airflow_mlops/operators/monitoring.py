@@ -4,8 +4,10 @@ The reference (the champion's training data, found by its fingerprint) is summar
 ``plan_window``; each hour partition of the prediction log is summarized by one mapped task; the
 summaries are added together (exactly the single-pass PSI and chi-square) in ``evaluate_drift``,
 which also checks performance on delayed labels, stores our statistics (JSON) and evidently's
-HTML report in an MLflow monitoring run, and decides. ``emit_drift`` announces
-``mlops://<model>/drift`` unless the cooldown holds it back (then the decision is recorded only).
+HTML report in an MLflow monitoring run, and decides. The report is optional (``[reports]`` extra):
+without it the run carries ``Tag.DRIFT_REPORT_SKIPPED`` and ``drift/evidently_report_skipped.txt``.
+``emit_drift`` announces ``mlops://<model>/drift`` unless the cooldown holds it back (then the
+decision is recorded only).
 """
 
 from __future__ import annotations
@@ -39,15 +41,16 @@ class PlanMonitoringWindowOperator(RolloutBaseOperator):
         import mlflow
         import numpy as np
 
+        from airflow_mlops.hooks.object_storage import prediction_log_storage
         from airflow_mlops.monitoring.drift import build_reference
         from airflow_mlops.monitoring.window import champion_reference, reference_columns
-        from airflow_mlops.serving.prediction_log import hour_partitions
+        from airflow_mlops.prediction_log import hour_partitions
 
         cfg = self.loaded.config
         params = context.get("params") or {}
         end = datetime.fromisoformat(params[PARAM_WINDOW_END]) if params.get(PARAM_WINDOW_END) else _now()
         start = end - parse_duration(cfg.monitoring.window)
-        root, conn_id = self.log_location
+        storage = prediction_log_storage(*self.log_location)
         with self.hook.activate() as client:
             reference = champion_reference(client, cfg)
             columns = reference_columns(reference, cfg)
@@ -57,7 +60,7 @@ class PlanMonitoringWindowOperator(RolloutBaseOperator):
         if cfg.monitoring.prediction_drift:
             columns[PREDICTION_FEATURE] = scores
         drift_reference = build_reference(columns, categorical=cfg.features.categorical)
-        groups = hour_partitions(root, cfg.name, start, end, conn_id=conn_id)
+        groups = hour_partitions(storage, cfg.name, start, end)
         self.log.info(
             "Window %s .. %s: %d hour partitions; reference = %s v%s",
             start,
@@ -96,15 +99,16 @@ class SummarizePartitionOperator(RolloutBaseOperator):
         self.paths = paths
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.hooks.object_storage import prediction_log_storage
         from airflow_mlops.monitoring.drift import DriftReference, summarize
         from airflow_mlops.monitoring.window import served_predictions, window_columns
-        from airflow_mlops.serving.prediction_log import read_prediction_parts
+        from airflow_mlops.prediction_log import read_prediction_parts
 
         plan = context["ti"].xcom_pull(task_ids="plan_window", key=PLAN_KEY)
         reference = DriftReference.from_dict(plan["reference"])
-        root, conn_id = self.log_location
+        storage = prediction_log_storage(*self.log_location)
         start, end = datetime.fromisoformat(plan["start"]), datetime.fromisoformat(plan["end"])
-        rows = read_prediction_parts(root, list(self.paths), start, end, conn_id=conn_id)
+        rows = read_prediction_parts(storage, list(self.paths), start, end)
         columns: dict[str, Any] = window_columns(rows, self.loaded.config)
         if PREDICTION_FEATURE in reference:
             columns[PREDICTION_FEATURE] = served_predictions(rows)
@@ -168,17 +172,18 @@ class EvaluateDriftOperator(RolloutBaseOperator):
         return result
 
     def _performance(self, plan: dict[str, Any]) -> dict[str, Any]:
+        from airflow_mlops.hooks.object_storage import prediction_log_storage
         from airflow_mlops.monitoring.window import performance_on_labels
-        from airflow_mlops.serving.prediction_log import read_feedback, read_predictions
+        from airflow_mlops.prediction_log import read_feedback, read_predictions
         from airflow_mlops.training.metrics import higher_is_better
 
         cfg = self.loaded.config
-        root, conn_id = self.log_location
+        storage = prediction_log_storage(*self.log_location)
         start, end = datetime.fromisoformat(plan["start"]), datetime.fromisoformat(plan["end"])
-        feedback = read_feedback(root, cfg.name, start, end + timedelta(days=7), conn_id=conn_id)
+        feedback = read_feedback(storage, cfg.name, start, end + timedelta(days=7))
         if feedback.empty:
             return {"metric": cfg.primary_metric, "value": None, "labelled": 0, "breached": False}
-        rows = read_predictions(root, cfg.name, start, end, conn_id=conn_id)
+        rows = read_predictions(storage, cfg.name, start, end)
         perf = performance_on_labels(rows, feedback, cfg.primary_metric, plan.get("champion_metric"))
         breached = perf.breached(
             cfg.monitoring.max_performance_drop, higher_is_better(cfg.primary_metric), cfg.rollout.canary.min_labels
@@ -233,40 +238,52 @@ class EvaluateDriftOperator(RolloutBaseOperator):
                     metrics[f"live_{result['performance']['metric']}"] = float(result["performance"]["value"])
                 mlflow.log_metrics(metrics)
                 mlflow.log_text(json.dumps(result, indent=2, default=str), "drift/statistics.json")
-                report = self._evidently(plan)
+                report, skipped = self._evidently(plan)
                 if report is not None:
                     with tempfile.TemporaryDirectory() as tmp:
                         path = Path(tmp) / "evidently_drift_report.html"
                         path.write_text(report)
                         mlflow.log_artifact(str(path), "drift")
+                elif skipped is not None:  # the run says why it has no report; our statistics decided anyway
+                    mlflow.set_tag(Tag.DRIFT_REPORT_SKIPPED, skipped[:5000])
+                    mlflow.log_text(skipped + "\n", "drift/evidently_report_skipped.txt")
                 return run.info.run_id, f"{run.info.artifact_uri}/drift"
 
-    def _evidently(self, plan: dict[str, Any]) -> str | None:
-        """evidently's HTML on a sample of the window vs the reference (for people; never decides)."""
+    def _evidently(self, plan: dict[str, Any]) -> tuple[str | None, str | None]:
+        """evidently's HTML on a sample of the window vs the reference (for people; never decides).
+
+        Returns ``(html, None)``, or ``(None, why)`` when there is no report: evidently is not installed
+        (the ``[reports]`` extra; the reason names the pip install), the window is empty, or evidently failed.
+        """
         import tempfile
         from pathlib import Path
 
         import pandas as pd
 
         from airflow_mlops.data.io import read_table
+        from airflow_mlops.exceptions import MissingExtraError
+        from airflow_mlops.hooks.object_storage import prediction_log_storage
         from airflow_mlops.monitoring.report import evidently_drift_html
         from airflow_mlops.monitoring.window import window_columns
-        from airflow_mlops.serving.prediction_log import read_predictions
+        from airflow_mlops.prediction_log import read_predictions
 
         cfg = self.loaded.config
-        root, conn_id = self.log_location
+        storage = prediction_log_storage(*self.log_location)
         start, end = datetime.fromisoformat(plan["start"]), datetime.fromisoformat(plan["end"])
-        current = pd.DataFrame(window_columns(read_predictions(root, cfg.name, start, end, conn_id=conn_id), cfg))
+        current = pd.DataFrame(window_columns(read_predictions(storage, cfg.name, start, end), cfg))
         if current.empty:
-            return None
+            return None, "no predictions in the window"
         reference, _ = read_table(plan["reference_uri"], None, cfg.data.format)
         try:
             with tempfile.TemporaryDirectory() as tmp:
                 path = evidently_drift_html(reference, current, cfg.features.all, Path(tmp) / "report.html")
-                return path.read_text()
+                return path.read_text(), None
+        except MissingExtraError as exc:
+            self.log.warning("evidently report skipped: %s", exc)
+            return None, str(exc)
         except Exception as exc:
             self.log.warning("evidently report failed: %s", exc)
-            return None
+            return None, f"evidently report failed: {type(exc).__name__}: {exc}"
 
     def _cooldown(self, result: dict[str, Any]) -> tuple[bool, bool]:
         """(emit, suppressed): act-level findings inside the cooldown are recorded, not emitted."""
@@ -295,7 +312,7 @@ class EmitDriftEventOperator(RolloutBaseOperator):
             )
         drifted = [n for n, s in result["scores"].items() if s.get("status") == "act"]
         payload = {
-            "model": self.model_name,
+            "model": self.model,
             "features": drifted,
             "scores": {n: result["scores"][n].get("psi") for n in drifted},
             "window": result["window"],
@@ -305,6 +322,6 @@ class EmitDriftEventOperator(RolloutBaseOperator):
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = payload
         with self.hook.activate() as client:
-            client.set_registered_model_tag(self.model_name, Tag.DRIFT_LAST_EVENT, _now().isoformat())
-        self.log.info("Drift event for %s: %s", self.model_name, payload)
+            client.set_registered_model_tag(self.model, Tag.DRIFT_LAST_EVENT, _now().isoformat())
+        self.log.info("Drift event for %s: %s", self.model, payload)
         return payload
