@@ -133,9 +133,7 @@ def test_challenger_requires_recorded_approval_when_configured(workspace: Any) -
     with pytest.raises(RegistryError, match="needs an approval"):
         op(SetChallengerOperator, config, require_approval=True).execute(ctx)
     with pytest.raises(RegistryError, match="expected an 'Approve' answer"):
-        op(RecordApprovalOperator, config, approval_task_id="approve").execute(
-            context(approve={"chosen_options": ["Reject"]})
-        )
+        op(RecordApprovalOperator, config, answer={"chosen_options": ["Reject"]}).execute(ctx)
 
     answer = {
         "chosen_options": ["Approve"],
@@ -143,7 +141,7 @@ def test_challenger_requires_recorded_approval_when_configured(workspace: Any) -
         "responded_at": datetime(2026, 11, 1, 12, 0, tzinfo=UTC),
         "responded_by_user": {"id": "ci", "name": "ci"},
     }
-    recorded = op(RecordApprovalOperator, config, approval_task_id="approve").execute(context(approve=answer))
+    recorded = op(RecordApprovalOperator, config, answer=answer).execute(ctx)
     assert recorded == {"version": "1", "approved_by": "ci", "approved_at": "2026-11-01T12:00:00+00:00"}
     tags = workspace.client().get_model_version("fraud", "1").tags
     assert (tags["mlops.approved_by"], tags["mlops.approved_at"]) == ("ci", "2026-11-01T12:00:00+00:00")

@@ -10,6 +10,7 @@ from airflow_mlops.factories.assets import GROUP, cron_or_assets, drift_asset
 from airflow_mlops.factories.train import START_DATE
 from airflow_mlops.operators.monitoring import (
     PARAM_WINDOW_END,
+    PLAN_KEY,
     EmitDriftEventOperator,
     EvaluateDriftOperator,
     PlanMonitoringWindowOperator,
@@ -65,10 +66,13 @@ def build_monitor_dag(loaded: LoadedConfig) -> DAG:
         params={PARAM_WINDOW_END: Param(None, type=["null", "string"], description="Window end (ISO, default now)")},
     ) as dag:
         plan = PlanMonitoringWindowOperator(task_id="plan_window", **common)
-        summarize = SummarizePartitionOperator.partial(task_id="summarize_partition", **common).expand(
+        window = XComArg(plan, key=PLAN_KEY)
+        summarize = SummarizePartitionOperator.partial(task_id="summarize_partition", plan=window, **common).expand(
             paths=XComArg(plan)
         )
-        evaluate = EvaluateDriftOperator(task_id="evaluate_drift", **common)
-        emit = EmitDriftEventOperator(task_id="emit_drift", outlets=[drift_asset(cfg.name)], **common)
+        evaluate = EvaluateDriftOperator(task_id="evaluate_drift", plan=window, summaries=XComArg(summarize), **common)
+        emit = EmitDriftEventOperator(
+            task_id="emit_drift", result=XComArg(evaluate), outlets=[drift_asset(cfg.name)], **common
+        )
         chain(plan, summarize, evaluate, emit)
     return dag

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import DAG, Param, chain
+from airflow.sdk import DAG, Param, XComArg, chain
 
 from airflow_mlops.config.schema import parse_duration
 from airflow_mlops.factories.assets import candidate_asset, cron_or_assets, data_asset, drift_asset
@@ -89,14 +89,14 @@ def build_train_dag(loaded: LoadedConfig) -> DAG:
                 task_id="approve",
                 subject=f"Promote {cfg.name} candidate to challenger?",
                 body=(
-                    f"Candidate **{cfg.name} v{{{{ ti.xcom_pull(task_ids='gate_model')['version'] }}}}** passed its "
-                    "gate.\n\nGate report: `{{ ti.xcom_pull(task_ids='gate_model')['report'] }}`"
+                    f"Candidate **{cfg.name} v{{{{ ti.xcom_pull(task_ids='{gate.task_id}')['version'] }}}}** passed "
+                    f"its gate.\n\nGate report: `{{{{ ti.xcom_pull(task_ids='{gate.task_id}')['report'] }}}}`"
                 ),
                 assigned_users=[{"id": user, "name": user} for user in cfg.approval.approvers] or None,
                 response_timeout=parse_duration(cfg.approval.timeout),
                 defaults=["Reject"],
             )
-            record = RecordApprovalOperator(task_id="record_approval", approval_task_id="approve", **common)
+            record = RecordApprovalOperator(task_id="record_approval", answer=XComArg(approve), **common)
             tasks += [approve, record]
         chain(*tasks, challenger)
     return dag

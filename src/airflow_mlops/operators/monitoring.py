@@ -86,17 +86,25 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _mapping(task_id: str, field: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{task_id}: {field}: got {type(value).__name__}; expected the plan_window task's plan")
+    return value
+
+
 class SummarizePartitionOperator(RolloutBaseOperator):
     """Summarize one hour of served traffic against the reference (mapped over the window's hours).
 
     :param paths: The part files of one hour partition (templated; mapped).
+    :param plan: The window plan (``XComArg(plan_window, key="plan")``): window bounds and reference.
     """
 
-    template_fields: Sequence[str] = (*RolloutBaseOperator.template_fields, "paths")
+    template_fields: Sequence[str] = (*RolloutBaseOperator.template_fields, "paths", "plan")
 
-    def __init__(self, *, paths: list[str], **kwargs: Any) -> None:
+    def __init__(self, *, paths: list[str], plan: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.paths = paths
+        self.plan = plan
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.hooks.object_storage import prediction_log_storage
@@ -104,7 +112,7 @@ class SummarizePartitionOperator(RolloutBaseOperator):
         from airflow_mlops.monitoring.window import served_predictions, window_columns
         from airflow_mlops.prediction_log import read_prediction_parts
 
-        plan = context["ti"].xcom_pull(task_ids="plan_window", key=PLAN_KEY)
+        plan = _mapping(self.task_id, "plan", self.plan)
         reference = DriftReference.from_dict(plan["reference"])
         storage = prediction_log_storage(*self.log_location)
         start, end = datetime.fromisoformat(plan["start"]), datetime.fromisoformat(plan["end"])
@@ -118,16 +126,27 @@ class SummarizePartitionOperator(RolloutBaseOperator):
 
 
 class EvaluateDriftOperator(RolloutBaseOperator):
-    """Merge the hourly summaries, score drift and performance, record everything in MLflow, decide."""
+    """Merge the hourly summaries, score drift and performance, record everything in MLflow, decide.
+
+    :param plan: The window plan (``XComArg(plan_window, key="plan")``).
+    :param summaries: The hourly summaries (``XComArg(summarize_partition)``, the mapped task's results).
+    """
+
+    template_fields: Sequence[str] = (*RolloutBaseOperator.template_fields, "plan", "summaries")
+
+    def __init__(self, *, plan: Any, summaries: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.plan = plan
+        self.summaries = summaries
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.monitoring.drift import ColumnSummary, DriftReference, decide, drift_scores, merge
 
         cfg = self.loaded.config
-        plan = context["ti"].xcom_pull(task_ids="plan_window", key=PLAN_KEY)
-        pulled = context["ti"].xcom_pull(task_ids="summarize_partition") or []
-        # one mapped instance comes back as its value, several as a sequence of values
-        parts = [p for p in ([pulled] if isinstance(pulled, dict) else pulled) if p]
+        plan = _mapping(self.task_id, "plan", self.plan)
+        pulled = self.summaries or []
+        # a single summary may come back as its value, several as a (lazy) sequence of values
+        parts = [p for p in ([pulled] if isinstance(pulled, dict) else list(pulled)) if p]
         reference = DriftReference.from_dict(plan["reference"])
         summaries = [{k: ColumnSummary.from_dict(v) for k, v in part["summary"].items()} for part in parts]
         rows = sum(int(part["rows"]) for part in parts)
@@ -300,12 +319,21 @@ class EvaluateDriftOperator(RolloutBaseOperator):
 
 
 class EmitDriftEventOperator(RolloutBaseOperator):
-    """Announce ``mlops://<model>/drift`` (features, scores, window) — or skip, so no event is emitted."""
+    """Announce ``mlops://<model>/drift`` (features, scores, window) — or skip, so no event is emitted.
+
+    :param result: The drift decision (``evaluate_drift.output``).
+    """
+
+    template_fields: Sequence[str] = (*RolloutBaseOperator.template_fields, "result")
+
+    def __init__(self, *, result: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.result = result
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        result = context["ti"].xcom_pull(task_ids="evaluate_drift")
+        result = self.result
         if not result or not result.get("emit"):
             raise AirflowSkipException(
                 "no drift event: " + ("cooldown" if result and result.get("suppressed") else "no action needed")

@@ -22,21 +22,21 @@ def candidate_asset_uri(model: str) -> str:
 class RecordApprovalOperator(MlopsBaseOperator):
     """Copy the approver and the time of the answer from the approval task onto the model version.
 
-    :param approval_task_id: The ``ApprovalOperator`` task whose answer to record.
+    :param answer: The ``ApprovalOperator``'s result (``approve.output``; templated).
     """
 
-    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "approval_task_id")
+    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "answer")
 
-    def __init__(self, *, approval_task_id: str, **kwargs: Any) -> None:
+    def __init__(self, *, answer: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.approval_task_id = approval_task_id
+        self.answer = answer
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.registry.versions import version_for_run
 
-        answer = context["ti"].xcom_pull(task_ids=self.approval_task_id)
+        answer = self.answer
         if not isinstance(answer, dict) or answer.get("chosen_options") != ["Approve"]:
-            raise RegistryError(f"{self.approval_task_id}: expected an 'Approve' answer, got {answer!r}")
+            raise RegistryError(f"{self.task_id}: answer: expected an 'Approve' answer, got {answer!r}")
         user = answer.get("responded_by_user") or {}
         approver = str(user.get("name") or user.get("id") or "unknown")
         responded_at = answer.get("responded_at")
