@@ -213,3 +213,47 @@ def test_two_trainings_with_same_data_config_and_seed_are_identical(workspace: A
     p2 = client.download_artifacts(run2.info.run_id, "evaluation/holdout_predictions.csv")
     with open(p1, "rb") as a, open(p2, "rb") as b:
         assert a.read() == b.read()
+
+
+def test_hand_written_training_dag_without_yaml(
+    workspace: Any, airflow_db: Any, request: pytest.FixtureRequest, tmp_path: Any
+) -> None:
+    """``dags/examples/example_training.py``: the training operators from a mapping, no config file,
+    wired by the fingerprint task's run id; a second run is gated against the first as champion."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    from airflow_mlops.deploy.audit import AuditTrail
+    from airflow_mlops.deploy.promotion import Deployments
+
+    repo = Path(__file__).parents[2]
+    example = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]) / "example_training.py"
+    shutil.copy(repo / "dags" / "examples" / "example_training.py", example)  # dag.test() runs the DAG bundle
+    request.addfinalizer(example.unlink)
+    bag = DagBag(dag_folder=str(example))
+    assert bag.import_errors == {}
+    dag = bag.get_dag("example_training")
+    assert list(workspace.config_dir.iterdir()) == []  # no YAML anywhere
+
+    first = repo / "dags" / "data" / "fraud" / "transactions_batch_001.csv"
+    run = dag.test(run_conf={"data_uri": str(first)})
+
+    assert run.state == "success", states(run)
+    client = workspace.client()
+    assert aliases(client) == {"challenger": "1"}
+    version = client.get_model_version("fraud", "1")
+    assert version.tags["mlops.data_uri"] == str(first)
+    assert version.tags["mlops.gate"] == "passed"
+    Deployments(client, AuditTrail(os.environ["AIRFLOW_MLOPS_STATE_DB"])).promote("fraud", "1", actor="t", reason="r")
+
+    from airflow_mlops.examples.datasets import fraud_batch
+
+    second = tmp_path / "transactions_batch_002.csv"
+    fraud_batch(2).to_csv(second, index=False)
+    run = dag.test(run_conf={"data_uri": str(second)})
+    assert run.state == "success", states(run)
+    report = client.get_model_version("fraud", "2").tags["mlops.gate_report"]
+    assert "champion" in Path(report.removeprefix("file://")).read_text()  # compared with champion v1

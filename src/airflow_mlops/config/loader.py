@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,6 +162,25 @@ def load_config(path: str | os.PathLike[str]) -> LoadedConfig:
         raise ConfigError(f"{path}: name: got {config.name!r}; expected {stem!r} (the file name without suffix)")
     canonical = json.dumps(config.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
     return LoadedConfig(path=path, config=config, sha256=hashlib.sha256(canonical.encode()).hexdigest())
+
+
+def load_inline_config(raw: Any, source: str) -> LoadedConfig:
+    """Validate a config given as a mapping (a hand-written DAG's ``model_config``), with the same messages.
+
+    ``source`` names where it came from in error messages (e.g. ``"train_model: model_config"``);
+    relative paths in it resolve against the current directory.
+    """
+    label = Path(f"<{source}>")
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{label}: got {_show(raw)}; expected a mapping of config fields")
+    try:
+        config = ModelConfig.model_validate(dict(raw))
+    except ValidationError as exc:
+        raise ConfigError("\n".join(str(p) for p in problems_from_validation(label, exc))) from exc
+    canonical = json.dumps(config.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
+    return LoadedConfig(
+        path=Path.cwd() / label.name, config=config, sha256=hashlib.sha256(canonical.encode()).hexdigest()
+    )
 
 
 def config_files(directory: str | os.PathLike[str]) -> list[Path]:

@@ -70,15 +70,17 @@ def build_train_dag(loaded: LoadedConfig) -> DAG:
             ),
         },
     ) as dag:
-        fingerprint = FingerprintDataOperator(task_id="fingerprint_data", **common)
-        validate = ValidateDataOperator(task_id="validate_data", **common)
-        train = TrainModelOperator(task_id="train_model", **common)
-        register = RegisterModelOperator(task_id="register_model", **common)
-        gate = GateModelOperator(task_id="gate_model", **common)
+        fingerprint = FingerprintDataOperator(task_id="fingerprint_data", multiple_outputs=True, **common)
+        run: dict[str, Any] = {"mlflow_run_id": XComArg(fingerprint, key="mlflow_run_id")}
+        validate = ValidateDataOperator(task_id="validate_data", **run, **common)
+        train = TrainModelOperator(task_id="train_model", **run, **common)
+        register = RegisterModelOperator(task_id="register_model", **run, **common)
+        gate = GateModelOperator(task_id="gate_model", **run, **common)
         challenger = SetChallengerOperator(
             task_id="set_challenger",
             require_approval=cfg.approval.required,
             outlets=[candidate_asset(cfg.name)],
+            **run,
             **common,
         )
         tasks: list[Any] = [fingerprint, validate, train, register, gate]
@@ -96,7 +98,7 @@ def build_train_dag(loaded: LoadedConfig) -> DAG:
                 response_timeout=parse_duration(cfg.approval.timeout),
                 defaults=["Reject"],
             )
-            record = RecordApprovalOperator(task_id="record_approval", answer=XComArg(approve), **common)
+            record = RecordApprovalOperator(task_id="record_approval", answer=XComArg(approve), **run, **common)
             tasks += [approve, record]
         chain(*tasks, challenger)
     return dag

@@ -5,13 +5,14 @@ Nothing heavy is imported here: operators are constructed at DAG-parse time.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseOperator
 
-from airflow_mlops.config.loader import LoadedConfig, load_config
+from airflow_mlops.config.loader import LoadedConfig, load_config, load_inline_config
 from airflow_mlops.exceptions import ConfigError, DataError
 from airflow_mlops.hooks.mlflow import MlflowHook
 from airflow_mlops.vocabulary import Tag
@@ -28,7 +29,7 @@ PARAM_DATA_URI = "data_uri"
 PARAM_DATA_CONN_ID = "data_conn_id"
 
 
-def _announced_data(events: Any) -> dict[str, Any]:
+def announced_data(events: Any) -> dict[str, Any]:
     """The newest ``data_uri``/``data_conn_id`` carried by a triggering Asset event, if any."""
     found: dict[str, Any] = {}
     for asset_events in (events or {}).values():
@@ -48,10 +49,15 @@ class MlopsBaseOperator(BaseOperator):
     :param model_name: Registered model name (templated); defaults to the config's ``name``.
     :param config_path: Path to a model's YAML config (templated, optional): the defaults for every
         argument not given explicitly.
+    :param model_config: The same config as a mapping (templated), for DAGs without YAML files;
+        validated with the same rules and messages. Give ``config_path`` or ``model_config``, not both.
     :param mlflow_conn_id: Airflow connection of type ``mlflow``.
+    :param mlflow_run_id: The training run to work on (templated; e.g. the fingerprint task's
+        ``mlflow_run_id`` output); default: the run this DAG run's first task created.
     """
 
-    template_fields: Sequence[str] = ("model_name", "config_path", "mlflow_conn_id")
+    template_fields: Sequence[str] = ("model_name", "config_path", "model_config", "mlflow_conn_id", "mlflow_run_id")
+    template_fields_renderers = {"model_config": "json"}
     ui_color = "#d8ecf3"
 
     def __init__(
@@ -59,18 +65,30 @@ class MlopsBaseOperator(BaseOperator):
         *,
         model_name: str | None = None,
         config_path: str | None = None,
+        model_config: Mapping[str, Any] | None = None,
         mlflow_conn_id: str = "mlflow_default",
+        mlflow_run_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not model_name and not config_path:
+        if config_path and model_config is not None:
+            raise ValueError(f"{self.task_id}: give config_path or model_config, not both")
+        if not model_name and not config_path and model_config is None:
             raise ValueError(f"{self.task_id}: give model_name (and the operator's arguments) or a config_path")
         self.model_name = model_name
         self.config_path = config_path
+        self.model_config = model_config
         self.mlflow_conn_id = mlflow_conn_id
+        self.mlflow_run_id = mlflow_run_id
+
+    @property
+    def has_config(self) -> bool:
+        return bool(self.config_path) or self.model_config is not None
 
     @cached_property
     def loaded(self) -> LoadedConfig:
+        if self.model_config is not None:
+            return load_inline_config(self.model_config, f"{self.task_id}: model_config")
         if not self.config_path:
             raise ConfigError(
                 f"{self.task_id}: this operator was given no config_path, and an argument it needs was not given "
@@ -91,7 +109,7 @@ class MlopsBaseOperator(BaseOperator):
         """``explicit`` when given, else what ``read`` takes from the model config (``what`` names it)."""
         if explicit is not None:
             return explicit
-        if not self.config_path:
+        if not self.has_config:
             raise ConfigError(f"{self.task_id}: {what} is not given, and there is no config_path to take it from")
         return read(self.loaded)
 
@@ -103,7 +121,7 @@ class MlopsBaseOperator(BaseOperator):
         """
         cfg = self.loaded.config.data
         params = context.get("params") or {}
-        announced = _announced_data(context.get("triggering_asset_events"))
+        announced = announced_data(context.get("triggering_asset_events"))
         uri = announced.get(PARAM_DATA_URI) or params.get(PARAM_DATA_URI) or cfg.uri
         conn_id = announced.get(PARAM_DATA_CONN_ID) or params.get(PARAM_DATA_CONN_ID) or cfg.conn_id
         return self.loaded.resolve(str(uri)), (str(conn_id) if conn_id else None)
@@ -126,11 +144,15 @@ class MlopsBaseOperator(BaseOperator):
         return str(runs[0].info.run_id) if runs else None
 
     def run_id(self, client: MlflowClient, context: Context) -> str:
-        """The MLflow run the first task of this DAG run created (found by the DAG run id tag).
+        """This DAG run's MLflow run: ``mlflow_run_id`` when given (e.g. the fingerprint task's output),
+        else the run the first task created (found by the DAG run id tag).
 
         Also the run's config check: the config must still be the one the run recorded, so every
         task of a DAG run works with the config its lineage names.
         """
+        given = str(self.mlflow_run_id).strip() if self.mlflow_run_id not in (None, "") else ""
+        if given and given != "None":
+            return self._given_run(client, given, context)
         run_id = self.existing_run(client, context)
         if run_id is None:
             raise DataError(
@@ -138,6 +160,24 @@ class MlopsBaseOperator(BaseOperator):
                 "run the fingerprint_data task first"
             )
         self.check_config_unchanged(client.get_run(run_id).data.tags.get(Tag.CONFIG_SHA256), context)
+        return run_id
+
+    def _given_run(self, client: MlflowClient, run_id: str, context: Context) -> str:
+        """An explicit run id must name a training run of this model (never another model's run)."""
+        from mlflow.exceptions import MlflowException
+
+        if not re.fullmatch(r"[0-9a-f]{32}", run_id):
+            raise DataError(f"{self.task_id}: mlflow_run_id: got {run_id!r}; expected a 32-character MLflow run id")
+        try:
+            tags = client.get_run(run_id).data.tags
+        except MlflowException as exc:
+            raise DataError(f"{self.task_id}: mlflow_run_id: no MLflow run {run_id!r}: {exc}") from exc
+        if tags.get(Tag.MODEL) != self.model or Tag.DATA_SHA256 not in tags:
+            raise DataError(
+                f"{self.task_id}: mlflow_run_id: run {run_id} is not a training run of {self.model!r} "
+                f"(its model tag is {tags.get(Tag.MODEL)!r})"
+            )
+        self.check_config_unchanged(tags.get(Tag.CONFIG_SHA256), context)
         return run_id
 
     def check_config_unchanged(self, recorded: str | None, context: Context) -> None:

@@ -69,7 +69,7 @@ class RolloutBaseOperator(MlopsBaseOperator):
     def log_location(self) -> tuple[str, str | None]:
         if self.log_root:
             return str(self.log_root), (str(self.log_conn_id) if self.log_conn_id else None)
-        if not self.config_path:
+        if not self.has_config:
             root: str | None = settings.prediction_log_root()
             conn_id = str(self.log_conn_id) if self.log_conn_id else None
             where = "log_root is not given"
@@ -372,7 +372,7 @@ class RollbackOperator(RolloutBaseOperator):
             self.deployment_target(client).rollback(
                 self.model, version, actor=self.actor(context), reason=f"manual rollback to {wanted}"
             )
-        url = self.gateway_url or (self.loaded.config.serving.gateway_url if self.config_path else None)
+        url = self.gateway_url or (self.loaded.config.serving.gateway_url if self.has_config else None)
         if url:
             self._confirm_served(str(url), version)
         return {"version": version}

@@ -7,10 +7,11 @@ tagged with the DAG run id) and does not do it twice.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.exceptions import DataError, DataValidationError
-from airflow_mlops.operators.base import MlopsBaseOperator
+from airflow_mlops.operators.base import PARAM_DATA_CONN_ID, PARAM_DATA_URI, MlopsBaseOperator, announced_data
 from airflow_mlops.ui.links import MlflowModelVersionLink, MlflowRunLink
 from airflow_mlops.vocabulary import Tag
 
@@ -20,11 +21,39 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def _given(value: Any) -> str | None:
+    """A templated argument's value, ``None`` when unset (a rendered ``None`` is the text "None")."""
+    text = str(value).strip() if value is not None else ""
+    return text if text and text != "None" else None
+
+
 class FingerprintDataOperator(MlopsBaseOperator):
     """Read the training data once, hash its content, and open (or find) this DAG run's MLflow run.
 
     The run carries the lineage tags; later tasks re-read the data and refuse it if the hash changed.
+    Wire the later tasks with ``mlflow_run_id=XComArg(fingerprint, key="mlflow_run_id")`` (with
+    ``multiple_outputs=True``) or let them find the run by the DAG run id.
+
+    :param data_uri: Training data (templated): a file or folder URI; default: the run's ``data_uri``
+        param, else the config's ``data.uri``. A triggering new-data Asset event's ``data_uri`` wins.
+    :param data_conn_id: Airflow connection for an object-store ``data_uri`` (templated).
+    :return: ``{"mlflow_run_id", "data_uri", "data_files", "data_sha256", "rows"}``.
     """
+
+    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "data_uri", "data_conn_id")
+
+    def __init__(self, *, data_uri: str | None = None, data_conn_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.data_uri = data_uri
+        self.data_conn_id = data_conn_id
+
+    def data_location(self, context: Context) -> tuple[str, str | None]:
+        explicit = {PARAM_DATA_URI: _given(self.data_uri), PARAM_DATA_CONN_ID: _given(self.data_conn_id)}
+        announced = announced_data(context.get("triggering_asset_events"))
+        if explicit[PARAM_DATA_URI] and not announced:
+            uri, conn_id = explicit[PARAM_DATA_URI], explicit[PARAM_DATA_CONN_ID]
+            return self.loaded.resolve(str(uri)), (str(conn_id) if conn_id else None)
+        return super().data_location(context)
 
     def execute(self, context: Context) -> dict[str, Any]:
         import json
