@@ -13,7 +13,7 @@ export DO_NOT_TRACK := 1
 export GX_ANALYTICS_ENABLED := False
 export SCARF_ANALYTICS := false
 
-.PHONY: demo test test-fast lint venv tools browser lock build clean
+.PHONY: demo test test-fast lint docs venv tools browser lock build clean
 
 venv: $(STAMP)
 
@@ -47,7 +47,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests dags benchmarks plugins
 	$(BIN)/mypy
 
-test: $(STAMP) tools browser lint
+# The documentation site (mkdocs.yml): --strict turns every warning (broken link, missing snippet) into a failure.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+test: $(STAMP) tools browser lint docs
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)
