@@ -113,10 +113,19 @@ _BOUNDS: tuple[tuple[type[Any], str, str], ...] = (
 )
 
 
+def _number(value: Any) -> str:
+    """``0`` and ``0.0`` alike as ``0`` (pydantic may hand back either for the same bound), ``0.5`` as is."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def _constraint_texts(metadata: list[Any]) -> list[str]:
     out: list[str] = []
     for item in metadata:
-        bound = next((fmt.format(getattr(item, attr)) for kind, attr, fmt in _BOUNDS if isinstance(item, kind)), None)
+        bound = next(
+            (fmt.format(_number(getattr(item, attr))) for kind, attr, fmt in _BOUNDS if isinstance(item, kind)), None
+        )
         if bound is not None:
             out.append(bound)
         elif getattr(item, "pattern", None):
@@ -127,7 +136,7 @@ def _constraint_texts(metadata: list[Any]) -> list[str]:
 
 
 def render_type(annotation: Any, links: Iterator[str] | None = None) -> str:
-    """A field's type in words: ``list of number (> 0.0, ≤ 100.0)``, ``"csv" or "parquet"``, ``duration``.
+    """A field's type in words: ``list of number (> 0, ≤ 100)``, ``"csv" or "parquet"``, ``duration``.
 
     ``links`` gives, in order, the anchor of each nested model's section (see :func:`_nested_models`).
     """

@@ -69,7 +69,7 @@ def test_config_reference_carries_types_defaults_constraints_and_comments() -> N
     page = reference.config_reference()
     assert "| `name` | string (matches `^[a-z][a-z0-9_]{1,62}$`) | **required** |" in page
     assert '| `rollout.target` | `"local"` or `"sagemaker"` or `"azureml"` | `"local"` |' in page
-    assert "| `rollout.canary.steps` | list of number (> 0.0, ≤ 100.0) | `[5.0, 25.0, 50.0, 100.0]` |" in page
+    assert "| `rollout.canary.steps` | list of number (> 0, ≤ 100) | `[5.0, 25.0, 50.0, 100.0]` |" in page
     assert '| `approval.timeout` | [duration](#durations) | `"7d"` | How long to wait for a human' in page
     assert "| `estimator.class` |" in page  # the YAML key (alias), not the Python attribute class_
     assert "- expected strictly increasing percentages" in page  # a validator's rule
@@ -87,7 +87,7 @@ class _Probe(BaseModel):
 
     #: A field added later, with a comment.
     brand_new: Literal["a", "b"] = "a"
-    described: float = Field(default=0.5, gt=0, description="Said in Field(description=...).")
+    described: float = Field(default=0.5, gt=0.0, description="Said in Field(description=...).")
     pattern: str = Field(default="x", pattern=r"^(x|y)$")
     inner: _Inner = Field(default_factory=_Inner)
     many: dict[str, _Inner] = Field(default_factory=dict)
