@@ -15,13 +15,16 @@ __all__ = ["SENSOR_MODULES", "__version__", "get_provider_info"]
 INTEGRATION = "airflow-mlops"
 """The one integration every operators/hooks/triggers entry names (Airflow's schema requires a name)."""
 
-# ---- SENSORS: the sensor author fills this list ------------------------------------------------------
-# Static on purpose: Airflow reads provider metadata without importing our code, so this list is not
-# discovered from airflow_mlops/sensors/ at call time. Add each sensor module's dotted path here, e.g.
-# "airflow_mlops.sensors.endpoint"; get_provider_info() emits "sensors" only when the list is non-empty,
-# and tests/operators/test_operators.py imports every listed module.
-SENSOR_MODULES: list[str] = []
-# -------------------------------------------------------------------------------------------------------
+# Static on purpose: Airflow reads provider metadata without importing our code, so these lists are not
+# discovered at call time; tests/operators/test_operators.py imports every listed module and fails when a
+# module defining an operator, sensor or trigger is missing here.
+SENSOR_MODULES: list[str] = [
+    "airflow_mlops.sensors.approval",
+    "airflow_mlops.sensors.base",
+    "airflow_mlops.sensors.drift",
+    "airflow_mlops.sensors.model_alias",
+    "airflow_mlops.sensors.prediction_volume",
+]
 
 OPERATOR_MODULES = [
     "airflow_mlops.operators.base",
@@ -33,13 +36,12 @@ OPERATOR_MODULES = [
 ]
 HOOK_MODULES = ["airflow_mlops.hooks.mlflow"]
 TRIGGER_MODULES = [
-    # the sensors' triggers (approval, drift, model_alias, polling) are listed with the others; the provider
-    # metadata test fails when a module here is gone or a module defining a trigger is missing from here
     "airflow_mlops.triggers.approval",
     "airflow_mlops.triggers.drift",
     "airflow_mlops.triggers.model_alias",
     "airflow_mlops.triggers.polling",
     "airflow_mlops.triggers.prediction_log",
+    "airflow_mlops.triggers.prediction_volume",
     "airflow_mlops.triggers.rollout",
 ]
 

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.config.schema import parse_duration
+from airflow_mlops.monitoring.verdicts import STATISTICS_ARTIFACT, monitoring_experiment
 from airflow_mlops.operators.rollout import RolloutBaseOperator
 from airflow_mlops.vocabulary import Tag
 
@@ -27,10 +28,6 @@ if TYPE_CHECKING:
 PREDICTION_FEATURE = "__prediction__"
 PARAM_WINDOW_END = "window_end"
 PLAN_KEY = "plan"
-
-
-def monitoring_experiment(model: str) -> str:
-    return f"airflow-mlops/{model}/monitoring"
 
 
 class PlanMonitoringWindowOperator(RolloutBaseOperator):
@@ -256,7 +253,7 @@ class EvaluateDriftOperator(RolloutBaseOperator):
                 if result["performance"].get("value") is not None:
                     metrics[f"live_{result['performance']['metric']}"] = float(result["performance"]["value"])
                 mlflow.log_metrics(metrics)
-                mlflow.log_text(json.dumps(result, indent=2, default=str), "drift/statistics.json")
+                mlflow.log_text(json.dumps(result, indent=2, default=str), STATISTICS_ARTIFACT)
                 report, skipped = self._evidently(plan)
                 if report is not None:
                     with tempfile.TemporaryDirectory() as tmp:

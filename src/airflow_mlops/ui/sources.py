@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit
 
+from airflow_mlops.monitoring.verdicts import monitoring_experiment
 from airflow_mlops.ui.data import (
     ApprovalRecord,
     AuditRecord,
@@ -57,10 +58,6 @@ TRAFFIC_CHARTS = ("error_rate", "latency_p95", "requests")
 
 _MLFLOW_LOCK = threading.RLock()
 _T = TypeVar("_T")
-
-
-def monitoring_experiment(model: str) -> str:
-    return f"airflow-mlops/{model}/monitoring"
 
 
 # -- configs and Airflow ------------------------------------------------------------------------------
