@@ -83,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--wal-dir", default=None, help="local write-ahead log folder (strict mode)")
     serve.add_argument("--poll-interval", type=float, default=1.0, help="seconds between registry polls")
     serve.add_argument("--max-batch", type=int, default=1000)
+    serve.add_argument("--keep-alive", type=float, default=75.0, help="seconds an idle client connection stays open")
     history = sub.add_parser("history", help="print the audit trail of a model's alias moves")
     history.add_argument("model")
     history.add_argument("--state-db", default=None, help=f"SQLAlchemy URL (default: {_STATE_DB_HELP})")
@@ -125,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 wal_dir=args.wal_dir,
                 poll_interval=args.poll_interval,
                 max_batch=args.max_batch,
+                keep_alive=args.keep_alive,
             )
         )
         return 0

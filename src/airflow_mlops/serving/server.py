@@ -23,6 +23,10 @@ class ServeOptions:
     wal_dir: str | None = None
     poll_interval: float = 1.0
     max_batch: int = 1000
+    #: Seconds an idle keep-alive connection stays open. Longer than clients' and load balancers' own idle
+    #: timeouts (httpx 5 s, AWS ALB 60 s), so the client closes first: with equal timeouts a request sent
+    #: on a connection the server is closing at that moment fails with a connection reset.
+    keep_alive: float = 75.0
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -74,4 +78,11 @@ def serve(options: ServeOptions) -> None:
             gateway.stop()
 
     app.router.lifespan_context = lifespan
-    uvicorn.run(app, host=options.host, port=options.port, log_level="warning", access_log=False)
+    uvicorn.run(
+        app,
+        host=options.host,
+        port=options.port,
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=int(options.keep_alive),
+    )
