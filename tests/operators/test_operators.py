@@ -344,6 +344,7 @@ def test_the_asset_uri_scheme_is_ours_and_normalised_by_airflow() -> None:
         Asset(name="typo", uri=f"{ASSET_SCHEME}://fraud/drfit")
 
 
+@pytest.mark.integration  # the airflow CLI in subprocesses (≈ 11 s): part of make test, not the fast layer
 def test_airflow_lists_the_provider_and_its_connection_type() -> None:
     import subprocess
     import sys

@@ -496,42 +496,33 @@ def test_rollout_operators_run_without_a_model_config(env: Env) -> None:
     assert RollbackOperator(task_id="rollback", **common).execute(env.ctx()) == {"version": env.v1}
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"percent": 0}, r"canary: percent: got 0; expected a number in \(0, 100\]"),
-        ({"percent": "half"}, r"canary: percent: got 'half'; expected a number in \(0, 100\]"),
-        ({"percent": 10, "policy": {"step_duration": "soon"}}, r"canary: policy: step_duration: "),
-        ({"percent": 10, "policy": {"max_error_rate": 2}}, r"canary: policy: max_error_rate: "),
-        ({"percent": 10, "policy": {"surprise": 1}}, r"canary: policy: surprise: Extra inputs are not permitted"),
-        ({"percent": 10, "version": None}, r"canary: version: got None; expected a model version"),
-        ({"percent": 10, "version": "../2"}, r"canary: version: got '../2'; expected a version number"),
-        ({"percent": 10, "target": "cloud9"}, r"canary: target: got 'cloud9'; expected one of"),
-    ],
-    ids=[
-        "zero-percent",
-        "text-percent",
-        "bad-duration",
-        "rate-above-1",
-        "unknown-field",
-        "no-version",
-        "path",
-        "target",
-    ],
-)
-def test_bad_explicit_arguments_fail_before_traffic_moves(env: Env, kwargs: dict[str, Any], message: str) -> None:
-    arguments = {
-        "version": env.v2,
-        "champion": env.v1,
-        "log_root": str(env.log_root),
-        "model_name": MODEL,
-        "policy": {},  # the schema's defaults
-        "metric": "roc_auc",
-        **kwargs,
-    }
-    with pytest.raises((ValueError, RegistryError), match=message):
-        CanaryStepOperator(task_id="canary", **arguments).execute(env.ctx())
-    assert (env.state().canary, env.state().canary_percent) == (None, 0.0)
+BAD_ARGUMENTS = [
+    ({"percent": 0}, r"canary: percent: got 0; expected a number in \(0, 100\]"),
+    ({"percent": "half"}, r"canary: percent: got 'half'; expected a number in \(0, 100\]"),
+    ({"percent": 10, "policy": {"step_duration": "soon"}}, r"canary: policy: step_duration: "),
+    ({"percent": 10, "policy": {"max_error_rate": 2}}, r"canary: policy: max_error_rate: "),
+    ({"percent": 10, "policy": {"surprise": 1}}, r"canary: policy: surprise: Extra inputs are not permitted"),
+    ({"percent": 10, "version": None}, r"canary: version: got None; expected a model version"),
+    ({"percent": 10, "version": "../2"}, r"canary: version: got '../2'; expected a version number"),
+    ({"percent": 10, "target": "cloud9"}, r"canary: target: got 'cloud9'; expected one of"),
+]
+
+
+def test_bad_explicit_arguments_fail_before_traffic_moves(env: Env) -> None:
+    """Each bad value (percent, policy field, version, target) fails naming it; no traffic ever moves."""
+    for kwargs, message in BAD_ARGUMENTS:
+        arguments = {
+            "version": env.v2,
+            "champion": env.v1,
+            "log_root": str(env.log_root),
+            "model_name": MODEL,
+            "policy": {},  # the schema's defaults
+            "metric": "roc_auc",
+            **kwargs,
+        }
+        with pytest.raises((ValueError, RegistryError), match=message):
+            CanaryStepOperator(task_id="canary", **arguments).execute(env.ctx())
+        assert (env.state().canary, env.state().canary_percent) == (None, 0.0), kwargs
 
 
 def test_an_operator_needs_a_model_name_or_a_config() -> None:

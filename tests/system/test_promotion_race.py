@@ -243,6 +243,7 @@ def source(tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.mark.integration  # several processes and a real registry: part of make test, not the fast layer
 def test_promotion_race_sqlite(sqlite_backend: Backend, source: Path, workers: Workers) -> None:
     run_race(sqlite_backend, source, workers)
 
