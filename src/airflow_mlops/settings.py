@@ -123,10 +123,7 @@ def _airflow_cfg(key: str) -> str | None:
     conf = getattr(module, "conf", None)
     if conf is None:
         return None
-    try:
-        value = conf.get(SECTION, key, fallback=None)
-    except Exception:  # a broken airflow.cfg is Airflow's to report; the setting is simply unset
-        return None
+    value = conf.get(SECTION, key, fallback=None)  # a broken airflow.cfg fails here, loudly: never a silent default
     return str(value).strip() if value is not None else None
 
 

@@ -266,3 +266,26 @@ def test_prediction_volume_of_a_model_without_a_log_is_zero(tmp_path: Path) -> N
     volume = prediction_volume(LocalStorage(tmp_path / "empty"), "nobody", "1")
 
     assert (volume.predictions, volume.labelled) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("not json {", r"drift/statistics.json is not JSON"),
+        ('["a", "list"]', r"drift/statistics.json has no 'scores' mapping"),
+        ('{"scores": {"amount": "act"}}', r"drift/statistics.json has no 'scores' mapping"),
+    ],
+    ids=["garbage", "list", "score-not-a-mapping"],
+)
+def test_a_tampered_statistics_artifact_is_an_error_not_a_verdict(
+    store: tuple[Any, Path], content: str, message: str
+) -> None:
+    """Artifacts in MLflow are outside input: a malformed one fails the check instead of deciding a level."""
+    from airflow_mlops.exceptions import DataError
+
+    mlflow_client, root = store
+    model = unique_model()
+    run_id = record_monitoring_run(mlflow_client, model, root, act=False, statuses=None)
+    mlflow_client.log_text(run_id, content, "drift/statistics.json")
+    with pytest.raises(DataError, match=rf"monitoring run {run_id}: {message}"):
+        latest_verdict(mlflow_client, model)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from airflow_mlops import settings
 from airflow_mlops.config.schema import ModelConfig
@@ -117,7 +117,11 @@ def _fields_by_path(model: type[Any], prefix: str = "") -> dict[str, list[str]]:
 _MODEL_FIELDS = _fields_by_path(ModelConfig)
 
 
-def problems_from_validation(path: Path, exc: ValidationError) -> list[ConfigProblem]:
+def problems_from_validation(
+    path: Path, exc: ValidationError, model: type[BaseModel] = ModelConfig
+) -> list[ConfigProblem]:
+    """One problem per validation error of ``model`` (a config, or one section of it), named by field path."""
+    fields = _MODEL_FIELDS if model is ModelConfig else _fields_by_path(model)
     problems = []
     for error in exc.errors():
         loc = [p for p in error["loc"] if p not in ("function-after[_check_duration(), union[str,int]]",)]
@@ -128,7 +132,7 @@ def problems_from_validation(path: Path, exc: ValidationError) -> list[ConfigPro
             continue
         if isinstance(got, dict) and error["type"] != "extra_forbidden" and error["type"] != "value_error":
             got = _NOTHING
-        problems.append(ConfigProblem(path, _field_path(loc), got, _allowed_text(error, _MODEL_FIELDS)))
+        problems.append(ConfigProblem(path, _field_path(loc), got, _allowed_text(error, fields)))
     return problems
 
 
@@ -152,14 +156,19 @@ def load_config(path: str | os.PathLike[str]) -> LoadedConfig:
         raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: got {_show(raw)}; expected a mapping of config fields at the top level")
-    try:
-        config = ModelConfig.model_validate(raw)
-    except ValidationError as exc:
-        problems = problems_from_validation(path, exc)
-        raise ConfigError("\n".join(str(p) for p in problems)) from exc
+    loaded = _validated(path, raw, path)
     stem = path.name.rsplit(".", 1)[0]
-    if config.name != stem:
-        raise ConfigError(f"{path}: name: got {config.name!r}; expected {stem!r} (the file name without suffix)")
+    if loaded.name != stem:
+        raise ConfigError(f"{path}: name: got {loaded.name!r}; expected {stem!r} (the file name without suffix)")
+    return loaded
+
+
+def _validated(label: Path, raw: Mapping[str, Any], path: Path) -> LoadedConfig:
+    """Validate ``raw`` (problems named after ``label``) and hash its canonical JSON."""
+    try:
+        config = ModelConfig.model_validate(dict(raw))
+    except ValidationError as exc:
+        raise ConfigError("\n".join(str(p) for p in problems_from_validation(label, exc))) from exc
     canonical = json.dumps(config.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
     return LoadedConfig(path=path, config=config, sha256=hashlib.sha256(canonical.encode()).hexdigest())
 
@@ -173,14 +182,7 @@ def load_inline_config(raw: Any, source: str) -> LoadedConfig:
     label = Path(f"<{source}>")
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{label}: got {_show(raw)}; expected a mapping of config fields")
-    try:
-        config = ModelConfig.model_validate(dict(raw))
-    except ValidationError as exc:
-        raise ConfigError("\n".join(str(p) for p in problems_from_validation(label, exc))) from exc
-    canonical = json.dumps(config.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
-    return LoadedConfig(
-        path=Path.cwd() / label.name, config=config, sha256=hashlib.sha256(canonical.encode()).hexdigest()
-    )
+    return _validated(label, raw, Path.cwd() / label.name)
 
 
 def config_files(directory: str | os.PathLike[str]) -> list[Path]:

@@ -28,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
 
+from airflow_mlops.exceptions import DataError
 from airflow_mlops.vocabulary import Tag
 
 if TYPE_CHECKING:
@@ -101,9 +102,14 @@ def _shifted_features(client: MlflowClient, run_id: str) -> tuple[str, ...] | No
             path = client.download_artifacts(run_id, STATISTICS_ARTIFACT, dst_path=tmp)
         except (MlflowException, OSError):
             return None
-        statistics = json.loads(Path(path).read_text())
-    scores = statistics.get("scores") or {}
-    return tuple(sorted(name for name, score in scores.items() if (score or {}).get("status") in _SHIFTED))
+        try:
+            statistics = json.loads(Path(path).read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DataError(f"monitoring run {run_id}: {STATISTICS_ARTIFACT} is not JSON: {exc}") from exc
+    scores = statistics.get("scores") if isinstance(statistics, dict) else None
+    if not isinstance(scores, dict) or not all(isinstance(score, dict) for score in scores.values()):
+        raise DataError(f"monitoring run {run_id}: {STATISTICS_ARTIFACT} has no 'scores' mapping of feature -> score")
+    return tuple(sorted(name for name, score in scores.items() if score.get("status") in _SHIFTED))
 
 
 def _latest_run(client: MlflowClient, model: str, since: datetime | None) -> Any | None:

@@ -29,6 +29,12 @@ PARAM_DATA_URI = "data_uri"
 PARAM_DATA_CONN_ID = "data_conn_id"
 
 
+def given(value: Any) -> str | None:
+    """A templated argument's text, ``None`` when unset: Jinja renders an unset value as "" or "None"."""
+    text = str(value).strip() if value is not None else ""
+    return text if text and text != "None" else None
+
+
 def announced_data(events: Any) -> dict[str, Any]:
     """The newest ``data_uri``/``data_conn_id`` carried by a triggering Asset event, if any."""
     found: dict[str, Any] = {}
@@ -113,17 +119,20 @@ class MlopsBaseOperator(BaseOperator):
             raise ConfigError(f"{self.task_id}: {what} is not given, and there is no config_path to take it from")
         return read(self.loaded)
 
-    def data_location(self, context: Context) -> tuple[str, str | None]:
+    def data_location(
+        self, context: Context, uri: str | None = None, conn_id: str | None = None
+    ) -> tuple[str, str | None]:
         """The data URI and connection for this DAG run.
 
-        A new-data Asset event's ``data_uri`` wins (the announced data), then ``conf``/params, then the
-        config. Params always hold the config's default, so an override is a value that differs from it.
+        A new-data Asset event's ``data_uri`` wins (the announced data), then the explicit ``uri`` /
+        ``conn_id``, then ``conf``/params, then the config. Params always hold the config's default, so
+        an override is a value that differs from it.
         """
         cfg = self.loaded.config.data
         params = context.get("params") or {}
         announced = announced_data(context.get("triggering_asset_events"))
-        uri = announced.get(PARAM_DATA_URI) or params.get(PARAM_DATA_URI) or cfg.uri
-        conn_id = announced.get(PARAM_DATA_CONN_ID) or params.get(PARAM_DATA_CONN_ID) or cfg.conn_id
+        uri = announced.get(PARAM_DATA_URI) or uri or params.get(PARAM_DATA_URI) or cfg.uri
+        conn_id = announced.get(PARAM_DATA_CONN_ID) or conn_id or params.get(PARAM_DATA_CONN_ID) or cfg.conn_id
         return self.loaded.resolve(str(uri)), (str(conn_id) if conn_id else None)
 
     def dag_run_id(self, context: Context) -> str:
@@ -150,9 +159,9 @@ class MlopsBaseOperator(BaseOperator):
         Also the run's config check: the config must still be the one the run recorded, so every
         task of a DAG run works with the config its lineage names.
         """
-        given = str(self.mlflow_run_id).strip() if self.mlflow_run_id not in (None, "") else ""
-        if given and given != "None":
-            return self._given_run(client, given, context)
+        explicit = given(self.mlflow_run_id)
+        if explicit:
+            return self._given_run(client, explicit, context)
         run_id = self.existing_run(client, context)
         if run_id is None:
             raise DataError(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from airflow_mlops import settings
 from airflow_mlops.config.schema import parse_duration
 from airflow_mlops.exceptions import GateFailedError, RegistryError
-from airflow_mlops.operators.base import MlopsBaseOperator
+from airflow_mlops.operators.base import MlopsBaseOperator, given
 from airflow_mlops.vocabulary import Alias, Tag
 
 if TYPE_CHECKING:
@@ -86,9 +86,9 @@ class RolloutBaseOperator(MlopsBaseOperator):
 
 def _required_version(task_id: str, field: str, value: Any) -> str:
     """A version argument as a string; a clear error for an unresolved or empty value."""
-    if value is None or isinstance(value, bool) or str(value).strip() in ("", "None"):
+    text = given(value)
+    if text is None or isinstance(value, bool):
         raise RegistryError(f"{task_id}: {field}: got {value!r}; expected a model version (e.g. the output of resolve)")
-    text = str(value).strip()
     if not text.isdigit():
         raise RegistryError(f"{task_id}: {field}: got {value!r}; expected a version number")
     return text
@@ -114,8 +114,7 @@ class ResolveCandidateOperator(RolloutBaseOperator):
         from airflow_mlops.registry.versions import alias_version, require_gate_passed
 
         version = _version_from_events(context.get("triggering_asset_events"))
-        explicit = str(self.version).strip() if self.version not in (None, "") else ""
-        version = version or (explicit if explicit and explicit != "None" else None)
+        version = version or given(self.version)
         if version is not None:
             version = _required_version(self.task_id, "version", version)
         with self.hook.activate() as client:
@@ -364,7 +363,7 @@ class RollbackOperator(RolloutBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.registry.versions import alias_version
 
-        wanted = str(self.version).strip() if self.version not in (None, "") else Alias.PREVIOUS
+        wanted = given(self.version) or Alias.PREVIOUS
         with self.hook.activate() as client:
             version = alias_version(client, self.model, wanted) if not wanted.isdigit() else wanted
             if version is None:
@@ -394,11 +393,16 @@ class RollbackOperator(RolloutBaseOperator):
 
 
 def _validated(model: type[M], raw: Mapping[str, Any], where: str) -> M:
-    """A policy dict checked against the config schema's section, with the config loader's messages."""
+    """A policy mapping checked against the config schema's section, with the config loader's messages."""
+    from pathlib import Path
+
     from pydantic import ValidationError
 
+    from airflow_mlops.config.loader import problems_from_validation
+
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{where}: got {type(raw).__name__}; expected a mapping of {model.__name__} fields")
     try:
         return model.model_validate(dict(raw))
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ValueError(f"{where}: {problems}") from exc
+        raise ValueError("\n".join(str(p) for p in problems_from_validation(Path(where), exc, model))) from exc

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.exceptions import DataError, DataValidationError
-from airflow_mlops.operators.base import PARAM_DATA_CONN_ID, PARAM_DATA_URI, MlopsBaseOperator, announced_data
+from airflow_mlops.operators.base import MlopsBaseOperator, given
 from airflow_mlops.ui.links import MlflowModelVersionLink, MlflowRunLink
 from airflow_mlops.vocabulary import Tag
 
@@ -19,12 +19,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 log = logging.getLogger(__name__)
-
-
-def _given(value: Any) -> str | None:
-    """A templated argument's value, ``None`` when unset (a rendered ``None`` is the text "None")."""
-    text = str(value).strip() if value is not None else ""
-    return text if text and text != "None" else None
 
 
 class FingerprintDataOperator(MlopsBaseOperator):
@@ -47,14 +41,6 @@ class FingerprintDataOperator(MlopsBaseOperator):
         self.data_uri = data_uri
         self.data_conn_id = data_conn_id
 
-    def data_location(self, context: Context) -> tuple[str, str | None]:
-        explicit = {PARAM_DATA_URI: _given(self.data_uri), PARAM_DATA_CONN_ID: _given(self.data_conn_id)}
-        announced = announced_data(context.get("triggering_asset_events"))
-        if explicit[PARAM_DATA_URI] and not announced:
-            uri, conn_id = explicit[PARAM_DATA_URI], explicit[PARAM_DATA_CONN_ID]
-            return self.loaded.resolve(str(uri)), (str(conn_id) if conn_id else None)
-        return super().data_location(context)
-
     def execute(self, context: Context) -> dict[str, Any]:
         import json
 
@@ -63,7 +49,7 @@ class FingerprintDataOperator(MlopsBaseOperator):
         from airflow_mlops.lineage import code_version, lineage_tags
         from airflow_mlops.registry.versions import find_or_create_run
 
-        uri, conn_id = self.data_location(context)
+        uri, conn_id = self.data_location(context, given(self.data_uri), given(self.data_conn_id))
         cfg = self.loaded.config
         window = parse_duration(cfg.retraining.window) if cfg.retraining.window is not None else None
         with self.hook.activate() as client:
