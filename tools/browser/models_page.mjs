@@ -65,9 +65,29 @@ try {
     await page.waitForTimeout(250);
   }
   step("logged in (UI session cookie _token set)");
+  // The login page then navigates to "/" by itself; a goto issued meanwhile is "interrupted by another
+  // navigation". Wait for that redirect to finish, and retry the goto if one still races it.
+  try {
+    await page.waitForURL((url) => !url.pathname.startsWith("/auth"), { timeout: 15000 });
+    await page.waitForLoadState("load");
+  } catch {
+    step("no redirect away from the login page within 15 s; going on");
+  }
 
   // 2. the Models page inside the Airflow UI (the plugin's external view, an iframe on /mlops/)
-  await page.goto(`${base}/plugin/models`);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await page.goto(`${base}/plugin/models`);
+      break;
+    } catch (error) {
+      if (attempt >= 5 || !String(error).includes("interrupted by another navigation")) throw error;
+      step(`navigation to the Models page interrupted (attempt ${attempt}); retrying`);
+      await page.waitForLoadState("load");
+    }
+  }
+  if (!new URL(page.url()).pathname.startsWith("/plugin/models")) {
+    await page.goto(`${base}/plugin/models`);
+  }
   const frame = page.frameLocator("iframe").first();
   const row = frame.locator("tr", { has: frame.locator(`a[href='models/${opts.model}']`) });
   await row.waitFor();
