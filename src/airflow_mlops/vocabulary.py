@@ -77,6 +77,10 @@ class Tag:
     DRIFT_SUPPRESSED: Final = "mlops.drift.suppressed"
     DRIFT_REPORT_SKIPPED: Final = "mlops.drift.report_skipped"
     """Why a monitoring run has no evidently HTML report (e.g. the ``[reports]`` extra is not installed)."""
+    DRIFT_EVIDENTLY: Final = "mlops.drift.evidently"
+    """evidently's dataset verdict under our thresholds (``"drift"``/``"no_drift"``), next to ``DRIFT_ACT``."""
+    DRIFT_DISAGREEMENT: Final = "mlops.drift.disagreement"
+    """Set when evidently and our statistics disagree: what differs (dataset verdict, features)."""
 
     LINEAGE: Final = (DATA_URI, DATA_SHA256, CONFIG_SHA256, CODE_VERSION, SEED, DAG_RUN_ID)
     """The lineage every training run and registered version carries."""

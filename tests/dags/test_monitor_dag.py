@@ -79,9 +79,20 @@ def states(run: Any) -> dict[str, str]:
     return {f"{ti.task_id}[{ti.map_index}]": str(ti.state) for ti in run.get_task_instances()}
 
 
-def test_clean_traffic_records_statistics_and_emits_nothing(workspace: Any, airflow_db: Any, monitored: Any) -> None:
+def test_clean_traffic_records_statistics_and_emits_nothing(
+    workspace: Any, airflow_db: Any, monitored: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Also: the hours are read once, by the mapped tasks; nothing reads the window's predictions again."""
+    import airflow_mlops.prediction_log as prediction_log
+    import airflow_mlops.prediction_log.reader as reader
+
     log_traffic(monitored["root"], monitored["client"], data_drift=0.0, seed=21)
 
+    def whole_window(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the monitor read the whole window of predictions again")
+
+    monkeypatch.setattr(prediction_log, "read_predictions", whole_window)
+    monkeypatch.setattr(reader, "read_predictions", whole_window)
     run = run_monitor(workspace)
 
     assert run.state == "success", states(run)
@@ -99,6 +110,15 @@ def test_clean_traffic_records_statistics_and_emits_nothing(workspace: Any, airf
     assert monitoring_run.data.metrics["psi.amount"] < 0.1
     artifacts = {a.path for a in client.list_artifacts(monitoring_run.info.run_id, "drift")}
     assert artifacts == {"drift/statistics.json", "drift/evidently_drift_report.html"}
+    # evidently's verdict, with our PSI thresholds, is stored next to ours
+    assert monitoring_run.data.tags["mlops.drift.evidently"] == "no_drift"
+    assert "mlops.drift.disagreement" not in monitoring_run.data.tags
+    local = client.download_artifacts(monitoring_run.info.run_id, "drift/statistics.json", str(workspace.root))
+    statistics = json.loads(Path(local).read_text())
+    assert statistics["evidently"]["method"] == "psi" and statistics["evidently"]["dataset_drift"] is False
+    assert set(statistics["evidently"]["psi"]) == set(statistics["scores"]) - {"__prediction__"}
+    assert statistics["disagreement"] is None
+    assert statistics["samples"] == {"answers": 1500, "inputs": 1500}  # a small window is sampled whole
 
 
 def test_drifted_traffic_emits_one_event_then_cooldown_holds_the_next(
@@ -121,6 +141,7 @@ def test_drifted_traffic_emits_one_event_then_cooldown_holds_the_next(
     experiment = client.get_experiment_by_name("airflow-mlops/fraud/monitoring")
     runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
     assert [r.data.tags["mlops.drift.act"] for r in runs] == ["true", "true"]
+    assert [r.data.tags["mlops.drift.evidently"] for r in runs] == ["drift", "drift"]
     assert runs[1].data.tags["mlops.drift.suppressed"].startswith("cooldown since ")
 
 

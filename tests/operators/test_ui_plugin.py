@@ -138,7 +138,11 @@ def test_drift_chart_and_last_drift_follow_window_end() -> None:
             "r2",
             "9",
             2,
-            {"mlops.window_end": "2026-01-02T00:00:00+00:00", "mlops.drift.act": "true"},
+            {
+                "mlops.window_end": "2026-01-02T00:00:00+00:00",
+                "mlops.drift.act": "true",
+                "mlops.drift.disagreement": "drifted only in ours: amount",
+            },
             {"psi.amount": 0.4, "psi.prediction": 0.1, "rows": 10},
         ),
         MonitoringRecord(
@@ -157,6 +161,8 @@ def test_drift_chart_and_last_drift_follow_window_end() -> None:
     drift = last_drift(runs, "http://m")
     assert drift is not None and (drift.run_id, drift.act, drift.max_feature) == ("r2", True, "amount")
     assert drift.run_url == "http://m/#/experiments/9/runs/r2"
+    assert drift.disagreement == "drifted only in ours: amount"
+    assert last_drift(runs[1:], None).disagreement is None  # type: ignore[union-attr]
 
 
 # -- authentication ---------------------------------------------------------------------------------

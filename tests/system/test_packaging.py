@@ -253,7 +253,7 @@ import json
 import pandas as pd
 from airflow_mlops.data.io import read_table
 from airflow_mlops.exceptions import MissingExtraError
-from airflow_mlops.monitoring.report import evidently_drift_html
+from airflow_mlops.monitoring.report import evidently_drift
 
 messages = {}
 for uri in ("s3://bucket/train.csv", "wasbs://data@acct.blob.core.windows.net/train.csv"):
@@ -263,7 +263,8 @@ for uri in ("s3://bucket/train.csv", "wasbs://data@acct.blob.core.windows.net/tr
         messages[uri] = str(exc)
 frame = pd.DataFrame({"x": [1.0, 2.0]})
 try:
-    evidently_drift_html(frame, frame, ["x"], __import__("pathlib").Path("report.html"))
+    evidently_drift(frame, frame, ["x"], __import__("pathlib").Path("report.html"), act_thresholds={"x": 0.25},
+                    drifted_share=0.3)
 except MissingExtraError as exc:
     messages["report"] = str(exc)
 print(json.dumps(messages))

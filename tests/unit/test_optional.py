@@ -88,12 +88,12 @@ def test_cloud_uris_without_their_extra_say_what_to_install(
 def test_the_evidently_report_without_the_reports_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import pandas as pd
 
-    from airflow_mlops.monitoring.report import evidently_drift_html
+    from airflow_mlops.monitoring.report import evidently_drift
 
     hide(monkeypatch, "evidently", "evidently.presets")
     frame = pd.DataFrame({"x": [1.0, 2.0, 3.0]})
     with pytest.raises(MissingExtraError, match=r"evidently drift report .* pip install 'airflow-mlops\[reports\]'"):
-        evidently_drift_html(frame, frame, ["x"], tmp_path / "report.html")
+        evidently_drift(frame, frame, ["x"], tmp_path / "report.html", act_thresholds={"x": 0.25}, drifted_share=0.3)
     assert not (tmp_path / "report.html").exists()
 
 

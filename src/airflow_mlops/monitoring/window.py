@@ -118,14 +118,22 @@ class Performance:
 
 
 def performance_on_labels(
-    rows: pd.DataFrame, feedback: pd.DataFrame, metric: str, champion_eval: float | None
+    answers: pd.DataFrame, feedback: pd.DataFrame, metric: str, champion_eval: float | None
 ) -> Performance:
-    """The primary metric of served answers that received a delayed label, vs the champion's evaluation."""
+    """The primary metric of served answers that received a delayed label, vs the champion's evaluation.
+
+    :param answers: ``request_id`` and ``output`` (the logged answer JSON) of served rows; other rows of
+        the prediction log (shadow, errors) are left out when ``role``/``error`` columns are present.
+    """
     import numpy as np
 
     from airflow_mlops.training.metrics import compute_metric
 
-    served = rows[rows["role"].isin(SERVED_ROLES) & rows["error"].isna() & rows["output"].notna()]
+    served = answers[answers["output"].notna()]
+    if "role" in served.columns:
+        served = served[served["role"].isin(SERVED_ROLES)]
+    if "error" in served.columns:
+        served = served[served["error"].isna()]
     if feedback.empty or served.empty:
         return Performance(metric, None, 0, champion_eval)
     labels = feedback.drop_duplicates("request_id", keep="last").set_index("request_id")["label"].map(json.loads)

@@ -1,47 +1,54 @@
 """Operators of ``<model>__monitor``: plan the window, summarize each hour (mapped), decide, emit drift.
 
-The reference (the champion's training data, found by its fingerprint) is summarized once in
-``plan_window``; each hour partition of the prediction log is summarized by one mapped task; the
-summaries are added together (exactly the single-pass PSI and chi-square) in ``evaluate_drift``,
-which also checks performance on delayed labels, stores our statistics (JSON) and evidently's
-HTML report in an MLflow monitoring run, and decides. The report is optional (``[reports]`` extra):
-without it the run carries ``Tag.DRIFT_REPORT_SKIPPED`` and ``drift/evidently_report_skipped.txt``.
-``emit_drift`` announces ``mlops://<model>/drift`` unless the cooldown holds it back (then the
-decision is recorded only).
+Thin wrappers over :mod:`airflow_mlops.monitoring`: the reference (the champion's training data, found
+by its fingerprint) is summarized once in ``plan_window``, which also counts the window's rows to fix
+the sample rates; each hour partition of the prediction log is summarized by one mapped task
+(:func:`~airflow_mlops.monitoring.evaluation.summarize_hour`); ``evaluate_drift`` merges the hours
+(exactly the single-pass PSI and chi-square), checks performance on the sampled answers that got
+delayed labels, runs evidently on the sampled inputs, records everything in an MLflow monitoring run
+(:func:`~airflow_mlops.monitoring.recording.record_window`) and decides. Nothing reads the window's
+predictions a second time. The evidently report is optional (``[reports]`` extra): without it the run
+carries ``Tag.DRIFT_REPORT_SKIPPED`` and ``drift/evidently_report_skipped.txt``. ``emit_drift``
+announces ``mlops://<model>/drift`` unless the cooldown holds it back (then the decision is recorded only).
 """
 
 from __future__ import annotations
 
-import json
+import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.config.schema import parse_duration
-from airflow_mlops.monitoring.verdicts import STATISTICS_ARTIFACT, monitoring_experiment
 from airflow_mlops.operators.rollout import RolloutBaseOperator
 from airflow_mlops.vocabulary import Tag
 
 if TYPE_CHECKING:
+    import pandas as pd
     from airflow.sdk import Context
 
-PREDICTION_FEATURE = "__prediction__"
+    from airflow_mlops.monitoring.report import EvidentlyDrift
+
 PARAM_WINDOW_END = "window_end"
 PLAN_KEY = "plan"
+#: How long after the window's end delayed labels still count for its answers.
+LABEL_DELAY = timedelta(days=7)
 
 
 class PlanMonitoringWindowOperator(RolloutBaseOperator):
     """Fix the window, list its hour partitions, and summarize the reference once for all mapped tasks."""
 
     def execute(self, context: Context) -> list[list[str]]:
-        """Returns the hour groups to map over; the plan (window, reference) goes to XCom key ``plan``."""
+        """Returns the hour groups to map over; the plan (window, reference, sample rates) goes to XCom ``plan``."""
         import mlflow
         import numpy as np
 
         from airflow_mlops.hooks.object_storage import prediction_log_storage
         from airflow_mlops.monitoring.drift import build_reference
+        from airflow_mlops.monitoring.evaluation import PREDICTION_FEATURE, SampleRates
         from airflow_mlops.monitoring.window import champion_reference, reference_columns
-        from airflow_mlops.prediction_log import hour_partitions
+        from airflow_mlops.prediction_log import count_prediction_parts, hour_partitions
 
         cfg = self.loaded.config
         params = context.get("params") or {}
@@ -58,11 +65,15 @@ class PlanMonitoringWindowOperator(RolloutBaseOperator):
             columns[PREDICTION_FEATURE] = scores
         drift_reference = build_reference(columns, categorical=cfg.features.categorical)
         groups = hour_partitions(storage, cfg.name, start, end)
+        total = count_prediction_parts(storage, [path for group in groups for path in group])
+        rates = SampleRates.for_window(total)
         self.log.info(
-            "Window %s .. %s: %d hour partitions; reference = %s v%s",
+            "Window %s .. %s: %d hour partitions, %d logged rows (sample rates %s); reference = %s v%s",
             start,
             end,
             len(groups),
+            total,
+            rates.to_dict(),
             reference.data_uri,
             reference.version,
         )
@@ -74,6 +85,8 @@ class PlanMonitoringWindowOperator(RolloutBaseOperator):
             "champion_metric": run.data.metrics.get(cfg.primary_metric),
             "reference_uri": reference.data_uri,
             "reference": drift_reference.to_dict(),
+            "logged_rows": total,
+            "sample_rates": rates.to_dict(),
         }
         context["ti"].xcom_push(key=PLAN_KEY, value=plan)
         return groups or [[]]
@@ -93,7 +106,7 @@ class SummarizePartitionOperator(RolloutBaseOperator):
     """Summarize one hour of served traffic against the reference (mapped over the window's hours).
 
     :param paths: The part files of one hour partition (templated; mapped).
-    :param plan: The window plan (``XComArg(plan_window, key="plan")``): window bounds and reference.
+    :param plan: The window plan (``XComArg(plan_window, key="plan")``): window bounds, reference, sample rates.
     """
 
     template_fields: Sequence[str] = (*RolloutBaseOperator.template_fields, "paths", "plan")
@@ -105,8 +118,8 @@ class SummarizePartitionOperator(RolloutBaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.hooks.object_storage import prediction_log_storage
-        from airflow_mlops.monitoring.drift import DriftReference, summarize
-        from airflow_mlops.monitoring.window import served_predictions, window_columns
+        from airflow_mlops.monitoring.drift import DriftReference
+        from airflow_mlops.monitoring.evaluation import SampleRates, summarize_hour
         from airflow_mlops.prediction_log import read_prediction_parts
 
         plan = _mapping(self.task_id, "plan", self.plan)
@@ -114,12 +127,15 @@ class SummarizePartitionOperator(RolloutBaseOperator):
         storage = prediction_log_storage(*self.log_location)
         start, end = datetime.fromisoformat(plan["start"]), datetime.fromisoformat(plan["end"])
         rows = read_prediction_parts(storage, list(self.paths), start, end)
-        columns: dict[str, Any] = window_columns(rows, self.loaded.config)
-        if PREDICTION_FEATURE in reference:
-            columns[PREDICTION_FEATURE] = served_predictions(rows)
-        summary = summarize(reference, columns)
-        self.log.info("Summarized %d rows from %d part files", len(rows), len(self.paths))
-        return {"rows": len(rows), "summary": {name: s.to_dict() for name, s in summary.items()}}
+        hour = summarize_hour(rows, self.loaded.config, reference, SampleRates.from_dict(plan.get("sample_rates")))
+        self.log.info(
+            "Summarized %d rows from %d part files (sampled: %d answers, %d inputs)",
+            hour["rows"],
+            len(self.paths),
+            len(hour["answers"]),
+            len(hour["inputs"]),
+        )
+        return hour
 
 
 class EvaluateDriftOperator(RolloutBaseOperator):
@@ -137,163 +153,70 @@ class EvaluateDriftOperator(RolloutBaseOperator):
         self.summaries = summaries
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from airflow_mlops.monitoring.drift import ColumnSummary, DriftReference, decide, drift_scores, merge
+        from airflow_mlops.hooks.object_storage import prediction_log_storage
+        from airflow_mlops.monitoring.evaluation import evaluate_window, hour_results, report_inputs
+        from airflow_mlops.monitoring.recording import record_window
+        from airflow_mlops.prediction_log import read_feedback
 
         cfg = self.loaded.config
         plan = _mapping(self.task_id, "plan", self.plan)
-        pulled = self.summaries or []
-        # a single summary may come back as its value, several as a (lazy) sequence of values
-        parts = [p for p in ([pulled] if isinstance(pulled, dict) else list(pulled)) if p]
-        reference = DriftReference.from_dict(plan["reference"])
-        summaries = [{k: ColumnSummary.from_dict(v) for k, v in part["summary"].items()} for part in parts]
-        rows = sum(int(part["rows"]) for part in parts)
-        monitoring = cfg.monitoring
-        per_feature = {k: v.model_dump() for k, v in monitoring.feature_thresholds.items()}
-        default = monitoring.thresholds.model_dump()
-        if rows == 0:
-            decision_dict: dict[str, Any] = {"dataset_drift": False, "message": "no served traffic in the window"}
-            scores: dict[str, Any] = {}
-        else:
-            merged = merge(summaries)
-            feature_scores = drift_scores(reference, merged, thresholds=per_feature, default=default)
-            decision = decide(
-                feature_scores, per_feature, default, drifted_share=monitoring.drifted_share, drifted_at="act"
-            )
-            scores = {name: score.to_dict() for name, score in feature_scores.items()}
-            decision_dict = decision.to_dict()
-        performance = self._performance(plan)
-        prediction_status = scores.get(PREDICTION_FEATURE, {}).get("status")
-        reasons = []
-        if decision_dict.get("dataset_drift"):
-            reasons.append(f"dataset drift: {decision_dict.get('message', '')}")
-        if monitoring.prediction_drift and prediction_status == "act":
-            reasons.append("prediction drift at act level")
-        if performance.get("breached"):
-            reasons.append(
-                f"performance {performance['metric']} {performance['value']} vs {performance['champion_eval']}"
-            )
-        result = {
-            "window": {"start": plan["start"], "end": plan["end"]},
-            "rows": rows,
-            "champion": plan["champion"],
-            "scores": scores,
-            "decision": decision_dict,
-            "performance": performance,
-            "act": bool(reasons),
-            "reasons": reasons,
-        }
-        result["mlflow_run_id"], result["report"] = self._record(result, plan)
-        result["emit"], result["suppressed"] = self._cooldown(result)
-        self.log.info("Drift decision for %s: %s (report %s)", cfg.name, reasons or "no action", result["report"])
-        return result
-
-    def _performance(self, plan: dict[str, Any]) -> dict[str, Any]:
-        from airflow_mlops.hooks.object_storage import prediction_log_storage
-        from airflow_mlops.monitoring.window import performance_on_labels
-        from airflow_mlops.prediction_log import read_feedback, read_predictions
-        from airflow_mlops.training.metrics import higher_is_better
-
-        cfg = self.loaded.config
+        hours = hour_results(self.summaries)
         storage = prediction_log_storage(*self.log_location)
         start, end = datetime.fromisoformat(plan["start"]), datetime.fromisoformat(plan["end"])
-        feedback = read_feedback(storage, cfg.name, start, end + timedelta(days=7))
-        if feedback.empty:
-            return {"metric": cfg.primary_metric, "value": None, "labelled": 0, "breached": False}
-        rows = read_predictions(storage, cfg.name, start, end)
-        perf = performance_on_labels(rows, feedback, cfg.primary_metric, plan.get("champion_metric"))
-        breached = perf.breached(
-            cfg.monitoring.max_performance_drop, higher_is_better(cfg.primary_metric), cfg.rollout.canary.min_labels
+        feedback = read_feedback(storage, cfg.name, start, end + LABEL_DELAY)
+        result = evaluate_window(plan, hours, cfg, feedback).to_dict()
+        with tempfile.TemporaryDirectory(prefix="mlops-evidently-") as tmp:
+            evidently, skipped = self._evidently(plan, report_inputs(hours), Path(tmp))
+            with self.hook.activate() as client:
+                run_id, report = record_window(
+                    client,
+                    cfg.name,
+                    result,
+                    artifact_root=self.hook.artifact_root,
+                    evidently=evidently,
+                    skipped=skipped,
+                )
+        result["mlflow_run_id"], result["report"] = run_id, report
+        if result.get("disagreement"):
+            self.log.warning("evidently disagrees with our drift statistics: %s", result["disagreement"])
+        result["emit"], result["suppressed"] = self._cooldown(result)
+        self.log.info(
+            "Drift decision for %s: %s (report %s)", cfg.name, result["reasons"] or "no action", result["report"]
         )
-        return {
-            "metric": perf.metric,
-            "value": perf.value,
-            "labelled": perf.labelled,
-            "champion_eval": perf.champion_eval,
-            "breached": breached,
-        }
+        return result
 
-    def _record(self, result: dict[str, Any], plan: dict[str, Any]) -> tuple[str, str]:
-        """A monitoring run in MLflow: metrics per feature, our statistics (JSON), evidently's report (HTML)."""
-        import tempfile
-        from pathlib import Path
+    def _evidently(
+        self, plan: dict[str, Any], inputs: list[dict[str, Any]], folder: Path
+    ) -> tuple[EvidentlyDrift | None, str | None]:
+        """evidently's report and verdict on the sampled window vs the reference (recorded next to ours).
 
-        import mlflow
-
-        cfg = self.loaded.config
-        root = self.hook.artifact_root
-        with self.hook.activate() as client:
-            experiment = client.get_experiment_by_name(monitoring_experiment(cfg.name))
-            experiment_id = (
-                experiment.experiment_id
-                if experiment is not None
-                else client.create_experiment(
-                    monitoring_experiment(cfg.name),
-                    # like the model's experiment: under the connection's artifact_root, not the worker's cwd
-                    artifact_location=f"{root.rstrip('/')}/{cfg.name}-monitoring" if root else None,
-                    tags={Tag.MODEL: cfg.name},
-                )
-            )
-            with mlflow.start_run(experiment_id=experiment_id, run_name=f"monitor-{plan['end']}") as run:
-                mlflow.set_tags(
-                    {
-                        Tag.MODEL: cfg.name,
-                        Tag.CHAMPION: plan["champion"],
-                        Tag.WINDOW_START: plan["start"],
-                        Tag.WINDOW_END: plan["end"],
-                        Tag.DRIFT_ACT: str(result["act"]).lower(),
-                    }
-                )
-                metrics = {"rows": float(result["rows"])}
-                for name, score in result["scores"].items():
-                    for key in ("psi", "ks_statistic", "js_distance"):
-                        if score.get(key) is not None:
-                            metrics[f"{key}.{name.strip('_')}"] = float(score[key])
-                if result["decision"].get("share") is not None:
-                    metrics["drifted_share"] = float(result["decision"]["share"])
-                if result["performance"].get("value") is not None:
-                    metrics[f"live_{result['performance']['metric']}"] = float(result["performance"]["value"])
-                mlflow.log_metrics(metrics)
-                mlflow.log_text(json.dumps(result, indent=2, default=str), STATISTICS_ARTIFACT)
-                report, skipped = self._evidently(plan)
-                if report is not None:
-                    with tempfile.TemporaryDirectory() as tmp:
-                        path = Path(tmp) / "evidently_drift_report.html"
-                        path.write_text(report)
-                        mlflow.log_artifact(str(path), "drift")
-                elif skipped is not None:  # the run says why it has no report; our statistics decided anyway
-                    mlflow.set_tag(Tag.DRIFT_REPORT_SKIPPED, skipped[:5000])
-                    mlflow.log_text(skipped + "\n", "drift/evidently_report_skipped.txt")
-                return run.info.run_id, f"{run.info.artifact_uri}/drift"
-
-    def _evidently(self, plan: dict[str, Any]) -> tuple[str | None, str | None]:
-        """evidently's HTML on a sample of the window vs the reference (for people; never decides).
-
-        Returns ``(html, None)``, or ``(None, why)`` when there is no report: evidently is not installed
+        Returns ``(verdict, None)``, or ``(None, why)`` when there is none: evidently is not installed
         (the ``[reports]`` extra; the reason names the pip install), the window is empty, or evidently failed.
         """
-        import tempfile
-        from pathlib import Path
-
         import pandas as pd
 
         from airflow_mlops.data.io import read_table
         from airflow_mlops.exceptions import MissingExtraError
-        from airflow_mlops.hooks.object_storage import prediction_log_storage
-        from airflow_mlops.monitoring.report import evidently_drift_html
-        from airflow_mlops.monitoring.window import window_columns
-        from airflow_mlops.prediction_log import read_predictions
+        from airflow_mlops.monitoring.report import evidently_drift
 
         cfg = self.loaded.config
-        storage = prediction_log_storage(*self.log_location)
-        start, end = datetime.fromisoformat(plan["start"]), datetime.fromisoformat(plan["end"])
-        current = pd.DataFrame(window_columns(read_predictions(storage, cfg.name, start, end), cfg))
-        if current.empty:
+        if not inputs:
             return None, "no predictions in the window"
+        current = _typed(pd.DataFrame(inputs, columns=cfg.features.all), cfg.features.numeric)
         reference, _ = read_table(plan["reference_uri"], None, cfg.data.format)
+        monitoring = cfg.monitoring
+        act = {
+            name: monitoring.feature_thresholds.get(name, monitoring.thresholds).psi_act for name in cfg.features.all
+        }
         try:
-            with tempfile.TemporaryDirectory() as tmp:
-                path = evidently_drift_html(reference, current, cfg.features.all, Path(tmp) / "report.html")
-                return path.read_text(), None
+            return evidently_drift(
+                reference,
+                current,
+                cfg.features.all,
+                folder / "report.html",
+                act_thresholds=act,
+                drifted_share=monitoring.drifted_share,
+            ), None
         except MissingExtraError as exc:
             self.log.warning("evidently report skipped: %s", exc)
             return None, str(exc)
@@ -313,6 +236,15 @@ class EvaluateDriftOperator(RolloutBaseOperator):
                 self.log.warning("Drift found but the last drift event (%s) is inside the cooldown: not emitted", last)
                 return False, True
         return True, False
+
+
+def _typed(frame: pd.DataFrame, numeric: Sequence[str]) -> pd.DataFrame:
+    """Logged inputs as the reference types them: numeric features as floats (unparseable -> NaN)."""
+    import pandas as pd
+
+    for name in numeric:
+        frame[name] = pd.to_numeric(frame[name], errors="coerce")
+    return frame
 
 
 class EmitDriftEventOperator(RolloutBaseOperator):

@@ -49,6 +49,7 @@ Cheap to import: pandas and pyarrow are imported inside the functions that need 
 from __future__ import annotations
 
 from airflow_mlops.prediction_log.reader import (
+    count_prediction_parts,
     hour_partitions,
     list_partitions,
     read_feedback,
@@ -78,6 +79,7 @@ __all__ = [
     "PredictionLog",
     "PredictionRecord",
     "Storage",
+    "count_prediction_parts",
     "hour_partitions",
     "list_partitions",
     "read_feedback",

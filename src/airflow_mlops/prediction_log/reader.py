@@ -35,7 +35,14 @@ if TYPE_CHECKING:
 
     from airflow_mlops.prediction_log.storage import Storage
 
-__all__ = ["hour_partitions", "list_partitions", "read_feedback", "read_prediction_parts", "read_predictions"]
+__all__ = [
+    "count_prediction_parts",
+    "hour_partitions",
+    "list_partitions",
+    "read_feedback",
+    "read_prediction_parts",
+    "read_predictions",
+]
 
 _PART = re.compile(r"date=\d{4}-\d{2}-\d{2}/hour=\d{2}/part-[^/]+\.parquet")
 
@@ -83,9 +90,25 @@ def read_prediction_parts(
     storage: Storage, paths: Sequence[str], start: datetime | None = None, end: datetime | None = None
 ) -> pd.DataFrame:
     """The rows of the given prediction part files (as :func:`hour_partitions` returns them) in ``[start, end)``."""
+    _check_bounds(start, end)
+    dataset, display = _part_dataset(storage, paths)
+    return _to_frame(_scan(dataset, _row_filter(start, end), "predictions", display), "predictions")
+
+
+def count_prediction_parts(storage: Storage, paths: Sequence[str]) -> int:
+    """How many rows the given prediction part files hold, from their Parquet footers (no data is read)."""
+    if not paths:
+        return 0
+    dataset, _ = _part_dataset(storage, paths)
+    try:
+        return int(dataset.count_rows())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"Cannot count the rows of prediction-log part files under {storage.uri}: {exc}") from exc
+
+
+def _part_dataset(storage: Storage, paths: Sequence[str]) -> tuple[ds.Dataset, _Display]:
     import pyarrow.dataset as ds
 
-    _check_bounds(start, end)
     fs, base = storage.filesystem()
     prefix = storage.uri + "/"
     outside = [path for path in paths if not path.startswith(prefix)]
@@ -93,8 +116,7 @@ def read_prediction_parts(
         raise ValueError(f"Prediction-log part file {outside[0]!r} is not under the log root {storage.uri!r}")
     files = [f"{base}/{path[len(prefix) :]}" for path in paths]
     dataset = ds.dataset(files, schema=schema("predictions"), format="parquet", filesystem=fs)
-    display = _Display(storage.uri, base)
-    return _to_frame(_scan(dataset, _row_filter(start, end), "predictions", display), "predictions")
+    return dataset, _Display(storage.uri, base)
 
 
 # --- the dataset of one model and kind ----------------------------------------------------------------------

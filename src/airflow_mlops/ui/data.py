@@ -149,6 +149,10 @@ class MonitoringRecord:
         return None if raw is None else raw.strip().lower() == "true"
 
     @property
+    def disagreement(self) -> str | None:
+        return self.tags.get(Tag.DRIFT_DISAGREEMENT) or None
+
+    @property
     def psi(self) -> dict[str, float]:
         return {
             key[len(PSI_PREFIX) :]: float(value)
@@ -201,6 +205,8 @@ class DriftResult:
     max_feature: str | None
     max_psi: float | None
     run_url: str | None = None
+    #: What evidently (same PSI thresholds) concluded differently from our statistics, if anything.
+    disagreement: str | None = None
 
 
 @dataclass(frozen=True)
@@ -350,6 +356,7 @@ def drift_result(run: MonitoringRecord, mlflow_base: str | None) -> DriftResult:
         max_feature=top[0] if top else None,
         max_psi=top[1] if top else None,
         run_url=mlflow_run_url(mlflow_base, run.run_id, run.experiment_id),
+        disagreement=run.disagreement,
     )
 
 
