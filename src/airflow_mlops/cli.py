@@ -1,15 +1,16 @@
-"""``airflow-mlops`` command line: validate configs, promote a version, run the demo, make example data."""
+"""``airflow-mlops`` command line: validate and dry-gate configs, promote a version, run the demo, make example data."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from airflow_mlops import settings
 from airflow_mlops.config.loader import config_files, load_configs
+from airflow_mlops.gates.dry_run import DEFAULT_SAMPLE_ROWS
 
 _STATE_DB_HELP = f"[mlops] state_db, ${settings.OPTIONS['state_db'].env}"
 
@@ -57,11 +58,104 @@ def _missing_files(loaded: object) -> str | None:
     return None
 
 
+def dry_gate(
+    paths: Sequence[str], *, sample_rows: int, data_uri: str | None, data_conn_id: str | None, as_json: bool
+) -> int:
+    """Train on a sample and gate each config (nothing registered); exit 0 only when every gate passed."""
+    import json
+
+    from airflow_mlops.gates.dry_run import dry_gate as run_dry_gate
+
+    files = _expand(paths)
+    if not files:
+        print(f"no config files found in {list(paths)}", file=sys.stderr)
+        return 1
+    results = [
+        run_dry_gate(path, sample_rows=sample_rows, data_uri=data_uri, data_conn_id=data_conn_id) for path in files
+    ]
+    failed = [r for r in results if not r.passed]
+    if as_json:
+        document = {"result": "failed" if failed else "passed", "configs": [r.to_dict() for r in results]}
+        print(json.dumps(document, indent=2))
+    else:
+        print("\n".join(r.to_markdown() for r in results), end="")
+    for result in failed:
+        print(f"FAIL {result.path}", file=sys.stderr)
+        for line in result.problems():
+            print(f"  {line}", file=sys.stderr)
+    print(f"dry gate: {len(results) - len(failed)} of {len(results)} config(s) passed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def changed_configs(paths: Sequence[str], *, base: str, head: str) -> int:
+    """Print the configs under ``paths`` that ``base...head`` touched, one per line (none: no output)."""
+    from airflow_mlops.config.changes import GitDiffError, changed_files
+    from airflow_mlops.config.changes import changed_configs as touched_configs
+
+    try:
+        changed = changed_files(base, head)
+    except GitDiffError as exc:
+        print(f"changed-configs: {exc}", file=sys.stderr)
+        return 1
+    for path in touched_configs(paths, changed):
+        print(path)
+    return 0
+
+
+def _dry_gate_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.data_uri and len(_expand(args.paths)) > 1:
+        parser.error("dry-gate: --data-uri replaces one config's data.uri; give exactly one config with it")
+    return dry_gate(
+        args.paths,
+        sample_rows=args.sample_rows,
+        data_uri=args.data_uri,
+        data_conn_id=args.data_conn_id,
+        as_json=args.json,
+    )
+
+
+def _changed_configs_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    return changed_configs(args.paths, base=args.base, head=args.head)
+
+
+#: The commands over model config files: what the CI templates (templates/ci/) run.
+_CONFIG_COMMANDS: dict[str, Callable[[argparse.ArgumentParser, argparse.Namespace], int]] = {
+    "validate-config": lambda parser, args: validate_config(args.paths),
+    "dry-gate": _dry_gate_command,
+    "changed-configs": _changed_configs_command,
+}
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"got {value}; expected a positive number of rows")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="airflow-mlops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("validate-config", help="validate model config files (or folders of them)")
     check.add_argument("paths", nargs="+")
+    dry = sub.add_parser(
+        "dry-gate",
+        help="train on a sample of each config's data and run its gates without a champion; registers nothing",
+    )
+    dry.add_argument("paths", nargs="+", help="config files or folders of them")
+    dry.add_argument(
+        "--sample-rows",
+        type=_positive,
+        default=DEFAULT_SAMPLE_ROWS,
+        help="rows to train and gate on (default: %(default)s)",
+    )
+    dry.add_argument("--data-uri", default=None, help="read this instead of data.uri (one config only)")
+    dry.add_argument("--data-conn-id", default=None, help="Airflow connection for an object-store --data-uri")
+    dry.add_argument("--json", action="store_true", help="print one JSON document instead of markdown")
+    changed = sub.add_parser("changed-configs", help="list the model configs a git change touched (for CI)")
+    changed.add_argument("paths", nargs="+", help="config files or folders of them")
+    changed.add_argument("--base", required=True, help="base commit of the pull/merge request")
+    changed.add_argument("--head", default="HEAD", help="head commit (default: HEAD)")
     promote = sub.add_parser("promote", help="make a gated version the champion (old one becomes 'previous')")
     promote.add_argument("model")
     promote.add_argument("version")
@@ -92,8 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     data.add_argument("folder", nargs="?", default="dags/data")
     args = parser.parse_args(argv)
 
-    if args.command == "validate-config":
-        return validate_config(args.paths)
+    if args.command in _CONFIG_COMMANDS:
+        return _CONFIG_COMMANDS[args.command](parser, args)
     if args.command == "promote":
         from airflow_mlops.deploy.targets import LocalGatewayTarget
 

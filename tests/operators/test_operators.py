@@ -161,6 +161,41 @@ def test_gate_error_fails_closed(workspace: Any, tmp_path: Path) -> None:
     assert workspace.client().get_model_version("fraud", "1").tags["mlops.gate"] == "failed"
 
 
+def registered_artifacts(client: Any, model: str, version: str) -> Path:
+    from urllib.parse import urlparse
+
+    uri = client.get_model_version_download_uri(model, version)
+    return Path(urlparse(uri).path if uri.startswith("file:") else uri)
+
+
+def test_the_gate_loads_no_model_whose_artifacts_changed_since_registration(workspace: Any) -> None:
+    """Candidate or champion swapped in the store after registration: the gate fails, nothing is unpickled."""
+    client = workspace.client()
+    config = workspace.write_config("fraud")
+    ctx = context(run_id="manual__v1")
+    for cls in (FingerprintDataOperator, ValidateDataOperator, TrainModelOperator, RegisterModelOperator):
+        op(cls, config).execute(ctx)
+    artifact = registered_artifacts(client, "fraud", "1") / "conda.yaml"
+    genuine = artifact.read_bytes()
+    artifact.write_bytes(genuine + b"tampered")
+
+    with pytest.raises(Exception, match=r"fraud v1 failed its gate: gate \(error: .*ModelIntegrityError: fraud v1: "):
+        op(GateModelOperator, config).execute(ctx)
+    assert client.get_model_version("fraud", "1").tags["mlops.gate"] == "failed"
+
+    artifact.write_bytes(genuine)  # restored: it verifies and passes, then becomes the champion
+    assert op(GateModelOperator, config).execute(ctx)["gate"] == "passed"
+    client.set_registered_model_alias("fraud", "champion", "1")
+    client.delete_model_version_tag("fraud", "1", "mlops.model_sha256")  # an unverifiable champion
+    ctx = context(run_id="manual__v2")
+    for cls in (FingerprintDataOperator, ValidateDataOperator, TrainModelOperator, RegisterModelOperator):
+        op(cls, config).execute(ctx)
+
+    with pytest.raises(Exception, match=r"fraud v2 failed its gate: .*fraud v1 has no mlops.model_sha256 tag"):
+        op(GateModelOperator, config).execute(ctx)
+    assert client.get_model_version("fraud", "2").tags["mlops.gate"] == "failed"
+
+
 def test_mlflow_hook_reads_uri_and_credentials_from_the_connection(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 

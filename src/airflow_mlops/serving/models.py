@@ -14,8 +14,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.registry.checksum import download_version, tree_sha256
-from airflow_mlops.vocabulary import Tag
+from airflow_mlops.registry.checksum import ModelIntegrityError, download_verified
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -121,17 +120,11 @@ class ModelCache:
 
         from airflow_mlops.serving.signature import InputSchema
 
-        mv = self._client.get_model_version(model, version)
-        expected = mv.tags.get(Tag.MODEL_SHA256)
-        if not expected:
-            raise ModelLoadError(f"{model} v{version} has no {Tag.MODEL_SHA256} tag; refusing an unverifiable model")
         with tempfile.TemporaryDirectory(prefix="mlops-serve-") as tmp:
-            local = download_version(self._client, model, version, tmp)
-            actual = tree_sha256(local)
-            if actual != expected:
-                raise ModelLoadError(
-                    f"{model} v{version}: artifact checksum {actual} does not match {expected} recorded at registration"
-                )
+            try:
+                local = download_verified(self._client, model, version, tmp)
+            except ModelIntegrityError as exc:
+                raise ModelLoadError(str(exc)) from exc
             info = mlflow.models.Model.load(local)
             if info.signature is None:
                 raise ModelLoadError(f"{model} v{version} has no signature; the gateway cannot check inputs")
