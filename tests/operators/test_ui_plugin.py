@@ -168,6 +168,55 @@ def test_drift_chart_and_last_drift_follow_window_end() -> None:
 # -- authentication ---------------------------------------------------------------------------------
 
 
+def test_models_on_mlflow_are_read_in_parallel_without_touching_mlflows_globals(tmp_path: Path) -> None:
+    """Two page requests read MLflow at once (no process-wide lock, no global tracking URI swapped).
+
+    Each request's client waits at a barrier the other must reach: a lock around MLflow reads (or any
+    serialisation) breaks the barrier after its timeout and the read reports an error.
+    """
+    from mlflow import MlflowClient
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    from airflow_mlops.hooks.mlflow import MlflowHook
+    from airflow_mlops.ui.sources import read_mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    MlflowClient(tracking_uri=uri).create_registered_model("fraud")
+    barrier = threading.Barrier(2, timeout=10)
+    seen_globals: list[Any] = []
+
+    class WaitingClient:
+        def __init__(self) -> None:
+            self.real = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            self.waited = False
+
+        def __getattr__(self, name: str) -> Any:
+            if not self.waited:
+                self.waited = True
+                seen_globals.append(tracking_utils._tracking_uri)
+                barrier.wait()
+            return getattr(self.real, name)
+
+    class Hook(MlflowHook):
+        def get_conn(self) -> Any:
+            return WaitingClient()
+
+    before = tracking_utils._tracking_uri
+    results: list[Any] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(read_mlflow(Hook(), "fraud", detail=False, secrets=[])))
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert [snap.errors for snap in results] == [[], []]
+    assert [snap.registered for snap in results] == [True, True]
+    assert seen_globals == [before, before] and tracking_utils._tracking_uri == before
+
+
 def test_every_route_refuses_requests_without_a_valid_airflow_token(mlflow_conn: Any, ui: Any) -> None:
     import jwt
 

@@ -133,6 +133,12 @@ class MlflowHook(BaseHook):
                     os.environ[key] = value
 
     def get_conn(self) -> MlflowClient:
+        """An explicit client for this connection's tracking and registry URIs; mlflow's globals stay as they are.
+
+        Use it wherever only the client is needed (sensors, triggers, the Models page): concurrent users
+        of different connections do not interfere. MLflow reads credentials from the environment only,
+        so a connection's login/token is exported there (one set of MLflow credentials per process).
+        """
         import mlflow
 
         os.environ.update(self._settings["credentials"])

@@ -2,8 +2,10 @@
 
 Every reader returns the plain records of :mod:`airflow_mlops.ui.data`; a failing source becomes an
 error text on the model (credentials redacted), never a failed page. MLflow is reached through the
-model's Airflow connection (:class:`~airflow_mlops.hooks.mlflow.MlflowHook`); ``activate()`` changes
-process-wide MLflow settings, so calls from concurrent requests are serialized by one lock.
+model's Airflow connection (:class:`~airflow_mlops.hooks.mlflow.MlflowHook`) as an explicit client
+(``get_conn()``): nothing changes process-wide MLflow settings, so concurrent requests (and models on
+different MLflow servers) are read in parallel, and a slow or unreachable server holds up only the
+requests that need it.
 
 Heavy libraries (mlflow, pandas, pyarrow, Airflow's ORM) are imported inside the functions: importing
 this module is cheap, because the plugin is loaded by every Airflow process.
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -56,7 +57,6 @@ MONITORING_RUNS_DETAIL = 200
 VERSIONS_DETAIL = 50
 TRAFFIC_CHARTS = ("error_rate", "latency_p95", "requests")
 
-_MLFLOW_LOCK = threading.RLock()
 _T = TypeVar("_T")
 
 
@@ -234,26 +234,30 @@ def read_mlflow(hook: MlflowHook, model: str, *, detail: bool, secrets: Sequence
     from airflow_mlops.exceptions import RegistryError
 
     snap = MlflowSnapshot()
-    with _MLFLOW_LOCK, hook.activate() as client:
-        try:
-            state = read_state(client, model)
-            snap.registered = True
-            snap.aliases = {alias: getattr(state, alias) for alias in ALIASES}
-            snap.canary_percent = state.canary_percent
-        except RegistryError:
-            snap.registered = False
-        except Exception as exc:
-            snap.errors.append(_error("MLflow registry", exc, secrets))
-        if snap.registered:
-            snap.versions = _guard(
-                snap.errors, "MLflow versions", secrets, [], lambda: _versions(client, model, VERSIONS_DETAIL)
-            )
-            if detail:
-                snap.versions = _with_runs(client, snap.versions)
-        limit = MONITORING_RUNS_DETAIL if detail else MONITORING_RUNS_LIST
-        snap.monitoring = _guard(
-            snap.errors, "MLflow monitoring runs", secrets, [], lambda: _monitoring(client, model, limit)
+    try:
+        client = hook.get_conn()
+    except Exception as exc:
+        snap.errors.append(_error("MLflow connection", exc, secrets))
+        return snap
+    try:
+        state = read_state(client, model)
+        snap.registered = True
+        snap.aliases = {alias: getattr(state, alias) for alias in ALIASES}
+        snap.canary_percent = state.canary_percent
+    except RegistryError:
+        snap.registered = False
+    except Exception as exc:
+        snap.errors.append(_error("MLflow registry", exc, secrets))
+    if snap.registered:
+        snap.versions = _guard(
+            snap.errors, "MLflow versions", secrets, [], lambda: _versions(client, model, VERSIONS_DETAIL)
         )
+        if detail:
+            snap.versions = _with_runs(client, snap.versions)
+    limit = MONITORING_RUNS_DETAIL if detail else MONITORING_RUNS_LIST
+    snap.monitoring = _guard(
+        snap.errors, "MLflow monitoring runs", secrets, [], lambda: _monitoring(client, model, limit)
+    )
     return snap
 
 
