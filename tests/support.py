@@ -35,6 +35,22 @@ def context(run_id: str = "manual__op-test", params: dict[str, Any] | None = Non
     }
 
 
+def toy_config(**sections: Any) -> Any:
+    """A small in-memory ``ModelConfig`` (numeric ``a``, categorical ``c``, target ``y``); ``sections``
+    replace or add top-level sections (``task``, ``features``, ``monitoring``, ``gates`` ...)."""
+    from airflow_mlops.config.schema import ModelConfig
+
+    raw: dict[str, Any] = {
+        "name": "toy",
+        "task": "classification",
+        "data": {"uri": "toy.csv"},
+        "target": "y",
+        "features": {"numeric": ["a"], "categorical": ["c"]},
+        "estimator": {"class": "sklearn.linear_model.LogisticRegression"},
+    }
+    return ModelConfig.model_validate({**raw, **sections})
+
+
 def train_version(config_path: Path, run_id: str) -> str:
     """Fingerprint, validate, train, register and gate one version with the real operators; return it."""
     from airflow_mlops.operators.gates import GateModelOperator

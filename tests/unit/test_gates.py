@@ -32,6 +32,7 @@ from airflow_mlops.gates.checks import (
 from airflow_mlops.gates.report import CheckResult, GateReport
 from airflow_mlops.training.metrics import compute_metric
 from airflow_mlops.training.trainer import TrainOutcome, fit_and_evaluate
+from support import toy_config
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "dags" / "configs"
@@ -42,17 +43,7 @@ SOURCE = "cases.csv"
 
 
 def make_config(task: str = "classification", **gates: Any) -> ModelConfig:
-    return ModelConfig.model_validate(
-        {
-            "name": "toy",
-            "task": task,
-            "data": {"uri": "toy.csv"},
-            "target": "y",
-            "features": {"numeric": ["x1", "x2"], "categorical": ["group"]},
-            "estimator": {"class": "sklearn.linear_model.LogisticRegression"},
-            "gates": gates,
-        }
-    )
+    return toy_config(task=task, features={"numeric": ["x1", "x2"], "categorical": ["group"]}, gates=gates)
 
 
 class FixedClassifier:

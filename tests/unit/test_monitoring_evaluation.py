@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from airflow_mlops.config.schema import ModelConfig
 from airflow_mlops.monitoring.drift import build_reference
 from airflow_mlops.monitoring.evaluation import (
     PREDICTION_FEATURE,
@@ -23,18 +22,10 @@ from airflow_mlops.monitoring.evaluation import (
 )
 from airflow_mlops.monitoring.recording import compare_with_evidently, record_window
 from airflow_mlops.monitoring.report import EvidentlyDrift
+from support import toy_config
 
-CONFIG = ModelConfig.model_validate(
-    {
-        "name": "toy",
-        "task": "classification",
-        "data": {"uri": "x.csv"},
-        "target": "y",
-        "features": {"numeric": ["a"], "categorical": ["c"]},
-        "estimator": {"class": "sklearn.linear_model.LogisticRegression"},
-        "monitoring": {"drifted_share": 0.5, "max_performance_drop": 0.05},
-        "rollout": {"canary": {"min_labels": 10}},
-    }
+CONFIG = toy_config(
+    monitoring={"drifted_share": 0.5, "max_performance_drop": 0.05}, rollout={"canary": {"min_labels": 10}}
 )
 
 

@@ -11,19 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from airflow_mlops.config.schema import ModelConfig
 from airflow_mlops.monitoring.window import performance_on_labels, served_predictions, window_columns
+from support import toy_config
 
-CONFIG = ModelConfig.model_validate(
-    {
-        "name": "toy",
-        "task": "classification",
-        "data": {"uri": "x.csv"},
-        "target": "y",
-        "features": {"numeric": ["a"], "categorical": ["c"]},
-        "estimator": {"class": "sklearn.linear_model.LogisticRegression"},
-    }
-)
+CONFIG = toy_config()
 
 
 def rows(*items: tuple[str, str, dict, dict | None, str | None]) -> pd.DataFrame:
