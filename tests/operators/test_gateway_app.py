@@ -746,9 +746,31 @@ def test_feedback_is_validated_and_recorded(serve: Callable[..., Served]) -> Non
     single = served.http.post(url, json={"request_id": "fb-1", "label": 1})
     assert (single.status_code, single.json()) == (200, {"recorded": 1})
     many = served.http.post(
-        url, json={"feedback": [{"request_id": "fb-2", "label": 0}, {"request_id": "fb-3#1", "label": {"y": 1}}]}
+        url, json={"feedback": [{"request_id": "fb-2", "label": 0}, {"request_id": "fb-3#1", "label": 1}]}
     )
     assert (many.status_code, many.json()) == (200, {"recorded": 2})
+
+    # a label must be one of the champion's classes: anything else is refused, nothing of the batch is logged
+    junk = [{"y": 1}, 7, 0.5, True, "1", None, [1]]
+    refused = served.http.post(
+        url, json={"feedback": [{"request_id": f"j{i}", "label": v} for i, v in enumerate(junk)]}
+    )
+    assert refused.status_code == 422
+    assert refused.json()["detail"] == [
+        {"loc": ["feedback", i, "label"], "msg": f"expected one of the model's classes [0, 1], got {v!r}"}
+        for i, v in enumerate(junk)
+    ]
+    # the first label of a request wins: a second one is refused (409 when nothing else is new) and counted
+    again = served.http.post(url, json={"request_id": "fb-1", "label": 0})
+    assert again.status_code == 409 and again.json()["duplicates"] == ["fb-1"] and again.json()["recorded"] == 0
+    mixed = served.http.post(
+        url, json={"feedback": [{"request_id": "fb-2", "label": 1}, {"request_id": "fb-5", "label": 1}]}
+    )
+    assert (mixed.status_code, mixed.json()["recorded"], mixed.json()["duplicates"]) == (200, 1, ["fb-2"])
+    metrics = served.http.get("/metrics").text
+    assert f'mlops_gateway_feedback_total{{model="{MODEL}",outcome="duplicate"}} 2.0' in metrics
+    assert f'mlops_gateway_feedback_total{{model="{MODEL}",outcome="recorded"}} 4.0' in metrics
+    assert f'mlops_gateway_feedback_total{{model="{MODEL}",outcome="invalid"}} 7.0' in metrics
 
     invalid = served.http.post(url, json={"feedback": [{"request_id": "", "label": 1}, {"request_id": "ok"}, 5]})
     assert invalid.status_code == 422
@@ -769,8 +791,8 @@ def test_feedback_is_validated_and_recorded(serve: Callable[..., Served]) -> Non
 
     served.gateway.plog.flush()
     rows = read_feedback(LocalStorage(served.log_root), MODEL).sort_values("request_id")
-    assert list(rows["request_id"]) == ["fb-1", "fb-2", "fb-3#1"]
-    assert [json.loads(label) for label in rows["label"]] == [1, 0, {"y": 1}]
+    assert list(rows["request_id"]) == ["fb-1", "fb-2", "fb-3#1", "fb-5"]
+    assert [json.loads(label) for label in rows["label"]] == [1, 0, 1, 1]
     assert set(rows["model"]) == {MODEL}
 
 

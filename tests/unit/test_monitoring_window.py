@@ -55,11 +55,11 @@ def test_performance_on_labels_joins_feedback_and_compares_with_the_champion() -
         ("3", "canary", {}, {"prediction": 1, "score": 0.6}, None),
         ("4", "champion", {}, {"prediction": 0, "score": 0.4}, None),
     )
-    feedback = pd.DataFrame({"request_id": ["1", "2", "3", "4", "4"], "label": ["1", "0", "0", "0", "1"]})
+    feedback = pd.DataFrame({"request_id": ["1", "2", "3", "4", "4"], "label": ["1", "0", "0", "1", "0"]})
 
     perf = performance_on_labels(frame, feedback, "roc_auc", champion_eval=0.9)
 
-    assert perf.labelled == 4  # the later label for "4" wins
+    assert perf.labelled == 4 and perf.duplicate_labels == 1  # the first label for "4" wins
     assert perf.value == pytest.approx(0.75)  # positives 0.9, 0.4 vs negatives 0.2, 0.6: 3 of 4 pairs ordered
     assert perf.breached(max_drop=0.1, higher_is_better=True, min_labels=4) is True
     assert perf.breached(max_drop=0.1, higher_is_better=True, min_labels=5) is False

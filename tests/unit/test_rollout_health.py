@@ -238,7 +238,7 @@ def canary_rows() -> pd.DataFrame:
 def canary_feedback() -> pd.DataFrame:
     return feedback(
         ("c1", 1),
-        ("c2", 1),  # corrected below: the last label of a request wins
+        ("c2", 0),  # a later label for c2 (below) is refused: the first label of a request wins
         ("c3", 0),
         ("c4", 1),
         ("c5", 1),
@@ -248,7 +248,7 @@ def canary_feedback() -> pd.DataFrame:
         ("h5", 1),
         ("s1", 0),
         ("unknown", 1),
-        ("c2", 0),
+        ("c2", 1),
     )
 
 
@@ -510,3 +510,66 @@ def test_hand_built_empty_frames() -> None:
 
     assert shadow_stats(no_rows, champion="1", shadow="2").shadow_requests == 0
     assert canary_stats(no_rows, feedback(), canary="2", champion="1", metric="roc_auc").requests == 0
+
+
+# --- hostile labels (issue: feedback decides rollouts) ---------------------------------------------------------
+
+
+def ranked_rows() -> pd.DataFrame:
+    """Champion v1 ranks its 4 requests perfectly; canary v2 ranks its 4 no better than chance."""
+    return rows(
+        ("h1", "champion", "1", out(1, 0.9), 10.0, None),
+        ("h2", "champion", "1", out(1, 0.8), 10.0, None),
+        ("h3", "champion", "1", out(0, 0.2), 10.0, None),
+        ("h4", "champion", "1", out(0, 0.1), 10.0, None),
+        ("c1", "canary", "2", out(1, 0.9), 10.0, None),
+        ("c2", "canary", "2", out(0, 0.1), 10.0, None),
+        ("c3", "canary", "2", out(1, 0.8), 10.0, None),
+        ("c4", "canary", "2", out(0, 0.2), 10.0, None),
+        ("c5", "canary", "2", out(1, 0.7), 10.0, None),
+    )
+
+
+TRUE_LABELS = (("h1", 1), ("h2", 1), ("h3", 0), ("h4", 0), ("c1", 1), ("c2", 1), ("c3", 0), ("c4", 0))
+
+
+@pytest.mark.parametrize("junk", [7, 0.5, "1", True, None, {"y": 1}, [1]])
+def test_an_invalid_label_no_longer_switches_the_label_check_off(junk: Any) -> None:
+    """A label that is not a class (here on canary request c5) made the canary's metric raise, become None,
+    and the step pass unchecked."""
+    stats = canary_stats(
+        ranked_rows(), feedback(*TRUE_LABELS, ("c5", junk)), canary="2", champion="1", metric="roc_auc"
+    )
+
+    assert (stats.canary_metric, stats.champion_metric) == (pytest.approx(0.5), pytest.approx(1.0))
+    assert (stats.labelled, stats.invalid_labels, stats.metric_error) == (4, 1, None)
+    assert decide_canary(stats, CANARY_LIMITS).reasons == [
+        "canary roc_auc 0.5000 trails champion 1.0000 by more than 0.05"
+    ]
+
+
+def test_a_later_label_cannot_rewrite_the_first() -> None:
+    """Relabelling the canary's misses after the fact (last write won) would make it look perfect."""
+    rewrites = (("c2", 0), ("c3", 1))
+    stats = canary_stats(ranked_rows(), feedback(*TRUE_LABELS, *rewrites), canary="2", champion="1", metric="roc_auc")
+
+    assert stats.canary_metric == pytest.approx(0.5) and stats.duplicate_labels == 2
+    assert not decide_canary(stats, CANARY_LIMITS).passed
+
+
+def test_a_label_metric_that_fails_on_enough_labels_fails_the_step() -> None:
+    failing = with_(HEALTHY_CANARY, labelled=3, champion_labelled=3, metric_error="canary v2: roc_auc could not ...")
+    assert decide_canary(failing, CANARY_LIMITS).reasons == [
+        "canary label check failed: canary v2: roc_auc could not ..."
+    ]
+    assert decide_canary(with_(failing, labelled=2), CANARY_LIMITS).passed  # not enough labels yet: wait
+
+
+def test_regression_labels_must_be_finite_numbers() -> None:
+    from airflow_mlops.monitoring.labels import label_problem
+
+    assert label_problem(3.5, "regression") is None and label_problem(-2, "regression") is None
+    for junk in (float("nan"), float("inf"), True, "3.5", None, [1]):
+        assert label_problem(junk, "regression") == f"expected a finite number, got {junk!r}"
+    assert label_problem("fraud", "classification", ("fraud", "ok")) is None
+    assert label_problem(1, "classification", ("1", "0")) == "expected one of the model's classes ['1', '0'], got 1"

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.config.schema import CanaryConfig, ShadowConfig
+from airflow_mlops.monitoring.labels import task_of_metric, usable_labels
 from airflow_mlops.training.metrics import compute_metric, higher_is_better
 from airflow_mlops.vocabulary import Role
 
@@ -43,6 +44,11 @@ class CanaryStats:
     metric: str | None = None
     canary_metric: float | None = None
     champion_metric: float | None = None
+    #: Labels left out: not a valid answer for the task, or a later label of an already labelled request.
+    invalid_labels: int = 0
+    duplicate_labels: int = 0
+    #: Why the label metric could not be computed on enough labels (fails the step: fail closed).
+    metric_error: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -134,19 +140,18 @@ def canary_stats(
     )
     if metric is None or feedback is None or feedback.empty:
         return stats
-    labels = feedback.drop_duplicates("request_id", keep="last").set_index("request_id")["label"].map(json.loads)
+    found = usable_labels(feedback, task_of_metric(metric))
+    labels = found.labels
     values: dict[str, float | None] = {}
     counts: dict[str, int] = {}
+    failures: list[str] = []
     for role, version in ((Role.CANARY, canary), (Role.CHAMPION, champion)):
         part = rows[(rows["role"] == role) & (rows["version"] == version) & rows["error"].isna()]
         part = part[part["request_id"].isin(labels.index)]
         counts[role] = len(part)
-        try:
-            values[role] = compute_metric(
-                metric, labels.loc[part["request_id"]].to_numpy(), _scores(part["output"]), _labels(part["output"])
-            )
-        except ValueError:  # too few labels, or a single class so far
-            values[role] = None
+        values[role], error = _label_metric(metric, labels.loc[part["request_id"]].to_numpy(), part["output"])
+        if error:
+            failures.append(f"{role} v{version}: {error}")
     return CanaryStats(
         **{
             **stats.to_dict(),
@@ -154,8 +159,27 @@ def canary_stats(
             "champion_labelled": counts[Role.CHAMPION],
             "canary_metric": values[Role.CANARY],
             "champion_metric": values[Role.CHAMPION],
+            "invalid_labels": found.invalid,
+            "duplicate_labels": found.duplicates,
+            "metric_error": "; ".join(failures) or None,
         }
     )
+
+
+def _label_metric(metric: str, y: Any, outputs: pd.Series) -> tuple[float | None, str | None]:
+    """``(value, None)``; ``(None, None)`` while the labels cannot define it yet (none, or one class for
+    AUC); ``(None, why)`` when it fails on labels that should define it (the step then fails)."""
+    import numpy as np
+
+    if len(y) == 0 or (metric == "roc_auc" and len(np.unique(y)) < 2):
+        return None, None
+    try:
+        value = compute_metric(metric, y, _scores(outputs), _labels(outputs))
+    except (ValueError, TypeError) as exc:
+        return None, f"{metric} could not be computed on {len(y)} labels: {exc}"
+    if not math.isfinite(value):
+        return None, f"{metric} is {value} on {len(y)} labels"
+    return value, None
 
 
 def _scores(outputs: pd.Series) -> Any:
@@ -181,6 +205,8 @@ def decide_canary(stats: CanaryStats, config: CanaryConfig, *, final: bool = Tru
     if stats.latency_p95_ms is not None and stats.latency_p95_ms > config.max_latency_p95_ms:
         reasons.append(f"canary latency p95 {stats.latency_p95_ms:.1f} ms > {config.max_latency_p95_ms} ms")
     enough = min(stats.labelled, stats.champion_labelled) >= config.min_labels
+    if stats.metric and enough and stats.metric_error:
+        reasons.append(f"canary label check failed: {stats.metric_error}")
     if stats.metric and enough and stats.canary_metric is not None and stats.champion_metric is not None:
         sign = 1.0 if higher_is_better(stats.metric) else -1.0
         drop = sign * (stats.champion_metric - stats.canary_metric)

@@ -242,4 +242,7 @@ def _performance(
         "labelled": perf.labelled,
         "champion_eval": perf.champion_eval,
         "breached": breached,
+        "invalid_labels": perf.invalid_labels,
+        "duplicate_labels": perf.duplicate_labels,
+        "error": perf.error,
     }

@@ -109,6 +109,10 @@ class Performance:
     value: float | None
     labelled: int
     champion_eval: float | None
+    #: Labels left out (invalid for the task, or later labels of a labelled request) and why the metric failed.
+    invalid_labels: int = 0
+    duplicate_labels: int = 0
+    error: str | None = None
 
     def breached(self, max_drop: float, higher_is_better: bool, min_labels: int) -> bool:
         if self.value is None or self.champion_eval is None or self.labelled < min_labels:
@@ -122,11 +126,15 @@ def performance_on_labels(
 ) -> Performance:
     """The primary metric of served answers that received a delayed label, vs the champion's evaluation.
 
+    Labels go through :func:`~airflow_mlops.monitoring.labels.usable_labels` (first label per request,
+    valid for the task; the others are counted).
+
     :param answers: ``request_id`` and ``output`` (the logged answer JSON) of served rows; other rows of
         the prediction log (shadow, errors) are left out when ``role``/``error`` columns are present.
     """
     import numpy as np
 
+    from airflow_mlops.monitoring.labels import task_of_metric, usable_labels
     from airflow_mlops.training.metrics import compute_metric
 
     served = answers[answers["output"].notna()]
@@ -136,19 +144,24 @@ def performance_on_labels(
         served = served[served["error"].isna()]
     if feedback.empty or served.empty:
         return Performance(metric, None, 0, champion_eval)
-    labels = feedback.drop_duplicates("request_id", keep="last").set_index("request_id")["label"].map(json.loads)
-    joined = served[served["request_id"].isin(labels.index)]
+    found = usable_labels(feedback, task_of_metric(metric))
+    invalid, duplicates = found.invalid, found.duplicates
+    joined = served[served["request_id"].isin(found.labels.index)]
     if joined.empty:
-        return Performance(metric, None, 0, champion_eval)
+        return Performance(metric, None, 0, champion_eval, invalid_labels=invalid, duplicate_labels=duplicates)
     outputs = [json.loads(text) for text in joined["output"]]
     scores = np.array([float(o.get("score", o.get("prediction"))) for o in outputs])
     hard = np.array([o.get("prediction") for o in outputs])
-    y = labels.loc[joined["request_id"]].to_numpy()
+    y = found.labels.loc[joined["request_id"]].to_numpy()
+    value: float | None = None
+    error: str | None = None
     try:
-        value: float | None = compute_metric(metric, y, scores, hard if "score" in outputs[0] else None)
-    except ValueError:
-        value = None
-    return Performance(metric, value, len(joined), champion_eval)
+        value = compute_metric(metric, y, scores, hard if "score" in outputs[0] else None)
+    except ValueError as exc:
+        error = str(exc)
+    return Performance(
+        metric, value, len(joined), champion_eval, invalid_labels=invalid, duplicate_labels=duplicates, error=error
+    )
 
 
 def window_bounds(end: datetime, length_seconds: float) -> tuple[datetime, datetime]:

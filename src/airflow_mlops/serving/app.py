@@ -17,6 +17,7 @@ import queue
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from airflow_mlops.monitoring.labels import label_problem
 from airflow_mlops.prediction_log import FeedbackRecord, PredictionLog, PredictionRecord
 from airflow_mlops.serving.batching import Coalescer
 from airflow_mlops.serving.metrics import GatewayMetrics
@@ -38,6 +40,9 @@ from airflow_mlops.serving.state import RegistryWatcher
 from airflow_mlops.vocabulary import Role
 
 log = logging.getLogger(__name__)
+
+#: How many labelled requests (per gateway) are remembered to refuse a second label for one of them.
+LABELLED_MEMORY = 1_000_000
 
 
 @dataclass
@@ -73,6 +78,8 @@ class Gateway:
         self.shadow_dropped = 0
         self._coalescers: dict[tuple[str, str], Coalescer] = {}
         self._coalescers_lock = threading.Lock()
+        self._labelled: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._labelled_lock = threading.Lock()
 
     # lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -296,6 +303,9 @@ class Gateway:
 
     # feedback ----------------------------------------------------------------------------------
     def feedback(self, model: str, payload: Any) -> tuple[int, dict[str, Any]]:
+        """Log delayed labels: each must be a valid answer for the champion's task (its classes, or a finite
+        number), and the first label of a request wins — a later one is refused and counted, so a client
+        cannot rewrite the labels a canary or the monitor is judged by."""
         if model not in self.settings.models:
             return 404, {"detail": f"unknown model {model!r}"}
         items = payload.get("feedback") if isinstance(payload, dict) and "feedback" in payload else [payload]
@@ -303,9 +313,12 @@ class Gateway:
             return 422, {
                 "detail": [{"loc": ["body"], "msg": "expected {'request_id', 'label'} or {'feedback': [...]}"}]
             }
+        judge = self._label_judge(model)
+        if judge is None:
+            return 503, {"detail": f"{model} has no champion loaded yet; labels cannot be checked, retry later"}
+        task, classes = judge
         problems = []
-        records = []
-        now = datetime.now(UTC)
+        labels: list[tuple[str, Any]] = []
         for i, item in enumerate(items):
             if not isinstance(item, dict) or not isinstance(item.get("request_id"), str) or not item["request_id"]:
                 problems.append({"loc": ["feedback", i, "request_id"], "msg": "expected a non-empty string"})
@@ -313,11 +326,52 @@ class Gateway:
             if "label" not in item:
                 problems.append({"loc": ["feedback", i, "label"], "msg": "field required"})
                 continue
-            records.append(FeedbackRecord(item["request_id"], now, model, json.dumps(item["label"])))
+            problem = label_problem(item["label"], task, classes)
+            if problem is not None:
+                problems.append({"loc": ["feedback", i, "label"], "msg": problem})
+                continue
+            labels.append((item["request_id"], item["label"]))
         if problems:
+            self.metrics.count_feedback(model, "invalid", len(items))
             return 422, {"detail": problems}
-        self.plog.append_feedback(records)
-        return 200, {"recorded": len(records)}
+        fresh, duplicates = self._first_labels(model, labels)
+        now = datetime.now(UTC)
+        self.plog.append_feedback([FeedbackRecord(rid, now, model, json.dumps(label)) for rid, label in fresh])
+        self.metrics.count_feedback(model, "recorded", len(fresh))
+        self.metrics.count_feedback(model, "duplicate", len(duplicates))
+        body: dict[str, Any] = {"recorded": len(fresh)}
+        if duplicates:
+            body["duplicates"] = duplicates
+            body["detail"] = "a request keeps its first label; later labels are refused"
+        return (409 if duplicates and not fresh else 200), body
+
+    def _label_judge(self, model: str) -> tuple[str, tuple[Any, ...]] | None:
+        """The champion's task and classes, which a label must fit; ``None`` while no champion is loaded."""
+        routing = self.watcher.routing(model)
+        if routing is None or routing.champion is None:
+            return None
+        loaded = self.cache.get(model, routing.champion)
+        return (loaded.task, loaded.classes) if loaded is not None else None
+
+    def _first_labels(self, model: str, labels: list[tuple[str, Any]]) -> tuple[list[tuple[str, Any]], list[str]]:
+        """Split into labels of requests not labelled before and the refused duplicates (first wins).
+
+        Remembers the last ``LABELLED_MEMORY`` labelled requests; the readers keep the first label too, so
+        an older duplicate (or one logged by another gateway replica) never replaces the first either.
+        """
+        fresh: list[tuple[str, Any]] = []
+        duplicates: list[str] = []
+        with self._labelled_lock:
+            for request_id, label in labels:
+                key = (model, request_id)
+                if key in self._labelled:
+                    duplicates.append(request_id)
+                    continue
+                self._labelled[key] = None
+                fresh.append((request_id, label))
+            while len(self._labelled) > LABELLED_MEMORY:
+                self._labelled.popitem(last=False)
+        return fresh, duplicates
 
 
 def _records_of(payload: Any) -> list[Any]:

@@ -31,6 +31,7 @@ _ERRORS = "mlops_gateway_errors"
 _LATENCY = "mlops_gateway_request_latency_seconds"
 _REJECTED = "mlops_gateway_rejected"
 _FALLBACKS = "mlops_gateway_canary_fallbacks"
+_FEEDBACK = "mlops_gateway_feedback"
 _SERIES_LABELS = ["model", "version", "role"]
 
 
@@ -84,6 +85,7 @@ class GatewayMetrics:
         self._series: dict[tuple[str, str, str], _Series] = {}
         self._rejected: dict[tuple[str, str], int] = {}
         self._fallbacks: dict[tuple[str, str], int] = {}
+        self._feedback: dict[tuple[str, str], int] = {}
         #: this gateway's own registry (never prometheus_client's process-global REGISTRY)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
@@ -112,6 +114,12 @@ class GatewayMetrics:
         """Count a request where canary ``version`` failed and the champion answered instead."""
         with self._lock:
             self._fallbacks[(model, version)] = self._fallbacks.get((model, version), 0) + 1
+
+    def count_feedback(self, model: str, outcome: str, count: int = 1) -> None:
+        """Count labels by outcome: ``recorded``, ``duplicate`` (refused: first wins) or ``invalid``."""
+        if count:
+            with self._lock:
+                self._feedback[(model, outcome)] = self._feedback.get((model, outcome), 0) + count
 
     def snapshot(self, model: str) -> dict[str, dict[str, SeriesSnapshot]]:
         """``{version: {role: {requests, errors, error_rate, p95_seconds}}}`` for ``model``; JSON-safe."""
@@ -144,6 +152,7 @@ class GatewayMetrics:
             ]
             rejected = sorted(self._rejected.items())
             fallbacks = sorted(self._fallbacks.items())
+            feedback = sorted(self._feedback.items())
         requests = CounterMetricFamily(
             _REQUESTS, "Prediction requests answered or failed, by model version and role.", labels=_SERIES_LABELS
         )
@@ -167,7 +176,14 @@ class GatewayMetrics:
         )
         for (model, version), count in fallbacks:
             fallback_family.add_metric([model, version], count)
-        yield from (requests, errors, latency, rejections, fallback_family)
+        feedback_family = CounterMetricFamily(
+            _FEEDBACK,
+            "Labels posted to /feedback, by outcome: recorded, duplicate (refused, first wins), invalid.",
+            labels=["model", "outcome"],
+        )
+        for (model, outcome), count in feedback:
+            feedback_family.add_metric([model, outcome], count)
+        yield from (requests, errors, latency, rejections, fallback_family, feedback_family)
 
 
 def _cumulative_buckets(bucket_counts: list[int]) -> list[tuple[str, float]]:

@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from airflow_mlops.monitoring.labels import BINARY_CLASSES
 from airflow_mlops.registry.checksum import ModelIntegrityError, download_verified
 
 if TYPE_CHECKING:
@@ -39,6 +40,14 @@ class LoadedModel:
     task: str
     #: ``predict`` is ``classes_[argmax(predict_proba)]``, so one pass over the pipeline gives both.
     labels_from_proba: bool = True
+
+    @property
+    def classes(self) -> tuple[Any, ...]:
+        """The labels a classifier answers (``classes_`` as plain JSON values); ``()`` for a regressor."""
+        if self.task != "classification":
+            return ()
+        found = getattr(self.estimator, "classes_", None)
+        return tuple(found.tolist()) if found is not None else BINARY_CLASSES
 
     def predict(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
         """One output per input row, JSON-ready."""
