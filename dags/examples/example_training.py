@@ -54,9 +54,9 @@ with DAG(
 ) as dag:
     # [START howto_operator_training]
     common = {"model_config": FRAUD, "mlflow_conn_id": "mlflow_default"}
-    fingerprint = FingerprintDataOperator(
-        task_id="fingerprint_data", data_uri="{{ params.data_uri }}", multiple_outputs=True, **common
-    )
+    # conf's data_uri (params) is read by the operator and admitted only under the config's data folder or
+    # [mlops] data_roots; do not template it into data_uri=, which is trusted as written by the DAG author
+    fingerprint = FingerprintDataOperator(task_id="fingerprint_data", multiple_outputs=True, **common)
     run = XComArg(fingerprint, key="mlflow_run_id")  # every later task works on this MLflow run
     validate = ValidateDataOperator(task_id="validate_data", mlflow_run_id=run, **common)
     train = TrainModelOperator(task_id="train_model", mlflow_run_id=run, **common)

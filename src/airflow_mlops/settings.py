@@ -91,6 +91,18 @@ OPTIONS: dict[str, Option] = {
             example="xgboost.,lightgbm.",
         ),
         Option(
+            "data_roots",
+            "Comma-separated folders or URI prefixes a DAG run's conf or a new-data Asset event may point "
+            "data_uri at, besides the folder of the model config's own data.uri.",
+            example="/data/landing,s3://ml-data/landing",
+        ),
+        Option(
+            "data_conn_ids",
+            "Comma-separated Airflow connection ids a DAG run's conf or a new-data Asset event may name as "
+            "data_conn_id, besides the model config's own data.conn_id.",
+            example="aws_landing,wasb_landing",
+        ),
+        Option(
             "strict",
             "Raise on the first invalid model config at DAG parse time instead of building a __config_error DAG.",
             type="boolean",

@@ -216,7 +216,7 @@ def test_two_trainings_with_same_data_config_and_seed_are_identical(workspace: A
 
 
 def test_hand_written_training_dag_without_yaml(
-    workspace: Any, airflow_db: Any, request: pytest.FixtureRequest, tmp_path: Any
+    workspace: Any, airflow_db: Any, request: pytest.FixtureRequest, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``dags/examples/example_training.py``: the training operators from a mapping, no config file,
     wired by the fingerprint task's run id; a second run is gated against the first as champion."""
@@ -239,6 +239,10 @@ def test_hand_written_training_dag_without_yaml(
     assert list(workspace.config_dir.iterdir()) == []  # no YAML anywhere
 
     first = repo / "dags" / "data" / "fraud" / "transactions_batch_001.csv"
+    # the example's config names /var/lib/mlops/...: conf may point elsewhere only under [mlops] data_roots
+    refused = dag.test(run_conf={"data_uri": str(first)})
+    assert refused.state == "failed" and states(refused)["fingerprint_data"] == "failed"
+    monkeypatch.setenv("AIRFLOW_MLOPS_DATA_ROOTS", f"{first.parent},{tmp_path}")
     run = dag.test(run_conf={"data_uri": str(first)})
 
     assert run.state == "success", states(run)

@@ -7,6 +7,7 @@ outlet events — the only parts our operators read.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from datetime import UTC
 from pathlib import Path
@@ -33,7 +34,10 @@ def op(cls: type, config: Path, **kwargs: Any) -> Any:
     return cls(task_id=cls.__name__, config_path=str(config), **kwargs)
 
 
-def test_fingerprint_is_idempotent_and_refuses_changed_data(workspace: Any, tmp_path: Path) -> None:
+def test_fingerprint_is_idempotent_and_refuses_changed_data(
+    workspace: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIRFLOW_MLOPS_DATA_ROOTS", str(tmp_path))  # conf may point here
     data = tmp_path / "batch.csv"
     config = workspace.write_config("fraud")
     shutil.copy(Path(__file__).parents[2] / "dags/data/fraud/transactions_batch_001.csv", data)
@@ -399,10 +403,12 @@ def test_airflow_lists_the_provider_and_its_connection_type() -> None:
     assert strict.strip() == "false"
 
 
-def test_new_data_event_and_conf_choose_the_training_data(workspace: Any) -> None:
+def test_new_data_event_and_conf_choose_the_training_data(workspace: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A ``mlops://<model>/data`` event's data_uri wins, then conf/params, then the config."""
     from airflow_mlops.factories.assets import data_asset
 
+    monkeypatch.setenv("AIRFLOW_MLOPS_DATA_ROOTS", "s3://bucket/, s3://b")
+    monkeypatch.setenv("AIRFLOW_MLOPS_DATA_CONN_IDS", "aws_x")
     config = workspace.write_config("fraud")
     operator = op(FingerprintDataOperator, config)
     event = SimpleNamespace(extra={"data_uri": "s3://bucket/new.csv", "data_conn_id": "aws_x"})
@@ -412,6 +418,64 @@ def test_new_data_event_and_conf_choose_the_training_data(workspace: Any) -> Non
     assert operator.data_location(context(params={"data_uri": "s3://b/k.csv"})) == ("s3://b/k.csv", None)
     default_uri, default_conn = operator.data_location(context())
     assert default_uri.endswith("dags/data/fraud/transactions_batch_001.csv") and default_conn is None
+
+
+HOSTILE_LOCATIONS = [
+    ({"data_uri": "/etc/passwd"}, "expected a location under one of"),
+    ({"data_uri": "../../../../etc/passwd"}, "'~' and '..' are not allowed"),
+    ({"data_uri": "{data}/../../../../etc/passwd"}, "'~' and '..' are not allowed"),
+    ({"data_uri": "~/.ssh/id_rsa"}, "'~' and '..' are not allowed"),
+    ({"data_uri": "file:///etc/passwd"}, "expected a location under one of"),
+    ({"data_uri": "s3://someone-elses-bucket/x.csv"}, "expected a location under one of"),
+    ({"data_uri": "http://169.254.169.254/latest/meta-data"}, "scheme 'http' is not one of"),
+    ({"data_uri": "{data}/ok.csv\n/etc/passwd"}, "control characters are not allowed"),
+    ({"data_uri": "{data}/transactions_batch_001.csv", "data_conn_id": "aws_prod_admin"}, "data_conn_id: got"),
+]
+
+
+@pytest.mark.parametrize(("extra", "refusal"), HOSTILE_LOCATIONS)
+@pytest.mark.parametrize("via", ["conf", "asset event"])
+def test_hostile_data_locations_from_conf_or_asset_events_are_refused(
+    workspace: Any, tmp_path: Path, extra: dict[str, str], refusal: str, via: str
+) -> None:
+    """REST ``conf`` and Asset-event extras are hostile: nothing outside the config's data folder (or
+    ``[mlops] data_roots``) and no connection besides the config's (or ``[mlops] data_conn_ids``) is read."""
+    from airflow_mlops.factories.assets import data_asset
+
+    config = workspace.write_config("fraud")
+    data = str(Path(__file__).parents[2] / "dags" / "data" / "fraud")
+    values = {key: value.replace("{data}", data) for key, value in extra.items()}
+    operator = op(FingerprintDataOperator, config)
+    if via == "conf":
+        ctx = context(params=values)
+    else:
+        event = SimpleNamespace(extra=values)
+        ctx = {**context(), "triggering_asset_events": {data_asset("fraud"): [event]}}
+
+    with pytest.raises(DataError, match=re.escape(refusal)) as refused:
+        operator.execute(ctx)
+
+    source = "the DAG run's conf" if via == "conf" else "the triggering Asset event's extra"
+    assert str(refused.value).startswith(f"FingerprintDataOperator: {source}: data_")
+    assert workspace.client().get_experiment_by_name("airflow-mlops/fraud") is None  # refused before MLflow
+
+
+def test_conf_may_point_inside_the_data_folder_and_the_configured_roots(
+    workspace: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = workspace.write_config("fraud")
+    operator = op(FingerprintDataOperator, config)
+    data = Path(__file__).parents[2] / "dags" / "data" / "fraud"
+    inside = str(data / "transactions_batch_002.csv")
+    assert operator.data_location(context(params={"data_uri": inside})) == (inside, None)
+    elsewhere = tmp_path / "landing" / "batch.csv"
+    with pytest.raises(DataError, match="expected a location under one of"):
+        operator.data_location(context(params={"data_uri": str(elsewhere)}))
+    monkeypatch.setenv("AIRFLOW_MLOPS_DATA_ROOTS", str(tmp_path / "landing"))
+    assert operator.data_location(context(params={"data_uri": str(elsewhere)})) == (str(elsewhere), None)
+    sibling = tmp_path / "landing-evil" / "batch.csv"  # a prefix of the root's name is not inside it
+    with pytest.raises(DataError, match="expected a location under one of"):
+        operator.data_location(context(params={"data_uri": str(sibling)}))
 
 
 def test_train_dag_runs_on_cron_or_drift_or_new_data(workspace: Any) -> None:

@@ -76,6 +76,8 @@ def live_setup(tmp: Path, overrides: dict[str, Any] | None = None) -> dict[str, 
         "AIRFLOW_MLOPS_CONFIG_DIR": str(config.parent),
         "AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps(conn),
         "AIRFLOW_MLOPS_STATE_DB": state_url,
+        # REST callers may point conf / Asset events at files under tmp/incoming (the test's landing zone)
+        "AIRFLOW_MLOPS_DATA_ROOTS": str(tmp / "incoming"),
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "GX_ANALYTICS_ENABLED": "False",

@@ -42,8 +42,11 @@ def _states(run: Any) -> dict[str, str]:
     return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
 
 
-def _train_and_check(workspace: Any, uri: str, conn_id: str, data: bytes) -> None:
+def _train_and_check(workspace: Any, uri: str, conn_id: str, data: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
     workspace.write_config("fraud")
+    # conf may name this bucket/container and connection only when the deployment allows them
+    monkeypatch.setenv("AIRFLOW_MLOPS_DATA_ROOTS", uri.rsplit("/", 1)[0])
+    monkeypatch.setenv("AIRFLOW_MLOPS_DATA_CONN_IDS", conn_id)
 
     run = workspace.dag("fraud").test(run_conf={"data_uri": uri, "data_conn_id": conn_id})
 
@@ -62,7 +65,9 @@ def _train_and_check(workspace: Any, uri: str, conn_id: str, data: bytes) -> Non
     assert aliases == {"challenger": "1"}
 
 
-def test_train_on_s3_data_given_in_conf(workspace: Any, airflow_db: Any, moto_s3: S3Bucket) -> None:
+def test_train_on_s3_data_given_in_conf(
+    workspace: Any, airflow_db: Any, moto_s3: S3Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import boto3
 
     data = _fraud_csv()
@@ -74,11 +79,11 @@ def test_train_on_s3_data_given_in_conf(workspace: Any, airflow_db: Any, moto_s3
         aws_secret_access_key="testing",
     ).put_object(Bucket=moto_s3.bucket, Key=BLOB_PATH, Body=data)
 
-    _train_and_check(workspace, f"s3://{moto_s3.bucket}/{BLOB_PATH}", moto_s3.conn_id, data)
+    _train_and_check(workspace, f"s3://{moto_s3.bucket}/{BLOB_PATH}", moto_s3.conn_id, data, monkeypatch)
 
 
 def test_train_on_azure_blob_data_given_in_conf(
-    workspace: Any, airflow_db: Any, azurite_container: BlobContainer
+    workspace: Any, airflow_db: Any, azurite_container: BlobContainer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from azure.storage.blob import BlobServiceClient
 
@@ -87,4 +92,4 @@ def test_train_on_azure_blob_data_given_in_conf(
     service.get_blob_client(azurite_container.container, BLOB_PATH).upload_blob(data)
     uri = f"wasbs://{azurite_container.container}@{azurite_container.account}.blob.core.windows.net/{BLOB_PATH}"
 
-    _train_and_check(workspace, uri, azurite_container.conn_id, data)
+    _train_and_check(workspace, uri, azurite_container.conn_id, data, monkeypatch)

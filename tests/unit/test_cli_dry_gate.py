@@ -103,7 +103,7 @@ def test_json_report_per_config(workspace: Any, capsys: pytest.CaptureFixture[st
         ),
         pytest.param(
             {"features": {"numeric": ["amount", "no_such_column"]}},
-            "{path}: data: data is missing columns ['no_such_column'] named in the config; it has [",
+            "{path}: data: data is missing columns ['no_such_column'] named in the config; it has 8 columns: [",
             id="missing-column",
         ),
         pytest.param(

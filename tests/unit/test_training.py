@@ -176,8 +176,17 @@ def test_check_columns_names_missing_columns(fraud_config: ModelConfig) -> None:
         check_columns(frame, fraud_config)
     assert str(e.value) == (
         "data is missing columns ['distance_from_home_km', 'txn_count_24h', 'account_age_days', 'card_present', "
-        "'merchant_category', 'is_fraud'] named in the config; it has ['amount', 'hour', 'extra']"
+        "'merchant_category', 'is_fraud'] named in the config; it has 3 columns: ['amount', 'hour', 'extra']"
     )
+
+
+def test_an_unexpected_files_header_is_not_echoed_whole(fraud_config: ModelConfig) -> None:
+    """A file that is not the model's data (one header line of secrets, or thousands of columns) stays bounded."""
+    frame = pd.DataFrame(columns=["root:x:0:0:root:/root:/bin/bash" * 3, *(f"c{i}" for i in range(30))])
+    with pytest.raises(DataError) as e:
+        check_columns(frame, fraud_config)
+    assert "/bin/bashroot:x:0:0:root:/root:/bin/bashroot" not in str(e.value)
+    assert str(e.value).endswith("'c18', '... 11 more']") and "it has 31 columns" in str(e.value)
 
 
 @pytest.mark.parametrize(

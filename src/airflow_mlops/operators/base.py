@@ -126,14 +126,41 @@ class MlopsBaseOperator(BaseOperator):
 
         A new-data Asset event's ``data_uri`` wins (the announced data), then the explicit ``uri`` /
         ``conn_id``, then ``conf``/params, then the config. Params always hold the config's default, so
-        an override is a value that differs from it.
+        an override is a value that differs from it. What comes from an Asset event or ``conf`` is
+        hostile until admitted (:func:`~airflow_mlops.data.admission.admit_location`: under the config's
+        data folder or ``[mlops] data_roots``, an allowed connection); the config and explicit arguments
+        are the DAG author's.
         """
+        from airflow_mlops.data.admission import admit_location
+
         cfg = self.loaded.config.data
         params = context.get("params") or {}
         announced = announced_data(context.get("triggering_asset_events"))
-        uri = announced.get(PARAM_DATA_URI) or uri or params.get(PARAM_DATA_URI) or cfg.uri
-        conn_id = announced.get(PARAM_DATA_CONN_ID) or conn_id or params.get(PARAM_DATA_CONN_ID) or cfg.conn_id
-        return self.loaded.resolve(str(uri)), (str(conn_id) if conn_id else None)
+        conf_uri = params.get(PARAM_DATA_URI) if params.get(PARAM_DATA_URI) not in (None, "", cfg.uri) else None
+        conf_conn = (
+            params.get(PARAM_DATA_CONN_ID) if params.get(PARAM_DATA_CONN_ID) not in (None, "", cfg.conn_id) else None
+        )
+        candidates = [
+            ("the triggering Asset event's extra", announced.get(PARAM_DATA_URI), announced.get(PARAM_DATA_CONN_ID)),
+            (None, uri, conn_id),
+            ("the DAG run's conf", conf_uri, conf_conn),
+            (None, cfg.uri, cfg.conn_id),
+        ]
+        chosen_uri = next((src, value) for src, value, _ in candidates if value)
+        chosen_conn = next(((src, value) for src, _, value in candidates if value), (None, None))
+        location = self.loaded.resolve(str(chosen_uri[1])) if chosen_uri[0] is None else str(chosen_uri[1])
+        connection = str(chosen_conn[1]) if chosen_conn[1] else None
+        untrusted = chosen_uri[0] or chosen_conn[0]
+        if untrusted is None:
+            return location, connection
+        return admit_location(
+            location,
+            connection,
+            source=f"{self.task_id}: {untrusted}",
+            config_uri=self.loaded.resolve(cfg.uri),
+            config_conn_id=cfg.conn_id,
+            base=self.loaded.path.parent,
+        )
 
     def dag_run_id(self, context: Context) -> str:
         return str(context["dag_run"].run_id)

@@ -30,7 +30,11 @@ class FingerprintDataOperator(MlopsBaseOperator):
 
     :param data_uri: Training data (templated): a file or folder URI; default: the run's ``data_uri``
         param, else the config's ``data.uri``. A triggering new-data Asset event's ``data_uri`` wins.
-    :param data_conn_id: Airflow connection for an object-store ``data_uri`` (templated).
+        A value given here is trusted as the DAG author's; a ``data_uri`` from ``conf`` or an Asset event
+        is admitted only under the config's data folder or ``[mlops] data_roots`` (so do not template
+        ``conf`` into this argument: leave it unset and the operator reads and checks ``conf`` itself).
+    :param data_conn_id: Airflow connection for an object-store ``data_uri`` (templated); from ``conf`` or an
+        Asset event only the config's ``data.conn_id`` or one of ``[mlops] data_conn_ids``.
     :return: ``{"mlflow_run_id", "data_uri", "data_files", "data_sha256", "rows"}``.
     """
 

@@ -50,11 +50,20 @@ def check_columns(df: pd.DataFrame, config: ModelConfig) -> None:
     """Fail with the missing column names before sklearn fails with a less helpful message."""
     missing = [c for c in [*config.features.all, config.target] if c not in df.columns]
     if missing:
-        raise DataError(f"data is missing columns {missing} named in the config; it has {list(df.columns)}")
+        raise DataError(
+            f"data is missing columns {missing} named in the config; it has {len(df.columns)} columns: "
+            f"{_shown_columns(df.columns)}"
+        )
     if config.task == "classification":
         values = set(df[config.target].dropna().unique().tolist())
         if not values <= {0, 1}:
             raise DataError(f"target {config.target!r}: got values {sorted(values, key=str)[:10]}; expected 0/1")
+
+
+def _shown_columns(columns: Any, limit: int = 20, width: int = 40) -> list[str]:
+    """Column names for an error message, bounded: an unexpected file's header is not echoed whole."""
+    shown = [name if len(name) <= width else name[: width - 1] + "…" for name in map(str, list(columns)[:limit])]
+    return shown + ([f"... {len(columns) - limit} more"] if len(columns) > limit else [])
 
 
 def split_data(df: pd.DataFrame, config: ModelConfig) -> Split:
