@@ -174,7 +174,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--log-conn-id", default=None, help="Airflow connection for an object-store log root")
     serve.add_argument("--log-mode", choices=["batched", "strict"], default="batched")
     serve.add_argument("--flush-interval", type=float, default=1.0, help="seconds between prediction-log flushes")
-    serve.add_argument("--wal-dir", default=None, help="local write-ahead log folder (strict mode)")
+    serve.add_argument(
+        "--wal-dir",
+        default=None,
+        help="local write-ahead log folder (strict mode; batched mode spills there at shutdown if the store is down)",
+    )
+    serve.add_argument(
+        "--max-pending",
+        type=int,
+        default=100_000,
+        help="batched mode: rows held while the log's store is down; the oldest beyond are dropped and counted",
+    )
     serve.add_argument("--poll-interval", type=float, default=1.0, help="seconds between registry polls")
     serve.add_argument("--max-batch", type=int, default=1000)
     serve.add_argument("--keep-alive", type=float, default=75.0, help="seconds an idle client connection stays open")
@@ -218,6 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 flush_interval=args.flush_interval,
                 log_conn_id=args.log_conn_id,
                 wal_dir=args.wal_dir,
+                max_pending=args.max_pending,
                 poll_interval=args.poll_interval,
                 max_batch=args.max_batch,
                 keep_alive=args.keep_alive,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -94,4 +95,66 @@ def test_new_hour_trigger_reports_each_new_partition(tmp_path: Path) -> None:
         "model": "toy",
         "new_hour": "2026-11-20T11",
         "completed_hour": "2026-11-20T10",
+        "also_new": 0,
     }
+
+
+def test_new_hour_trigger_after_a_failed_first_listing_fires_once_not_for_every_past_hour(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """30 days of history and a store that is down when the watcher starts: no event per past hour."""
+    from airflow_mlops.prediction_log import LocalStorage, PredictionLog, PredictionRecord
+    from airflow_mlops.triggers import prediction_log as module
+
+    base = datetime(2026, 11, 1, 0, 5, tzinfo=UTC)
+    log = PredictionLog(LocalStorage(tmp_path))
+    log.append(
+        [
+            PredictionRecord(f"r{i}", base + timedelta(hours=i), "toy", "1", "champion", "{}", "{}", 1.0, None)
+            for i in range(0, 30 * 24, 6)
+        ]
+    )
+    log.close()
+    real = module._hours
+    calls = {"n": 0}
+
+    def flaky(root: str, model: str, conn_id: str | None) -> set[str]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError("store unreachable")
+        return real(root, model, conn_id)
+
+    monkeypatch.setattr(module, "_hours", flaky)
+    trigger = module.NewPredictionHourTrigger(log_root=str(tmp_path), log_conn_id=None, model="toy", poll_interval=0.05)
+
+    async def events_within(seconds: float, then: Callable[[], None] | None = None) -> list[dict]:
+        found: list[dict] = []
+        stream = trigger.run()
+
+        async def collect() -> None:
+            async for event in stream:
+                found.append(dict(event.payload))
+
+        task = asyncio.ensure_future(collect())
+        await asyncio.sleep(seconds)
+        if then is not None:
+            then()
+            await asyncio.sleep(seconds)
+        task.cancel()
+        return found
+
+    def two_new_hours() -> None:
+        late = PredictionLog(LocalStorage(tmp_path))
+        late.append(
+            [
+                PredictionRecord(
+                    f"n{h}", base + timedelta(days=31, hours=h), "toy", "1", "champion", "{}", "{}", 1.0, None
+                )
+                for h in (0, 1)
+            ]
+        )
+        late.close()
+
+    events = asyncio.run(events_within(0.5, two_new_hours))
+    assert calls["n"] >= 3
+    assert events == [{"model": "toy", "new_hour": "2026-12-02T01", "completed_hour": "2026-12-02T00", "also_new": 1}]

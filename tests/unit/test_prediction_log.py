@@ -591,3 +591,64 @@ def test_recovery_that_fails_at_start_is_retried_by_the_flusher(
     finally:
         log.close()
     assert read_predictions(LocalStorage(tmp_path), "fraud")["request_id"].tolist() == ["req-1"]
+
+
+# --- a store that stays down (batched mode) -------------------------------------------------------------------
+
+
+def test_batched_rows_waiting_for_a_store_that_stays_down_are_bounded_and_counted(tmp_path: Path) -> None:
+    """Memory stays bounded during an outage: the oldest predictions go first, labels last, all counted."""
+    store = FailingStorage(tmp_path / "store")
+    store.down = True
+    log = PredictionLog(store, max_buffer=10, max_pending=100, wal_dir=str(tmp_path / "wal"))
+    labels = [FeedbackRecord(f"req-{i}", T0, "fraud", "1") for i in range(5)]
+    log.append_feedback(labels)
+    for start in range(0, 250, 10):
+        with pytest.raises(DataError, match="store is down"):
+            log.append([_pred(i) for i in range(start, start + 10)])  # a full buffer flushes at once, and fails
+
+    assert log.dropped_rows == 255 - 100
+    store.down = False
+    log.close()
+    kept = read_predictions(store, "fraud")["request_id"].tolist()
+    assert kept == [f"req-{i}" for i in range(155, 250)]  # the newest 95 predictions ...
+    assert len(read_feedback(store, "fraud")) == 5  # ... and every label
+
+
+def test_batched_rows_left_at_close_while_the_store_is_down_are_kept_locally_and_recovered(tmp_path: Path) -> None:
+    store = FailingStorage(tmp_path / "store")
+    store.down = True
+    log = PredictionLog(store, wal_dir=str(tmp_path / "wal"))
+    log.append([_pred(i) for i in range(7)])
+    log.append_feedback([FeedbackRecord("req-1", T0, "fraud", "0")])
+
+    log.close()  # the store is down: nothing raised, nothing lost
+
+    assert log.spilled_rows == 8 and log.dropped_rows == 0
+    assert read_predictions(LocalStorage(tmp_path / "store"), "fraud").empty
+    store.down = False
+    with PredictionLog(store, wal_dir=str(tmp_path / "wal")):  # the next start recovers them
+        pass
+    assert read_predictions(store, "fraud")["request_id"].tolist() == [f"req-{i}" for i in range(7)]
+    assert read_feedback(store, "fraud")["request_id"].tolist() == ["req-1"]
+
+
+def test_batched_rows_at_close_without_a_wal_dir_fail_loudly(tmp_path: Path) -> None:
+    from airflow_mlops.prediction_log import FsspecStorage
+
+    class DownStore(FsspecStorage):
+        def write_part(self, rel_path: str, data: bytes) -> None:
+            raise DataError("store is down")
+
+    import fsspec
+
+    log = PredictionLog(DownStore(fsspec.filesystem("memory"), f"down-{tmp_path.name}"))
+    log.append([_pred(1)])
+    with pytest.raises(DataError, match="store is down"):
+        log.close()
+    assert log.spilled_rows == 0
+
+
+def test_max_pending_below_max_buffer_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"max_pending must be >= max_buffer \(10\), got 5"):
+        PredictionLog(LocalStorage(tmp_path), max_buffer=10, max_pending=5)

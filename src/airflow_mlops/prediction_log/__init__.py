@@ -18,7 +18,10 @@ Durability has two modes:
     writes them every ``flush_interval`` seconds, or sooner once ``max_buffer`` rows are waiting. A
     ``kill -9`` (or power loss) of the gateway loses the rows appended since the last completed flush:
     at most one ``flush_interval`` of traffic plus the time that flush takes. Nothing already flushed is
-    lost. Pick ``flush_interval`` as the amount of traffic you accept to lose.
+    lost. Pick ``flush_interval`` as the amount of traffic you accept to lose. While the store is down the
+    rows wait in memory, at most ``max_pending`` of them (the oldest predictions are dropped beyond that,
+    and counted); ``close`` with the store still down writes them to the local ``wal_dir``, from which the
+    next ``PredictionLog`` on that folder recovers them.
 ``strict``
     ``append`` also writes the rows to a per-process write-ahead log (JSON lines in ``wal_dir``) and
     ``fsync``\\ s it before returning, so every response a client received is in the log even after

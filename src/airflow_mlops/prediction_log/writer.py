@@ -65,6 +65,9 @@ class PredictionLog:
     :param wal_dir: local directory of the write-ahead log; default ``<root>/_wal`` for a
         :class:`LocalStorage`, required for strict mode with any other storage.
     :param on_flush: called with the number of rows after every flush that wrote rows (observability).
+    :param max_pending: batched mode: rows kept in memory while the store is down; beyond that the oldest
+        predictions (then the oldest labels) are dropped and counted (:attr:`dropped_rows`), so an outage
+        cannot exhaust the gateway's memory. Strict mode keeps every row in its write-ahead log instead.
     """
 
     def __init__(
@@ -76,6 +79,7 @@ class PredictionLog:
         max_buffer: int = 10_000,
         wal_dir: str | None = None,
         on_flush: Callable[[int], None] | None = None,
+        max_pending: int = 100_000,
     ) -> None:
         if mode not in ("batched", "strict"):
             raise ValueError(f"PredictionLog mode must be 'batched' or 'strict', got {mode!r}")
@@ -83,6 +87,13 @@ class PredictionLog:
             raise ValueError(f"PredictionLog flush_interval must be > 0 seconds, got {flush_interval!r}")
         if max_buffer < 1:
             raise ValueError(f"PredictionLog max_buffer must be >= 1, got {max_buffer!r}")
+        if max_pending < max_buffer:
+            raise ValueError(f"PredictionLog max_pending must be >= max_buffer ({max_buffer}), got {max_pending!r}")
+        self._max_pending = max_pending
+        self.dropped_rows = 0
+        """Batched mode: rows dropped because the store stayed down with ``max_pending`` rows waiting."""
+        self.spilled_rows = 0
+        """Batched mode: rows written to the local ``wal_dir`` at close because the store was down."""
         self._storage = storage
         self._mode: Mode = mode
         self._flush_interval = flush_interval
@@ -176,6 +187,8 @@ class PredictionLog:
                 with self._lock:
                     self._predictions[:0] = predictions
                     self._feedback[:0] = feedback
+                    if self._wal is None:
+                        self._bound_pending()
                 raise
             if self._wal is not None:
                 self._wal.discard(self._pending_segments)
@@ -186,6 +199,23 @@ class PredictionLog:
                 self._on_flush(rows)
             except Exception:
                 log.exception("PredictionLog on_flush callback failed")
+
+    def _bound_pending(self) -> None:
+        """Keep at most ``max_pending`` rows waiting (caller holds the lock): oldest predictions go first."""
+        excess = len(self._predictions) + len(self._feedback) - self._max_pending
+        if excess <= 0:
+            return
+        from_predictions = min(excess, len(self._predictions))
+        del self._predictions[:from_predictions]
+        del self._feedback[: excess - from_predictions]
+        self.dropped_rows += excess
+        log.error(
+            "Prediction log store %s is still failing with %d rows waiting: dropped the %d oldest (%d in total)",
+            self.root,
+            self._max_pending,
+            excess,
+            self.dropped_rows,
+        )
 
     def _take(self) -> tuple[PredictionRows, FeedbackRows]:
         """Swap the buffers out and seal the WAL segment holding exactly those rows, atomically."""
@@ -246,9 +276,40 @@ class PredictionLog:
             self._thread.join()
         try:
             self.flush()
+        except Exception:
+            if self._wal is not None or not self._spill():
+                raise
         finally:
             if self._wal is not None:
                 self._wal.close(remove=not self._pending_segments and not self._predictions and not self._feedback)
+
+    def _spill(self) -> bool:
+        """Batched mode, closing while the store is down: write the waiting rows to the local ``wal_dir`` as
+        a dead process's write-ahead log, which the next :class:`PredictionLog` on it recovers into Parquet.
+        Returns whether the rows are safe (``False``: no ``wal_dir``, or it failed too; they are lost)."""
+        with self._lock:
+            predictions, feedback = self._predictions, self._feedback
+            self._predictions, self._feedback = [], []
+        rows = len(predictions) + len(feedback)
+        if self._wal_dir is None:
+            log.error("Prediction log store %s is down at close and there is no wal_dir: %d rows lost", self.root, rows)
+            return False
+        try:
+            spill = WriteAheadLog(self._wal_dir, uuid.uuid4().hex[:12])
+            spill.sync(spill.write(encode(predictions, feedback)))
+            spill.seal()
+            spill.close(remove=False)
+        except Exception:
+            log.exception("Spilling %d prediction-log rows to %s failed; they are lost", rows, self._wal_dir)
+            return False
+        self.spilled_rows += rows
+        log.warning(
+            "Prediction log store %s is down at close: %d rows kept in %s for the next start",
+            self.root,
+            rows,
+            self._wal_dir,
+        )
+        return True
 
     def __enter__(self) -> PredictionLog:
         self.start()

@@ -21,6 +21,8 @@ class ServeOptions:
     flush_interval: float = 1.0
     log_conn_id: str | None = None
     wal_dir: str | None = None
+    #: Batched mode: rows held in memory while the log's store is down (oldest dropped and counted beyond).
+    max_pending: int = 100_000
     poll_interval: float = 1.0
     max_batch: int = 1000
     #: Seconds an idle keep-alive connection stays open. Longer than clients' and load balancers' own idle
@@ -54,6 +56,7 @@ def build_gateway(options: ServeOptions) -> object:
         mode=options.log_mode,
         flush_interval=options.flush_interval,
         wal_dir=options.wal_dir,
+        max_pending=options.max_pending,
     )
     return Gateway(GatewaySettings(models=options.models, max_batch=options.max_batch), cache, watcher, plog)
 

@@ -3,7 +3,8 @@
 ``<model>__monitor`` is scheduled on ``mlops://<model>/predictions``, whose watcher runs this trigger
 in the triggerer: when the gateway starts writing a new hour, the previous hour is complete and a
 monitoring run is due. Partitions present when the trigger starts are the baseline (the cron
-schedule covers any hour that completed while no triggerer was watching).
+schedule covers any hour that completed while no triggerer was watching). Several hours appearing
+between two polls (a store back from an outage, a backfill) make one event, for the newest hour.
 """
 
 from __future__ import annotations
@@ -47,17 +48,29 @@ class NewPredictionHourTrigger(BaseEventTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        """One event per poll that finds new hours, for the newest of them (one monitoring run covers the
+        window); the first *successful* listing is the baseline, so a store that was down at start does not
+        make every past hour look new."""
         seen: set[str] | None = None
         while True:
             try:
                 hours = await asyncio.to_thread(_hours, self.log_root, self.model, self.log_conn_id)
             except Exception as exc:  # a flaky store must not kill the watcher; try again next poll
                 self.log.warning("Cannot list the prediction log of %s: %s", self.model, exc)
-                hours = seen or set()
+                await asyncio.sleep(self.poll_interval)
+                continue
             if seen is not None:
-                for hour in sorted(hours - seen):
-                    completed = sorted(seen | {hour})
-                    previous = completed[-2] if len(completed) > 1 else None
-                    yield TriggerEvent({"model": self.model, "new_hour": hour, "completed_hour": previous})
+                new = sorted(hours - seen)
+                if new:
+                    newest = new[-1]
+                    before = sorted(h for h in seen | hours if h < newest)
+                    yield TriggerEvent(
+                        {
+                            "model": self.model,
+                            "new_hour": newest,
+                            "completed_hour": before[-1] if before else None,
+                            "also_new": len(new) - 1,
+                        }
+                    )
             seen = (seen or set()) | hours
             await asyncio.sleep(self.poll_interval)
