@@ -279,14 +279,23 @@ def test_a_token_from_airflow_or_the_ui_cookie_is_accepted(mlflow_conn: Any, ui:
     assert ui.get("/api/models/fraud?hours=0", headers=bearer(token)).status_code == 422
 
 
-def test_a_user_without_access_to_the_models_dags_sees_no_model(mlflow_conn: Any, ui: Any) -> None:
+def test_a_user_without_access_to_the_models_dags_sees_no_model(
+    mlflow_conn: Any, ui: Any, token: str, request: pytest.FixtureRequest
+) -> None:
+    """Nor the text of a broken config (paths, values): config errors follow the ``__config_error`` DAG's access."""
     from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
 
     from airflow_mlops.ui.auth import auth_manager
 
     mlflow_conn.write_config("fraud")
+    broken = mlflow_conn.config_dir / "payments_secret.yaml"
+    broken.write_text("name: payments\ndata: {uri: /srv/finance/salaries.csv}\n")
+    request.addfinalizer(broken.unlink)
     nobody = auth_manager().generate_jwt(SimpleAuthManagerUser(username="nobody", role=None))
 
+    assert ui.get("/api/models", headers=bearer(nobody)).json()["config_errors"] == {}
+    assert "salaries" not in ui.get("/", headers=bearer(nobody)).text
+    assert "payments_secret.yaml" in ui.get("/api/models", headers=bearer(token)).json()["config_errors"]
     assert ui.get("/api/models", headers=bearer(nobody)).json()["models"] == []
     assert ui.get("/api/models/fraud", headers=bearer(nobody)).status_code == 403
     assert ui.get("/models/fraud", headers=bearer(nobody)).status_code == 403

@@ -652,3 +652,16 @@ def test_batched_rows_at_close_without_a_wal_dir_fail_loudly(tmp_path: Path) -> 
 def test_max_pending_below_max_buffer_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"max_pending must be >= max_buffer \(10\), got 5"):
         PredictionLog(LocalStorage(tmp_path), max_buffer=10, max_pending=5)
+
+
+def test_a_reader_may_load_only_some_columns(tmp_path: Path) -> None:
+    """The Models page's charts read a week of traffic without its inputs and outputs."""
+    with PredictionLog(LocalStorage(tmp_path)) as log:
+        log.append([_pred(2, ts=T0 + timedelta(minutes=1)), _pred(1)])
+
+    frame = read_predictions(LocalStorage(tmp_path), "fraud", columns=["version", "latency_ms"])
+
+    assert list(frame.columns) == ["ts", "version", "latency_ms"]  # ts always: the window and the order
+    assert frame["latency_ms"].tolist() == [1.001, 1.002]
+    with pytest.raises(ValueError, match=r"unknown predictions columns \['secret'\]"):
+        read_predictions(LocalStorage(tmp_path), "fraud", columns=["secret"])

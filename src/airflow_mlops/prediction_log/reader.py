@@ -73,10 +73,19 @@ def hour_partitions(
 
 
 def read_predictions(
-    storage: Storage, model: str, start: datetime | None = None, end: datetime | None = None
+    storage: Storage,
+    model: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    *,
+    columns: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Logged predictions with ``start <= ts < end`` (UTC-aware bounds), sorted by ``ts``, duplicates removed."""
-    return _read(storage, model, "predictions", start, end)
+    """Logged predictions with ``start <= ts < end`` (UTC-aware bounds), sorted by ``ts``, duplicates removed.
+
+    :param columns: Only these record columns (``ts`` is always read, for the window and the order): a
+        reader that needs no inputs or outputs does not load them.
+    """
+    return _read(storage, model, "predictions", start, end, columns)
 
 
 def read_feedback(
@@ -158,18 +167,38 @@ class _Display:
         return self._uri + path[len(self._base) :]
 
 
-def _read(storage: Storage, model: str, kind: Kind, start: datetime | None, end: datetime | None) -> pd.DataFrame:
+def _read(
+    storage: Storage,
+    model: str,
+    kind: Kind,
+    start: datetime | None,
+    end: datetime | None,
+    selected: Sequence[str] | None = None,
+) -> pd.DataFrame:
     _check_bounds(start, end)
+    wanted = _selected(kind, selected)
     parts = _Parts(storage, model, kind)
     window = _both(_hour_filter(start, end), _row_filter(start, end))
-    return _to_frame(_scan(parts.dataset, window, kind, parts.display), kind)
+    return _to_frame(_scan(parts.dataset, window, kind, parts.display, wanted), kind, wanted)
 
 
-def _scan(dataset: ds.Dataset, window: ds.Expression | None, kind: Kind, display: _Display) -> pa.Table:
+def _selected(kind: Kind, selected: Sequence[str] | None) -> list[str]:
+    every = list(columns(kind))
+    if selected is None:
+        return every
+    unknown = [name for name in selected if name not in every]
+    if unknown:
+        raise ValueError(f"unknown {kind} columns {unknown}; expected some of {every}")
+    return [name for name in every if name in selected or name == "ts"]
+
+
+def _scan(
+    dataset: ds.Dataset, window: ds.Expression | None, kind: Kind, display: _Display, wanted: list[str] | None = None
+) -> pa.Table:
     """The rows of ``dataset`` in ``window``; a file that cannot be parsed is named in the error."""
     import pyarrow as pa
 
-    names = [*columns(kind), ROW_ID]
+    names = [*(wanted or columns(kind)), ROW_ID]
     try:
         return dataset.to_table(columns=names, filter=window)
     except (pa.ArrowInvalid, OSError) as exc:
@@ -184,10 +213,10 @@ def _scan(dataset: ds.Dataset, window: ds.Expression | None, kind: Kind, display
         raise DataError(f"Cannot read prediction-log part files of {kind}: {exc}") from exc
 
 
-def _to_frame(table: pa.Table, kind: Kind) -> pd.DataFrame:
+def _to_frame(table: pa.Table, kind: Kind, wanted: list[str] | None = None) -> pd.DataFrame:
     frame = table.to_pandas()
     frame = frame.drop_duplicates(subset=[ROW_ID]).sort_values("ts", kind="stable")
-    return frame[list(columns(kind))].reset_index(drop=True)
+    return frame[wanted or list(columns(kind))].reset_index(drop=True)
 
 
 # --- the window ----------------------------------------------------------------------------------------------

@@ -94,7 +94,17 @@ def _summaries(user: Any) -> tuple[list[ModelSummary], dict[str, str]]:
         ModelSources(loaded, approvals=approvals[loaded.name], approvals_error=approvals_error).summary()[0]
         for loaded in visible
     ]
-    return summaries, errors
+    return summaries, _readable_errors(user, errors)
+
+
+def _readable_errors(user: Any, errors: dict[str, str]) -> dict[str, str]:
+    """Config errors of the files whose ``<file>__config_error`` DAG the user may read, as Airflow shows
+    import errors: a broken config's text (paths, values) is not every logged-in user's business."""
+    from pathlib import Path
+
+    from airflow_mlops.factories.build import error_dag_id
+
+    return {name: text for name, text in errors.items() if auth.can_read_dag(user, error_dag_id(Path(name)))}
 
 
 def _detail(user: Any, name: str, hours: int) -> ModelDetail:

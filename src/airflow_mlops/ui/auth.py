@@ -82,15 +82,20 @@ async def authenticated_user(request: Request) -> Any:
         raise _unauthorized("Invalid or expired token") from None
 
 
-def can_read_model(user: Any, model: str) -> bool:
-    """May ``user`` see ``model``? (= may read its ``<model>__train`` DAG)."""
+def can_read_dag(user: Any, dag_id: str) -> bool:
+    """May ``user`` read the DAG ``dag_id``? (an error of the check is a no: fail closed)"""
     from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
 
     try:
-        return bool(auth_manager().is_authorized_dag(method="GET", user=user, details=DagDetails(id=f"{model}__train")))
+        return bool(auth_manager().is_authorized_dag(method="GET", user=user, details=DagDetails(id=dag_id)))
     except Exception:
-        log.exception("models UI: authorization check failed for %s", model)
+        log.exception("models UI: authorization check failed for %s", dag_id)
         return False
+
+
+def can_read_model(user: Any, model: str) -> bool:
+    """May ``user`` see ``model``? (= may read its ``<model>__train`` DAG)."""
+    return can_read_dag(user, f"{model}__train")
 
 
 def can_read_approvals(user: Any, dag_id: str) -> bool:

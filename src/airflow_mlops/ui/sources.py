@@ -56,6 +56,7 @@ MONITORING_RUNS_LIST = 1
 MONITORING_RUNS_DETAIL = 200
 VERSIONS_DETAIL = 50
 TRAFFIC_CHARTS = ("error_rate", "latency_p95", "requests")
+TRAFFIC_COLUMNS = ("ts", "version", "role", "latency_ms", "error")
 
 _T = TypeVar("_T")
 
@@ -277,8 +278,14 @@ def read_traffic(loaded: LoadedConfig, hours: int, now: datetime | None = None) 
     if root is None:
         return None
     end = now or datetime.now(UTC)
-    frame = read_predictions(prediction_log_storage(root, conn_id), loaded.name, end - timedelta(hours=hours), end)
-    return frame[["ts", "version", "role", "latency_ms", "error"]]
+    # only the columns the charts need: inputs and outputs (most of a part file) are never loaded here
+    return read_predictions(
+        prediction_log_storage(root, conn_id),
+        loaded.name,
+        end - timedelta(hours=hours),
+        end,
+        columns=TRAFFIC_COLUMNS,
+    )
 
 
 @functools.lru_cache(maxsize=8)
