@@ -126,6 +126,37 @@ _CONFIG_COMMANDS: dict[str, Callable[[argparse.ArgumentParser, argparse.Namespac
 }
 
 
+def intents(action: str, model: str | None, op_id: str | None, state_db: str | None) -> int:
+    """``intents list``: operations that were interrupted and are still recorded; ``intents discard``: drop one
+    without applying it (the registry is left as it is: check it with ``history`` and the MLflow UI)."""
+    from airflow_mlops.deploy.audit import AuditTrail
+
+    audit = AuditTrail(state_db or settings.state_db_url())
+    if action == "list":
+        found = audit.pending(model) if model else audit.all_pending()
+        for op in found:
+            moves = ", ".join(f"{m['alias']}: {m.get('from')} -> {m.get('to')}" for m in op.plan.get("moves", []))
+            print(f"{op.op_id}  {op.model}  {op.kind}  by {op.actor} at {op.created_at:%Y-%m-%d %H:%M:%S}  [{moves}]")
+        if not found:
+            print("no interrupted operations recorded" + (f" for {model!r}" if model else ""))
+        return 0
+    if not model or not op_id:
+        print("intents discard: give the model and the intent id (see: airflow-mlops intents list)", file=sys.stderr)
+        return 2
+    if not any(op.op_id == op_id for op in audit.pending(model)):
+        print(f"intents discard: no recorded intent {op_id!r} for model {model!r}", file=sys.stderr)
+        return 1
+    audit.complete_pending(op_id, model, [])
+    print(f"discarded intent {op_id} of {model!r}; nothing was applied")
+    return 0
+
+
+#: The commands over the state database (locks, intents, audit trail).
+_STATE_COMMANDS: dict[str, Callable[[argparse.ArgumentParser, argparse.Namespace], int]] = {
+    "intents": lambda parser, args: intents(args.action, args.model, args.op_id, args.state_db),
+}
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -188,6 +219,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--poll-interval", type=float, default=1.0, help="seconds between registry polls")
     serve.add_argument("--max-batch", type=int, default=1000)
     serve.add_argument("--keep-alive", type=float, default=75.0, help="seconds an idle client connection stays open")
+    intents_parser = sub.add_parser(
+        "intents", help="list or discard deployment operations that were interrupted (their recorded intents)"
+    )
+    intents_parser.add_argument("action", choices=["list", "discard"])
+    intents_parser.add_argument("model", nargs="?", default=None)
+    intents_parser.add_argument("op_id", nargs="?", default=None, help="the intent to discard")
+    intents_parser.add_argument("--state-db", default=None, help=f"SQLAlchemy URL (default: {_STATE_DB_HELP})")
     history = sub.add_parser("history", help="print the audit trail of a model's alias moves")
     history.add_argument("model")
     history.add_argument("--state-db", default=None, help=f"SQLAlchemy URL (default: {_STATE_DB_HELP})")
@@ -196,8 +234,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     data.add_argument("folder", nargs="?", default="dags/data")
     args = parser.parse_args(argv)
 
-    if args.command in _CONFIG_COMMANDS:
-        return _CONFIG_COMMANDS[args.command](parser, args)
+    handler = {**_CONFIG_COMMANDS, **_STATE_COMMANDS}.get(args.command)
+    if handler is not None:
+        return handler(parser, args)
     if args.command == "promote":
         from airflow_mlops.deploy.targets import LocalGatewayTarget
 

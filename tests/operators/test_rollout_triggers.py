@@ -195,7 +195,7 @@ def test_shadow_fires_success_after_the_duration_once_min_requests_are_in(plog: 
     payload, at = first_event(shadow_trigger(plog, start, duration=0.6, min_requests=4), timeout=5)
 
     assert at >= 0.6
-    assert at < 0.6 + 1.5
+    assert at < 0.6 + 3.5  # fires at the end of the duration, not at a timeout (loose: CI machines are busy)
     assert payload == {
         "status": "success",
         "timed_out": False,
@@ -219,7 +219,7 @@ def test_shadow_keeps_waiting_for_min_requests_until_the_deadline(plog: Predicti
     )
 
     assert at >= 1.2
-    assert at < 1.2 + 1.5
+    assert at < 1.2 + 3.5  # fires at the end of the duration, not at a timeout (loose: CI machines are busy)
     assert payload["status"] == "success"
     assert payload["timed_out"] is True
     assert payload["stats"]["shadow_requests"] == 3
@@ -343,8 +343,11 @@ def test_canary_healthy_step_succeeds_at_its_end(plog: PredictionLog) -> None:
         "metric": None,
         "canary_metric": None,
         "champion_metric": None,
+        "invalid_labels": 0,
+        "duplicate_labels": 0,
+        "metric_error": None,
     }
-    assert 0.8 <= at < 0.8 + 1.5
+    assert 0.8 <= at < 0.8 + 3.5  # fires at the end of the duration, not at a timeout (loose: CI machines are busy)
 
 
 def test_canary_healthy_step_with_labels_reports_both_metrics(plog: PredictionLog) -> None:

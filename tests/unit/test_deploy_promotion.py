@@ -220,13 +220,26 @@ def test_champion_only_rollback(client: Any, audit: AuditTrail, versions: Any) -
     result = Deployments(client, audit).rollback(MODEL, actor="fraud__deploy/run_4", reason="error rate 7% > 2%")
     again = Deployments(client, audit).rollback(MODEL, actor="fraud__deploy/run_4", reason="error rate 7% > 2%")
 
-    assert result.state == DeploymentState(champion=v1, challenger=v2)
+    assert result.state == DeploymentState(champion=v1)
     assert client.get_registered_model(MODEL).tags[Tag.CANARY_PERCENT] == "0"
     assert [(e.alias, e.from_version, e.to_version, e.reason) for e in result.events] == [
         ("canary", v2, None, "error rate 7% > 2% [canary_percent 25 -> 0]"),
         ("shadow", v3, None, "error rate 7% > 2%"),
+        ("challenger", v2, None, "error rate 7% > 2%"),
     ]
     assert not again.changed and again.events == ()
+    # the candidates in flight are rejected: a deploy run still going cannot bring them back
+    for version in (v2, v3):
+        tags = client.get_model_version(MODEL, version).tags
+        assert (tags[Tag.REJECTED_REASON], tags[Tag.REJECTED_BY]) == (
+            "rolled back: error rate 7% > 2%",
+            "fraud__deploy/run_4",
+        )
+    with pytest.raises(RegistryError, match=rf"v{v2} was rejected .*rolled back: error rate"):
+        Deployments(client, audit).set_canary(MODEL, v2, 50, actor="fraud__deploy/run_3", reason="next step")
+    with pytest.raises(RegistryError, match=rf"v{v2} was rejected"):
+        Deployments(client, audit).promote(MODEL, v2, actor="fraud__deploy/run_3", reason="canary completed")
+    assert read_state(client, MODEL) == DeploymentState(champion=v1)
 
 
 def test_reject_clears_the_versions_rollout_aliases(client: Any, audit: AuditTrail, versions: Any) -> None:
@@ -427,27 +440,38 @@ def test_interrupted_promotion_is_completed_by_the_next_operation(
     assert replay(audit.history(MODEL)) == retried.state.aliases()
 
 
-def test_interrupted_operation_is_completed_before_a_different_one(
+def test_a_rollback_reverts_an_interrupted_promotion_instead_of_completing_it(
     client: Any, audit: AuditTrail, versions: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     v1, v2 = versions("passed", "passed")
     Deployments(client, audit).promote(MODEL, v1, actor="a", reason="r")
     Deployments(client, audit).set_canary(MODEL, v2, 5, actor="a", reason="r")
+    real_delete = client.delete_registered_model_alias
+
+    def crash_on_canary(name: str, alias: str) -> None:
+        if alias == "canary":
+            raise ConnectionError("simulated crash")
+        real_delete(name, alias)
+
     with monkeypatch.context() as patch:
-        _crash_on(client, patch, "previous")
+        patch.setattr(client, "delete_registered_model_alias", crash_on_canary)
         with pytest.raises(RegistryError, match="interrupted"):
             Deployments(client, audit).promote(MODEL, v2, actor="run_1", reason="canary completed")
-    assert read_state(client, MODEL) == DeploymentState(champion=v1, canary=v2)  # percent already 0
+    # half moved: v2 is already champion, the canary alias is still there
+    assert read_state(client, MODEL) == DeploymentState(champion=v2, previous=v1, canary=v2)
 
-    # The operator rolls back instead of retrying; the promotion it interrupted is finished first.
-    result = Deployments(client, audit).rollback(MODEL, to_version="previous", actor="alice", reason="undo")
+    # the on-call engineer rolls back: the promotion is undone, not finished first
+    result = Deployments(client, audit).rollback(MODEL, actor="alice", reason="emergency")
 
-    assert len(result.recovered) == 1
-    assert result.state == DeploymentState(champion=v1, previous=v2)
+    assert len(result.recovered) == 1 and audit.pending(MODEL) == []
+    assert result.state == DeploymentState(champion=v1)
+    assert client.get_model_version(MODEL, v2).tags[Tag.REJECTED_REASON] == "rolled back: emergency"
+    reverted = [e for e in audit.history(MODEL) if e.reason.startswith("reverted the interrupted promote")]
+    assert moves(reverted) == [("champion", v2, v1), ("previous", v1, None)]
     assert replay(audit.history(MODEL)) == result.state.aliases()
 
 
-def test_completion_that_fails_again_keeps_the_intent(
+def test_an_intent_that_cannot_apply_any_more_does_not_block_a_rollback(
     client: Any, audit: AuditTrail, versions: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     v1, v2 = versions("passed", "passed")
@@ -455,13 +479,13 @@ def test_completion_that_fails_again_keeps_the_intent(
     _crash_on(client, monkeypatch, "champion")
     with pytest.raises(RegistryError, match="interrupted"):
         Deployments(client, audit).promote(MODEL, v2, actor="run_1", reason="r")
+    # other operations still insist on completing it (and fail while the registry refuses) ...
     with pytest.raises(RegistryError, match=r"could not complete the interrupted promote \w+ by run_1"):
-        Deployments(client, audit).rollback(MODEL, actor="b", reason="r")
+        Deployments(client, audit).set_shadow(MODEL, v2, actor="b", reason="r")
     assert len(audit.pending(MODEL)) == 1
-    monkeypatch.undo()
-    assert Deployments(client, audit).rollback(MODEL, actor="b", reason="r").state == DeploymentState(
-        champion=v2, previous=v1
-    )
+    # ... an emergency rollback does not: it puts back what the intent moved and closes it
+    result = Deployments(client, audit).rollback(MODEL, actor="b", reason="r")
+    assert result.state == DeploymentState(champion=v1) and audit.pending(MODEL) == []
 
 
 def test_actor_and_reason_are_required(client: Any, audit: AuditTrail, versions: Any) -> None:
@@ -530,3 +554,28 @@ def test_cloud_targets_are_not_implemented_yet(kind: Any) -> None:
 def test_unknown_target_kind() -> None:
     with pytest.raises(ValueError, match=r"deployment target: got 'k8s'; expected one of \['local', 'sagemaker'"):
         get_target("k8s")  # type: ignore[arg-type]
+
+
+def test_intents_can_be_listed_and_discarded_from_the_command_line(
+    client: Any, audit: AuditTrail, versions: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: Any
+) -> None:
+    from airflow_mlops.cli import main
+
+    v1, v2 = versions("passed", "passed")
+    Deployments(client, audit).promote(MODEL, v1, actor="a", reason="r")
+    with monkeypatch.context() as patch:
+        _crash_on(client, patch, "champion")
+        with pytest.raises(RegistryError, match="interrupted"):
+            Deployments(client, audit).promote(MODEL, v2, actor="run_1", reason="r")
+    (pending,) = audit.pending(MODEL)
+    state_db = ["--state-db", f"sqlite:///{tmp_path}/state.db"]
+
+    assert main(["intents", "list", *state_db]) == 0
+    listed = capsys.readouterr().out
+    assert pending.op_id in listed and f"{MODEL}  promote  by run_1" in listed and f"champion: {v1} -> {v2}" in listed
+    assert main(["intents", "discard", MODEL, "nope", *state_db]) == 1
+    assert "no recorded intent 'nope'" in capsys.readouterr().err
+    assert main(["intents", "discard", MODEL, pending.op_id, *state_db]) == 0
+    assert audit.pending(MODEL) == []
+    assert main(["intents", "list", MODEL, *state_db]) == 0
+    assert "no interrupted operations recorded for 'fraud'" in capsys.readouterr().out

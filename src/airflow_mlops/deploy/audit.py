@@ -288,7 +288,13 @@ class AuditTrail:
 
     def pending(self, model: str) -> list[PendingOp]:
         """Operations on ``model`` whose intent was recorded but that never completed, oldest first."""
-        query = select(pending_ops).where(pending_ops.c.model == model).order_by(pending_ops.c.id)
+        return self._pending(select(pending_ops).where(pending_ops.c.model == model).order_by(pending_ops.c.id))
+
+    def all_pending(self) -> list[PendingOp]:
+        """Every model's interrupted operations, oldest first."""
+        return self._pending(select(pending_ops).order_by(pending_ops.c.id))
+
+    def _pending(self, query: Any) -> list[PendingOp]:
         with self.engine.connect() as conn:
             rows = list(conn.execute(query).mappings())
         return [

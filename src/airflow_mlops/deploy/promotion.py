@@ -55,6 +55,15 @@ log = logging.getLogger(__name__)
 
 TEMPORARY_ALIASES = (Alias.CHALLENGER, Alias.CANARY, Alias.SHADOW)
 """Aliases a promotion clears: they describe the rollout of a candidate, which is over."""
+STOPPING_OPERATIONS = frozenset({"rollback", "reject"})
+"""Operations that stop a rollout: they revert interrupted operations instead of completing them."""
+
+
+def _in_flight(snapshot: _Snapshot) -> set[str]:
+    """Versions on their way to champion (challenger, canary, shadow), the champion itself excluded."""
+    champion = snapshot.alias(Alias.CHAMPION)
+    found = {snapshot.alias(alias) for alias in TEMPORARY_ALIASES}
+    return {version for version in found if version is not None and version != champion}
 
 
 @dataclass(frozen=True)
@@ -277,6 +286,50 @@ def _complete_pending(client: MlflowClient, audit: AuditTrail, model: str, actor
     return tuple(done)
 
 
+def _revert_pending(client: MlflowClient, audit: AuditTrail, model: str, actor: str) -> tuple[str, ...]:
+    """Undo what interrupted operations wrote (newest first) instead of completing them: a rollback or
+    reject must never first finish the promotion it is meant to stop.
+
+    Each alias an intent moved and that still points where the intent put it goes back where it was;
+    an alias someone moved since is left alone, and a write that fails (e.g. the old version was deleted)
+    is logged and skipped, so a stale intent can never block an emergency rollback. The intent is then
+    closed with one audit row per alias put back.
+    """
+    done = []
+    for op in reversed(audit.pending(model)):
+        plan = _Plan.from_json(op.plan)
+        aliases: dict[str, str | None] = dict(_snapshot(client, model).aliases)
+        applied = [
+            m for m in plan.moves if m.get("from") != m.get("to") and aliases.get(str(m["alias"])) == m.get("to")
+        ]
+        # the trail stays a chain: first what the interrupted operation did move, then what undid it
+        note = f"{op.reason} (interrupted; reverted by {actor})"
+        events = [NewEvent(str(m["alias"]), m.get("from"), m.get("to"), note, op.actor) for m in applied]
+        for move in reversed(applied):
+            alias, before, after = str(move["alias"]), move.get("from"), move.get("to")
+            try:
+                if before is None:
+                    client.delete_registered_model_alias(model, alias)
+                else:
+                    client.set_registered_model_alias(model, alias, str(before))
+            except Exception as exc:
+                log.error("%s: could not put %s back to %s while reverting %s: %s", model, alias, before, op.op_id, exc)
+                continue
+            aliases[alias] = None if before is None else str(before)
+            events.append(NewEvent(alias, after, before, f"reverted the interrupted {op.kind} {op.op_id}", actor))
+        log.warning(
+            "%s: reverted the interrupted %s %s by %s (%d alias moves undone)",
+            model,
+            op.kind,
+            op.op_id,
+            op.actor,
+            len(events) - len(applied),
+        )
+        audit.complete_pending(op.op_id, model, events)
+        done.append(op.op_id)
+    return tuple(done)
+
+
 _Planner = Callable[[_Snapshot], _Plan]
 
 
@@ -290,12 +343,17 @@ def _guarded(
     actor: str,
     reason: str,
     lock_timeout: float,
+    revert_pending: bool = False,
 ) -> PromotionResult:
-    """Steps 1-6 of the module docstring around one operation's ``planner``."""
+    """Steps 1-6 of the module docstring around one operation's ``planner``.
+
+    :param revert_pending: Undo interrupted operations instead of completing them (rollback, reject).
+    """
     if not actor or not reason:
         raise ValueError(f"{operation}: actor and reason are required for the audit trail; got {actor=!r}, {reason=!r}")
     with model_lock(audit, model, holder=f"{operation} by {actor}", timeout=lock_timeout):
-        recovered = _complete_pending(client, audit, model, actor)
+        settle = _revert_pending if revert_pending else _complete_pending
+        recovered = settle(client, audit, model, actor)
         snapshot = _snapshot(client, model)
         plan = planner(snapshot)
         if not plan.steps and not plan.moves:
@@ -352,6 +410,7 @@ class Deployments:
             actor=actor,
             reason=reason,
             lock_timeout=self.lock_timeout,
+            revert_pending=operation in STOPPING_OPERATIONS,
         )
 
     def promote(
@@ -418,8 +477,14 @@ class Deployments:
                 else:
                     _require_servable(self.client, model, target, Alias.CHAMPION)
             out.model_tag(snapshot, Tag.CANARY_PERCENT, "0")
+            # the candidates in flight are rejected, so no deploy run still going can bring them back
+            for version in _in_flight(snapshot) - {target}:
+                tags = _version_tags(self.client, model, version)
+                out.version_tag(tags, version, Tag.REJECTED_REASON, f"rolled back: {reason}")
+                out.version_tag(tags, version, Tag.REJECTED_BY, actor)
             out.alias(snapshot, Alias.CANARY, None, _percent_note(snapshot, "0"))
             out.alias(snapshot, Alias.SHADOW, None)
+            out.alias(snapshot, Alias.CHALLENGER, None)
             if target is not None and target != snapshot.alias(Alias.CHAMPION):
                 old = snapshot.alias(Alias.CHAMPION)
                 if old is not None:
