@@ -83,8 +83,13 @@ class Registry:
     run_versions: dict[str, str]  # MLflow run id -> version, to tell which version a load was for
 
     def reset(self) -> None:
-        """v1 is the champion; no canary, no shadow."""
+        """v1 is the champion; no canary, no shadow; v2 and v3 not rejected (a rollback rejects what was in flight)."""
         self.target.rollback(MODEL, to_version=self.v1, actor="test", reason="reset")
+        for version in (self.v2, self.v3):
+            tags = self.client.get_model_version(MODEL, version).tags
+            for key in (Tag.REJECTED_REASON, Tag.REJECTED_BY):
+                if key in tags:
+                    self.client.delete_model_version_tag(MODEL, version, key)
 
     def artifacts(self, version: str) -> Path:
         return Path(self.client.get_model_version_download_uri(MODEL, version))
@@ -591,6 +596,31 @@ def test_tampered_artifacts_are_not_served(serve: Callable[..., Served], reg: Re
     assert failure.startswith(f"{MODEL} v{reg.v3}: artifact checksum ")
     assert failure.endswith(f"does not match {expected} recorded at registration")
     assert served.gateway.cache.get(MODEL, reg.v3) is None
+
+
+@pytest.mark.parametrize("tags", [{Tag.GATE: "failed"}, {Tag.REJECTED_REASON: "shadow disagreed"}])
+def test_an_alias_moved_outside_airflow_mlops_does_not_bypass_the_gate(
+    serve: Callable[..., Served], reg: Registry, tags: dict[str, str]
+) -> None:
+    """Anyone with MLflow write access can move ``champion``; the gateway still serves only gated versions."""
+    served = serve()
+    before = reg.client.get_model_version(MODEL, reg.v3).tags
+    for key, value in tags.items():
+        reg.client.set_model_version_tag(MODEL, reg.v3, key, value)
+    try:
+        reg.client.set_registered_model_alias(MODEL, "champion", reg.v3)  # not through Deployments
+        polls = served.gateway.watcher.status.last_poll
+        wait_until(lambda: served.gateway.watcher.status.last_poll >= polls + 1.0, what="a few polls")
+        assert served.ready()["models"][MODEL]["champion"] == reg.v1
+        assert served.predict({"records": record()}).json()["model_version"] == reg.v1
+        assert served.gateway.cache.get(MODEL, reg.v3) is None
+    finally:
+        reg.client.set_registered_model_alias(MODEL, "champion", reg.v1)
+        for key in tags:
+            if key in before:
+                reg.client.set_model_version_tag(MODEL, reg.v3, key, before[key])
+            else:
+                reg.client.delete_model_version_tag(MODEL, reg.v3, key)
 
 
 def test_a_version_without_checksum_tag_is_refused(serve: Callable[..., Served], reg: Registry) -> None:

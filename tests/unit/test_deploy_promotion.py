@@ -579,3 +579,20 @@ def test_intents_can_be_listed_and_discarded_from_the_command_line(
     assert audit.pending(MODEL) == []
     assert main(["intents", "list", MODEL, *state_db]) == 0
     assert "no interrupted operations recorded for 'fraud'" in capsys.readouterr().out
+
+
+def test_alias_moves_made_outside_airflow_mlops_are_audited_at_the_next_operation(
+    client: Any, audit: AuditTrail, versions: Any
+) -> None:
+    """Someone with MLflow write access moves ``champion`` by hand: the trail says so, and stays a chain."""
+    v1, v2, v3 = versions("passed", "passed", "passed")
+    Deployments(client, audit).promote(MODEL, v1, actor="a", reason="r")
+    client.set_registered_model_alias(MODEL, "champion", v2)  # not through Deployments
+    client.set_registered_model_alias(MODEL, "shadow", v3)
+
+    Deployments(client, audit).set_challenger(MODEL, v3, actor="run_9", reason="gate passed")
+
+    outside = [e for e in audit.history(MODEL) if e.actor == "outside airflow-mlops"]
+    assert moves(outside) == [("champion", v1, v2), ("shadow", None, v3)]
+    assert all("found by set_challenger by run_9" in e.reason for e in outside)
+    assert replay(audit.history(MODEL)) == read_state(client, MODEL).aliases()

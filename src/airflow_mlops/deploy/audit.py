@@ -36,6 +36,7 @@ from sqlalchemy import (
     Table,
     Text,
     delete,
+    func,
     insert,
     select,
     update,
@@ -238,6 +239,18 @@ class AuditTrail:
         with self.engine.connect() as conn:
             events = [_event(row) for row in conn.execute(query).mappings()]
         return sorted(events, key=lambda event: event.id)
+
+    def last_known(self, model: str) -> dict[str, str | None]:
+        """Where the trail last left each alias it mentions (``None``: removed)."""
+        newest = (
+            select(alias_events.c.alias, func.max(alias_events.c.id).label("id"))
+            .where(alias_events.c.model == model)
+            .group_by(alias_events.c.alias)
+            .subquery()
+        )
+        query = select(alias_events.c.alias, alias_events.c.to_version).join(newest, alias_events.c.id == newest.c.id)
+        with self.engine.connect() as conn:
+            return {row.alias: row.to_version for row in conn.execute(query)}
 
     @staticmethod
     def _insert(conn: Connection, model: str, event: NewEvent, ts: datetime | None, op_id: str | None) -> AliasEvent:

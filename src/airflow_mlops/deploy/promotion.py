@@ -330,6 +330,35 @@ def _revert_pending(client: MlflowClient, audit: AuditTrail, model: str, actor: 
     return tuple(done)
 
 
+#: The actor of audit rows for alias moves found in the registry but made without airflow-mlops.
+OUTSIDE_ACTOR = "outside airflow-mlops"
+
+
+def _reconcile(client: MlflowClient, audit: AuditTrail, model: str, found_by: str) -> list[AliasEvent]:
+    """Audit alias moves someone made in MLflow directly: where the registry differs from where the trail
+    left an alias, append the move (actor :data:`OUTSIDE_ACTOR`), so the trail stays a chain and says so."""
+    snapshot = _snapshot(client, model)
+    known = audit.last_known(model)
+    found = []
+    for alias in ALIASES:
+        current, recorded = snapshot.alias(alias), known.get(alias)
+        if current != recorded:
+            log.warning(
+                "%s@%s moved outside airflow-mlops: %s -> %s (found by %s)", model, alias, recorded, current, found_by
+            )
+            found.append(
+                audit.record(
+                    model,
+                    alias,
+                    recorded,
+                    current,
+                    reason=f"alias moved in the registry without airflow-mlops (found by {found_by})",
+                    actor=OUTSIDE_ACTOR,
+                )
+            )
+    return found
+
+
 _Planner = Callable[[_Snapshot], _Plan]
 
 
@@ -354,6 +383,7 @@ def _guarded(
     with model_lock(audit, model, holder=f"{operation} by {actor}", timeout=lock_timeout):
         settle = _revert_pending if revert_pending else _complete_pending
         recovered = settle(client, audit, model, actor)
+        _reconcile(client, audit, model, f"{operation} by {actor}")
         snapshot = _snapshot(client, model)
         plan = planner(snapshot)
         if not plan.steps and not plan.moves:

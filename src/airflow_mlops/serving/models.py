@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.monitoring.labels import BINARY_CLASSES
 from airflow_mlops.registry.checksum import ModelIntegrityError, download_verified
+from airflow_mlops.vocabulary import Tag
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,6 +29,10 @@ log = logging.getLogger(__name__)
 
 class ModelLoadError(Exception):
     """A version could not be served: missing or mismatched checksum, or it failed to load."""
+
+
+class NotServableError(ModelLoadError):
+    """The version may not serve: its gate did not pass, or it was rejected (tags can still change: retried)."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,7 @@ class ModelCache:
         self._client = client
         self._loaded: dict[tuple[str, str], LoadedModel] = {}
         self._failed: dict[tuple[str, str], str] = {}
+        self._refused: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
 
     def get(self, model: str, version: str) -> LoadedModel | None:
@@ -111,7 +117,12 @@ class ModelCache:
                 raise ModelLoadError(self._failed[key])
             try:
                 loaded = self._verify_and_load(model, version)
-            except ModelLoadError as exc:  # checksum, tag or signature: permanent for a registered version
+            except NotServableError as exc:  # its tags may change (a gate passes): checked again next poll
+                if self._refused.get(key) != str(exc):  # said once, not every poll
+                    self._refused[key] = str(exc)
+                    log.error("Not serving %s v%s: %s", model, version, exc)
+                raise
+            except ModelLoadError as exc:  # checksum or signature: permanent for a registered version
                 self._failed[key] = str(exc)
                 log.error("Not serving %s v%s: %s", model, version, exc)
                 raise
@@ -129,6 +140,14 @@ class ModelCache:
 
         from airflow_mlops.serving.signature import InputSchema
 
+        tags = self._client.get_model_version(model, version).tags or {}
+        if tags.get(Tag.GATE) != "passed":
+            raise NotServableError(
+                f"{model} v{version}: {Tag.GATE} is {tags.get(Tag.GATE)!r}; only a version whose gate passed is served "
+                "(an alias moved outside airflow-mlops does not bypass the gate)"
+            )
+        if Tag.REJECTED_REASON in tags:
+            raise NotServableError(f"{model} v{version} was rejected ({tags[Tag.REJECTED_REASON]!r}); not served")
         with tempfile.TemporaryDirectory(prefix="mlops-serve-") as tmp:
             try:
                 local = download_verified(self._client, model, version, tmp)
