@@ -219,6 +219,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--poll-interval", type=float, default=1.0, help="seconds between registry polls")
     serve.add_argument("--max-batch", type=int, default=1000)
     serve.add_argument("--keep-alive", type=float, default=75.0, help="seconds an idle client connection stays open")
+    serve.add_argument("--api-keys-file", default=None, help="API keys (one per line) required on predict/feedback")
+    serve.add_argument("--api-keys-conn-id", default=None, help="Airflow connection holding the API keys")
+    serve.add_argument("--rate-limit", type=float, default=None, help="requests per second per client (429 beyond)")
+    serve.add_argument("--rate-burst", type=float, default=50.0, help="burst size of the per-client rate limit")
+    serve.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger request bodies get a 413")
+    serve.add_argument("--routing-key-file", default=None, help="secret keying the canary split (same on replicas)")
     intents_parser = sub.add_parser(
         "intents", help="list or discard deployment operations that were interrupted (their recorded intents)"
     )
@@ -271,6 +277,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 poll_interval=args.poll_interval,
                 max_batch=args.max_batch,
                 keep_alive=args.keep_alive,
+                api_keys_file=args.api_keys_file,
+                api_keys_conn_id=args.api_keys_conn_id,
+                rate_limit=args.rate_limit,
+                rate_burst=args.rate_burst,
+                max_body_bytes=args.max_body_bytes,
+                routing_key_file=args.routing_key_file,
             )
         )
         return 0

@@ -154,7 +154,8 @@ class Served:
 
     def predict(self, body: Any, request_id: str | None = None, model: str = MODEL) -> Any:
         headers = {"X-Request-ID": request_id} if request_id else {}
-        if isinstance(body, bytes | str):
+        if isinstance(body, bytes | str):  # a raw body, declared as JSON (the content type is checked first)
+            headers["content-type"] = "application/json"
             return self.http.post(f"/v1/models/{model}/predict", content=body, headers=headers)
         return self.http.post(f"/v1/models/{model}/predict", json=body, headers=headers)
 
@@ -429,7 +430,8 @@ def test_canary_takes_its_share_deterministically_by_request_id(serve: Callable[
 
     share = sum(role == "canary" for role in roles.values()) / len(ids) * 100
     assert 25.0 <= share <= 35.0, share
-    assert roles == {i: ("canary" if canary_bucket(i) < 30.0 else "champion") for i in ids}
+    key = served.gateway.settings.routing_key  # the split is keyed by the gateway's secret
+    assert roles == {i: ("canary" if canary_bucket(i, key) < 30.0 else "champion") for i in ids}
     again = {i: served.predict({"records": record()}, request_id=i).json()["role"] for i in ids[:100]}
     assert again == {i: roles[i] for i in ids[:100]}
 
@@ -730,7 +732,7 @@ def test_health_ready_and_metrics(serve: Callable[..., Served], reg: Registry) -
     ids = [f"metrics-{i}" for i in range(30)]
     for request_id in ids:
         assert served.predict({"records": record()}, request_id=request_id).status_code == 200
-    on_canary = sum(canary_bucket(i) < 30.0 for i in ids)
+    on_canary = sum(canary_bucket(i, served.gateway.settings.routing_key) < 30.0 for i in ids)
     assert 0 < on_canary < len(ids)
     served.predict({"records": record(amount="x")})
     served.predict({"records": record(amount="x")})
@@ -816,7 +818,7 @@ def test_feedback_is_validated_and_recorded(serve: Callable[..., Served]) -> Non
     for body in ({"feedback": []}, {"feedback": "x"}):
         empty = served.http.post(url, json=body)
         assert (empty.status_code, empty.json()["detail"][0]["loc"]) == (422, ["body"])
-    bad_json = served.http.post(url, content=b"{oops")
+    bad_json = served.http.post(url, content=b"{oops", headers={"content-type": "application/json"})
     assert bad_json.status_code == 422 and bad_json.json()["detail"][0]["loc"] == ["body"]
 
     served.gateway.plog.flush()
@@ -831,3 +833,60 @@ def test_feedback_for_an_unknown_model_is_404(serve: Callable[..., Served]) -> N
     for model in ("no_such_model", "bad%20name"):
         response = served.http.post(f"/v1/models/{model}/feedback", json={"request_id": "x", "label": 1})
         assert response.status_code == 404, (model, response.status_code, response.text)
+
+
+# -- a hostile client ------------------------------------------------------------------------------------------
+
+KEY = "k3y-for-tests-0123456789abcdef"
+
+
+def test_with_api_keys_on_predict_and_feedback_need_one(
+    serve: Callable[..., Served], reg: Registry, tmp_path: Path
+) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text(f"# gateway API keys\n{KEY}\n")
+    served = serve(api_keys_file=str(keys))
+    predict, feedback = f"/v1/models/{MODEL}/predict", f"/v1/models/{MODEL}/feedback"
+
+    for headers in ({}, {"authorization": "Bearer wrong-key-0123456789"}, {"x-api-key": KEY[:-1]}):
+        for url, body in ((predict, {"records": record()}), (feedback, {"request_id": "x", "label": 1})):
+            refused = served.http.post(url, json=body, headers=headers)
+            assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer", (url, headers)
+    assert served.http.post(predict, json={"records": record()}, headers={"x-api-key": KEY}).status_code == 200
+    ok = served.http.post(feedback, json={"request_id": "x", "label": 1}, headers={"authorization": f"Bearer {KEY}"})
+    assert ok.status_code == 200
+    assert served.http.get("/health").status_code == 200  # probes stay open
+
+
+def test_a_client_over_its_rate_gets_429_with_retry_after(serve: Callable[..., Served], reg: Registry) -> None:
+    served = serve(rate_limit=0.5, rate_burst=3)
+    statuses = [served.predict({"records": record()}).status_code for _ in range(5)]
+    assert statuses == [200, 200, 200, 429, 429]
+    limited = served.predict({"records": record()})
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+
+
+def test_bodies_are_checked_before_they_are_parsed(serve: Callable[..., Served], reg: Registry) -> None:
+    served = serve(max_body_bytes=2048)
+    url = f"/v1/models/{MODEL}/predict"
+    form = served.http.post(url, content=json.dumps({"records": record()}), headers={"content-type": "text/plain"})
+    assert form.status_code == 415 and "Content-Type must be application/json" in form.text
+    big = {"records": [record() for _ in range(40)]}
+    assert served.http.post(url, json=big).status_code == 413
+    assert (
+        served.http.post(url, json={"records": record()}, headers={"content-type": "application/json"}).status_code
+        == 200
+    )
+    fb = served.http.post(f"/v1/models/{MODEL}/feedback", content=b'{"request_id": "a", "label": 1}')
+    assert fb.status_code == 415
+
+
+def test_a_client_cannot_choose_its_variant_through_the_request_id(serve: Callable[..., Served], reg: Registry) -> None:
+    """Request ids that an unkeyed hash puts on the canary land there only as often as any other id."""
+    from airflow_mlops.serving.routing import canary_bucket
+
+    reg.target.set_traffic(MODEL, reg.v3, 5, actor="test", reason="canary 5 %")
+    served = serve()
+    chosen = [f"pick-{i}" for i in range(4000) if canary_bucket(f"pick-{i}") < 5.0][:60]
+    roles = [served.predict({"records": record()}, request_id=rid).json()["role"] for rid in chosen]
+    assert roles.count("canary") < 20  # an unkeyed split would send all 60 to the canary

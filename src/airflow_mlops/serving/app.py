@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import queue
 import threading
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +33,7 @@ from starlette.routing import Route
 from airflow_mlops.monitoring.labels import label_problem
 from airflow_mlops.prediction_log import FeedbackRecord, PredictionLog, PredictionRecord
 from airflow_mlops.serving.batching import Coalescer
+from airflow_mlops.serving.guard import Admission, ApiKeys, BodyLimit, RateLimiter, read_json
 from airflow_mlops.serving.metrics import GatewayMetrics
 from airflow_mlops.serving.models import LoadedModel, ModelCache, output_json
 from airflow_mlops.serving.routing import choose_role
@@ -49,6 +51,15 @@ LABELLED_MEMORY = 1_000_000
 class GatewaySettings:
     models: list[str]
     max_batch: int = 1000
+    #: API keys required on /predict and /feedback (none: open); see :mod:`airflow_mlops.serving.guard`.
+    api_keys: ApiKeys = field(default_factory=ApiKeys)
+    #: Per-client token bucket (None: no limit).
+    rate_limit: RateLimiter | None = None
+    #: Request bodies beyond this many bytes are refused (413) before they are parsed.
+    max_body_bytes: int = 1 << 20
+    #: Keys the canary split's hash, so a client cannot choose its variant through ``x-request-id``.
+    #: Random per process by default; give replicas the same key so they split alike.
+    routing_key: bytes = field(default_factory=lambda: os.urandom(32))
     #: Shadow requests waiting beyond this are dropped (and counted): the shadow never builds backpressure.
     shadow_queue: int = 1000
     #: The shadow worker answers up to this many queued requests with one model call.
@@ -102,7 +113,7 @@ class Gateway:
                 "detail": f"model {model!r} has no servable champion yet" if known else f"unknown model {model!r}",
                 "request_id": request_id,
             }
-        role = choose_role(request_id, routing.canary_percent, routing.canary is not None)
+        role = choose_role(request_id, routing.canary_percent, routing.canary is not None, self.settings.routing_key)
         version = routing.canary if role == Role.CANARY and routing.canary else routing.champion
         try:
             outputs, served_version, served_role, raw_inputs = self._answer(
@@ -389,15 +400,15 @@ def _row_id(request_id: str, index: int, count: int) -> str:
     return request_id if count == 1 else f"{request_id}#{index}"
 
 
-async def _json_body(request: Request) -> tuple[Any, Response | None]:
-    body = await request.body()
-    try:
-        return json.loads(body), None
-    except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than the parser's stack
-        return None, JSONResponse({"detail": [{"loc": ["body"], "msg": f"body is not valid JSON: {exc}"}]}, 422)
+#: Why a body was refused, by status, for ``mlops_gateway_rejected_total{reason}``.
+_BODY_REFUSALS = {413: "body_too_large", 415: "not_json_content_type", 422: "invalid_json"}
 
 
 def create_app(gateway: Gateway) -> Starlette:
+    settings = gateway.settings
+    limit = BodyLimit(settings.max_body_bytes)
+    admit = Admission(settings.api_keys, settings.rate_limit).refuse
+
     async def predict(request: Request) -> Response:
         model = request.path_params["model"]
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
@@ -407,9 +418,9 @@ def create_app(gateway: Gateway) -> Starlette:
                 status_code=404,
                 headers={"x-request-id": request_id},
             )
-        payload, error = await _json_body(request)
+        payload, error = await read_json(request, limit)
         if error is not None:
-            gateway.metrics.count_rejected(model, "invalid_json")
+            gateway.metrics.count_rejected(model, _BODY_REFUSALS.get(error.status_code, "invalid_body"))
             return error
         # On a worker thread: requests that arrive while a model call runs join the next call (dynamic
         # batching), and strict mode's fsync does not block the event loop.
@@ -417,7 +428,7 @@ def create_app(gateway: Gateway) -> Starlette:
         return JSONResponse(body, status_code=status, headers={"x-request-id": request_id})
 
     async def feedback(request: Request) -> Response:
-        payload, error = await _json_body(request)
+        payload, error = await read_json(request, limit)
         if error is not None:
             return error
         status, body = await asyncio.to_thread(gateway.feedback, request.path_params["model"], payload)
@@ -434,8 +445,8 @@ def create_app(gateway: Gateway) -> Starlette:
         return PlainTextResponse(gateway.metrics.render(), media_type="text/plain; version=0.0.4")
 
     routes: list[Route] = [
-        Route("/v1/models/{model}/predict", _safe(predict), methods=["POST"]),
-        Route("/v1/models/{model}/feedback", _safe(feedback), methods=["POST"]),
+        Route("/v1/models/{model}/predict", _safe(predict, admit), methods=["POST"]),
+        Route("/v1/models/{model}/feedback", _safe(feedback, admit), methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
@@ -443,10 +454,16 @@ def create_app(gateway: Gateway) -> Starlette:
     return Starlette(routes=routes)
 
 
-def _safe(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
-    """Turn an unexpected exception into a 503 with the request id instead of a bare 500 (and log it)."""
+def _safe(
+    handler: Callable[[Request], Awaitable[Response]], admit: Callable[[Request], Response | None]
+) -> Callable[[Request], Awaitable[Response]]:
+    """Refuse what ``admit`` refuses (401, 429) before the handler runs; turn an unexpected exception into a
+    503 instead of a bare 500 (and log it)."""
 
     async def wrapped(request: Request) -> Response:
+        refused = admit(request)
+        if refused is not None:
+            return refused
         try:
             return await handler(request)
         except Exception as exc:

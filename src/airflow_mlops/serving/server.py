@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from airflow_mlops.serving.app import GatewaySettings
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,16 @@ class ServeOptions:
     #: timeouts (httpx 5 s, AWS ALB 60 s), so the client closes first: with equal timeouts a request sent
     #: on a connection the server is closing at that moment fails with a connection reset.
     keep_alive: float = 75.0
+    #: API keys (one per line) required on /predict and /feedback; or an Airflow connection holding them.
+    api_keys_file: str | None = None
+    api_keys_conn_id: str | None = None
+    #: Requests per second per client (API key, else address), with bursts of ``rate_burst``; None: no limit.
+    rate_limit: float | None = None
+    rate_burst: float = 50.0
+    #: Request bodies beyond this many bytes are refused (413).
+    max_body_bytes: int = 1 << 20
+    #: A file holding the secret that keys the canary split (give replicas the same; default: random).
+    routing_key_file: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -42,7 +55,7 @@ def build_gateway(options: ServeOptions) -> object:
 
     from airflow_mlops.hooks.object_storage import prediction_log_storage
     from airflow_mlops.prediction_log import PredictionLog
-    from airflow_mlops.serving.app import Gateway, GatewaySettings
+    from airflow_mlops.serving.app import Gateway
     from airflow_mlops.serving.models import ModelCache
     from airflow_mlops.serving.state import RegistryWatcher
 
@@ -58,7 +71,36 @@ def build_gateway(options: ServeOptions) -> object:
         wal_dir=options.wal_dir,
         max_pending=options.max_pending,
     )
-    return Gateway(GatewaySettings(models=options.models, max_batch=options.max_batch), cache, watcher, plog)
+    return Gateway(_settings(options), cache, watcher, plog)
+
+
+def _settings(options: ServeOptions) -> GatewaySettings:
+    """The gateway's settings, with its API keys, rate limit and routing key loaded (failing loudly)."""
+    from pathlib import Path
+
+    from airflow_mlops.serving.app import GatewaySettings
+    from airflow_mlops.serving.guard import ApiKeys, RateLimiter
+
+    if options.api_keys_file and options.api_keys_conn_id:
+        raise ValueError("give api_keys_file or api_keys_conn_id, not both")
+    keys = ApiKeys()
+    if options.api_keys_file:
+        keys = ApiKeys.from_file(options.api_keys_file)
+    elif options.api_keys_conn_id:
+        keys = ApiKeys.from_connection(options.api_keys_conn_id)
+    settings = GatewaySettings(
+        models=options.models,
+        max_batch=options.max_batch,
+        api_keys=keys,
+        rate_limit=RateLimiter(options.rate_limit, options.rate_burst) if options.rate_limit else None,
+        max_body_bytes=options.max_body_bytes,
+    )
+    if options.routing_key_file:
+        key = Path(options.routing_key_file).read_bytes().strip()
+        if len(key) < 16:
+            raise ValueError(f"{options.routing_key_file}: the routing key must hold at least 16 bytes")
+        settings.routing_key = key[:64]
+    return settings
 
 
 def serve(options: ServeOptions) -> None:
