@@ -7,10 +7,12 @@ warning (shown by Airflow as a parse warning). Set ``[mlops] strict = true`` to 
 
 from __future__ import annotations
 
+import gc
 import logging
 import re
 import warnings
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -62,11 +64,36 @@ def build_error_dag(path: Path, error: ConfigError) -> DAG:
     return dag
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while the DAGs are built.
+
+    Building allocates tens of thousands of objects per hundred models and keeps nearly all of them, so
+    every automatic full collection walks everything built so far again and frees almost nothing: about
+    15 % of a 1,000-model parse, growing with the number of models. The collector comes back (if it was
+    on) when the build ends, and collects what little garbage the build left as usual.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def build_dags(
     namespace: MutableMapping[str, Any] | None = None, config_dir: str | Path | None = None
 ) -> dict[str, DAG]:
     """Build every model's DAGs from ``config_dir`` (default: the ``[mlops] config_dir`` setting) into ``namespace``."""
-    folder = Path(config_dir) if config_dir is not None else default_config_dir()
+    with _gc_paused():
+        dags = _build_all(Path(config_dir) if config_dir is not None else default_config_dir())
+    if namespace is not None:
+        namespace.update(dags)
+    return dags
+
+
+def _build_all(folder: Path) -> dict[str, DAG]:
     result = load_configs(config_files(folder))
     strict = settings.strict()
     dags: dict[str, DAG] = {}
@@ -74,8 +101,8 @@ def build_dags(
         if strict:
             raise error
         log.error("Skipping invalid model config %s:\n%s", path, error)
-        warnings.warn(
-            f"{path}: invalid model config, its DAGs were not built:\n{error}", ConfigErrorWarning, stacklevel=2
+        warnings.warn(  # stacklevel 3: the DAG file that called build_dags
+            f"{path}: invalid model config, its DAGs were not built:\n{error}", ConfigErrorWarning, stacklevel=3
         )
         dags[error_dag_id(path)] = build_error_dag(path, error)
     for loaded in result.configs:
@@ -91,6 +118,4 @@ def build_dags(
             dags[error_dag_id(loaded.path)] = build_error_dag(loaded.path, error)
             continue
         dags.update({dag.dag_id: dag for dag in built})
-    if namespace is not None:
-        namespace.update(dags)
     return dags
