@@ -413,6 +413,7 @@ def test_unknown_model_is_404_and_a_model_without_champion_is_503(serve: Callabl
 # -- canary ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.integration  # hundreds of requests through the gateway
 def test_canary_takes_its_share_deterministically_by_request_id(serve: Callable[..., Served], reg: Registry) -> None:
     from airflow_mlops.serving.routing import canary_bucket
 
@@ -600,6 +601,7 @@ def test_tampered_artifacts_are_not_served(serve: Callable[..., Served], reg: Re
     assert served.gateway.cache.get(MODEL, reg.v3) is None
 
 
+@pytest.mark.integration  # one more gateway start each
 @pytest.mark.parametrize("tags", [{Tag.GATE: "failed"}, {Tag.REJECTED_REASON: "shadow disagreed"}])
 def test_an_alias_moved_outside_airflow_mlops_does_not_bypass_the_gate(
     serve: Callable[..., Served], reg: Registry, tags: dict[str, str]
@@ -858,6 +860,7 @@ def test_with_api_keys_on_predict_and_feedback_need_one(
     assert served.http.get("/health").status_code == 200  # probes stay open
 
 
+@pytest.mark.integration  # one more gateway start each
 def test_a_client_over_its_rate_gets_429_with_retry_after(serve: Callable[..., Served], reg: Registry) -> None:
     served = serve(rate_limit=0.5, rate_burst=3)
     statuses = [served.predict({"records": record()}).status_code for _ in range(5)]
@@ -866,6 +869,7 @@ def test_a_client_over_its_rate_gets_429_with_retry_after(serve: Callable[..., S
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
 
 
+@pytest.mark.integration  # one more gateway start each
 def test_bodies_are_checked_before_they_are_parsed(serve: Callable[..., Served], reg: Registry) -> None:
     served = serve(max_body_bytes=2048)
     url = f"/v1/models/{MODEL}/predict"
@@ -881,6 +885,7 @@ def test_bodies_are_checked_before_they_are_parsed(serve: Callable[..., Served],
     assert fb.status_code == 415
 
 
+@pytest.mark.integration  # one more gateway start each
 def test_a_client_cannot_choose_its_variant_through_the_request_id(serve: Callable[..., Served], reg: Registry) -> None:
     """Request ids that an unkeyed hash puts on the canary land there only as often as any other id."""
     from airflow_mlops.serving.routing import canary_bucket

@@ -172,6 +172,7 @@ def registered_artifacts(client: Any, model: str, version: str) -> Path:
     return Path(urlparse(uri).path if uri.startswith("file:") else uri)
 
 
+@pytest.mark.integration  # trains three versions
 def test_the_gate_loads_no_model_whose_artifacts_changed_since_registration(workspace: Any) -> None:
     """Candidate or champion swapped in the store after registration: the gate fails, nothing is unpickled."""
     client = workspace.client()
@@ -279,6 +280,8 @@ def test_provider_metadata_declares_the_mlflow_connection_type() -> None:
         "state_db",
         "prediction_log",
         "estimator_allowlist",
+        "data_roots",
+        "data_conn_ids",
         "strict",
         "code_version",
     }
@@ -433,19 +436,30 @@ HOSTILE_LOCATIONS = [
 ]
 
 
+@pytest.fixture(scope="module")
+def fraud_config_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fraud example with its data path made absolute (no MLflow store: nothing here reaches MLflow)."""
+    source = Path(__file__).parents[2] / "dags" / "configs" / "fraud.yaml"
+    raw = yaml.safe_load(source.read_text())
+    raw["data"]["uri"] = str((source.parent / raw["data"]["uri"]).resolve())
+    raw["gates"].pop("behaviour", None)
+    path = tmp_path_factory.mktemp("configs") / "fraud.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
 @pytest.mark.parametrize(("extra", "refusal"), HOSTILE_LOCATIONS)
 @pytest.mark.parametrize("via", ["conf", "asset event"])
 def test_hostile_data_locations_from_conf_or_asset_events_are_refused(
-    workspace: Any, tmp_path: Path, extra: dict[str, str], refusal: str, via: str
+    fraud_config_file: Path, extra: dict[str, str], refusal: str, via: str
 ) -> None:
     """REST ``conf`` and Asset-event extras are hostile: nothing outside the config's data folder (or
     ``[mlops] data_roots``) and no connection besides the config's (or ``[mlops] data_conn_ids``) is read."""
     from airflow_mlops.factories.assets import data_asset
 
-    config = workspace.write_config("fraud")
     data = str(Path(__file__).parents[2] / "dags" / "data" / "fraud")
     values = {key: value.replace("{data}", data) for key, value in extra.items()}
-    operator = op(FingerprintDataOperator, config)
+    operator = op(FingerprintDataOperator, fraud_config_file)
     if via == "conf":
         ctx = context(params=values)
     else:
@@ -453,11 +467,17 @@ def test_hostile_data_locations_from_conf_or_asset_events_are_refused(
         ctx = {**context(), "triggering_asset_events": {data_asset("fraud"): [event]}}
 
     with pytest.raises(DataError, match=re.escape(refusal)) as refused:
-        operator.execute(ctx)
+        operator.data_location(ctx)
 
     source = "the DAG run's conf" if via == "conf" else "the triggering Asset event's extra"
     assert str(refused.value).startswith(f"FingerprintDataOperator: {source}: data_")
-    assert workspace.client().get_experiment_by_name("airflow-mlops/fraud") is None  # refused before MLflow
+
+
+def test_a_refused_location_fails_the_task_before_mlflow(workspace: Any) -> None:
+    config = workspace.write_config("fraud")
+    with pytest.raises(DataError, match="expected a location under one of"):
+        op(FingerprintDataOperator, config).execute(context(params={"data_uri": "/etc/passwd"}))
+    assert workspace.client().get_experiment_by_name("airflow-mlops/fraud") is None
 
 
 def test_conf_may_point_inside_the_data_folder_and_the_configured_roots(

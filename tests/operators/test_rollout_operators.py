@@ -31,6 +31,9 @@ from airflow_mlops.triggers.rollout import CanaryStepTrigger, ShadowWindowTrigge
 from airflow_mlops.vocabulary import Tag
 from support import context, train_version
 
+#: every test trains a champion and a candidate first (about 5 s of setup each): run by make test, not test-fast
+pytestmark = pytest.mark.integration
+
 MODEL = "fraud"
 ROLLOUT = {
     "shadow": {

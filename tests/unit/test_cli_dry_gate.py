@@ -27,6 +27,7 @@ EXAMPLES = REPO / "dags" / "configs"
 FRAUD_DATA = REPO / "dags" / "data" / "fraud" / "transactions_batch_001.csv"
 
 
+@pytest.mark.integration  # trains on the example data (~6 s)
 def test_example_configs_pass(capsys: pytest.CaptureFixture[str]) -> None:
     fraud, diabetes = EXAMPLES / "fraud.yaml", EXAMPLES / "diabetes.yaml"
 
@@ -222,6 +223,7 @@ sys.exit(code)
 """
 
 
+@pytest.mark.integration  # trains on the example data (~6 s)
 def test_nothing_reaches_mlflow_and_no_file_is_left_behind(workspace: Any, tmp_path: Path) -> None:
     """A fresh interpreter (other tests import mlflow): the dry path never imports mlflow, so the tracking
     store named by MLFLOW_TRACKING_URI is never created, and the cwd, TMPDIR and config folder stay as they were."""
