@@ -334,10 +334,9 @@ def _revert_pending(client: MlflowClient, audit: AuditTrail, model: str, actor: 
 OUTSIDE_ACTOR = "outside airflow-mlops"
 
 
-def _reconcile(client: MlflowClient, audit: AuditTrail, model: str, found_by: str) -> list[AliasEvent]:
-    """Audit alias moves someone made in MLflow directly: where the registry differs from where the trail
-    left an alias, append the move (actor :data:`OUTSIDE_ACTOR`), so the trail stays a chain and says so."""
-    snapshot = _snapshot(client, model)
+def _reconcile(audit: AuditTrail, model: str, snapshot: _Snapshot, found_by: str) -> list[AliasEvent]:
+    """Audit alias moves someone made in MLflow directly: where the registry (``snapshot``) differs from where
+    the trail left an alias, append the move (actor :data:`OUTSIDE_ACTOR`), so the trail stays a chain."""
     known = audit.last_known(model)
     found = []
     for alias in ALIASES:
@@ -383,8 +382,8 @@ def _guarded(
     with model_lock(audit, model, holder=f"{operation} by {actor}", timeout=lock_timeout):
         settle = _revert_pending if revert_pending else _complete_pending
         recovered = settle(client, audit, model, actor)
-        _reconcile(client, audit, model, f"{operation} by {actor}")
         snapshot = _snapshot(client, model)
+        _reconcile(audit, model, snapshot, f"{operation} by {actor}")
         plan = planner(snapshot)
         if not plan.steps and not plan.moves:
             log.info("%s: %s by %s changes nothing", model, operation, actor)

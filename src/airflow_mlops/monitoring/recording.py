@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.monitoring.verdicts import STATISTICS_ARTIFACT, monitoring_experiment
@@ -120,7 +119,7 @@ def record_window(
         client.log_batch(run_id, metrics=[Metric(key, value, now, 0) for key, value in _metrics(result).items()])
         client.log_text(run_id, json.dumps(result, indent=2, default=str), STATISTICS_ARTIFACT)
         if evidently is not None:
-            client.log_artifact(run_id, str(_named(evidently.html, Path(EVIDENTLY_HTML).name)), "drift")
+            client.log_text(run_id, evidently.html.read_text(), EVIDENTLY_HTML)
         elif skipped is not None:
             client.log_text(run_id, skipped + "\n", _SKIPPED_TEXT)
     except BaseException:
@@ -128,12 +127,3 @@ def record_window(
         raise
     client.set_terminated(run_id, "FINISHED")
     return run_id, f"{run.info.artifact_uri}/drift"
-
-
-def _named(path: Path, name: str) -> Path:
-    """``path`` under the file name the artifact must have (renamed in place when it differs)."""
-    if path.name == name:
-        return path
-    target = path.with_name(name)
-    path.replace(target)
-    return target

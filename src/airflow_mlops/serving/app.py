@@ -43,8 +43,9 @@ from airflow_mlops.vocabulary import Role
 
 log = logging.getLogger(__name__)
 
-#: How many labelled requests (per gateway) are remembered to refuse a second label for one of them.
-LABELLED_MEMORY = 1_000_000
+#: How many labelled requests (per gateway) are remembered to refuse a second label for one of them
+#: (about 40 MB at most); older duplicates are still ignored by the readers, which keep the first label.
+LABELLED_MEMORY = 200_000
 
 
 @dataclass
