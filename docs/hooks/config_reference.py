@@ -337,7 +337,10 @@ def config_reference() -> str:
         f"- lower is better: {', '.join(f'`{m}`' for m in sorted(schema.LOWER_IS_BETTER))}; "
         "every other metric is higher-is-better.\n"
         f"- `estimator.class` must start with one of {', '.join(f'`{p}`' for p in schema.DEFAULT_ESTIMATOR_PREFIXES)} "
-        "or a prefix from the `[mlops] estimator_allowlist` setting.\n"
+        "or a prefix from the `[mlops] estimator_allowlist` setting; a prefix ends at a dot (`mypkg` allows "
+        "`mypkg.Est`, never `mypkg_evil.Est`).\n"
+        f"- `estimator.params` may not set {', '.join(f'`{p}`' for p in sorted(schema.FORBIDDEN_ESTIMATOR_PARAMS))} "
+        "(a joblib cache folder of the config's choosing, whose pickles would be loaded back).\n"
     )
     durations = (
         "\n## Durations { #durations }\n\n"

@@ -297,6 +297,57 @@ def test_allowlist_env_is_listed_in_the_error(tmp_path: Path, monkeypatch: pytes
     )
 
 
+@pytest.mark.parametrize(
+    ("allowlist", "dotted", "allowed"),
+    [
+        ("mypkg", "mypkg.models.Est", True),
+        ("mypkg.", "mypkg.models.Est", True),
+        ("mypkg", "mypkg_evil.Est", False),
+        ("mypkg.models.Est", "mypkg.models.Est", True),
+        ("mypkg.models.Est", "mypkg.models.EstEvil", False),
+        ("mypkg.models.Est", "mypkg.models.Est.inner", True),
+    ],
+)
+def test_allowlist_prefixes_end_at_a_dot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, allowlist: str, dotted: str, allowed: bool
+) -> None:
+    """A prefix is whole module components: ``mypkg`` must not admit ``mypkg_evil`` (schema and import both)."""
+    from airflow_mlops.training.estimator import resolve_estimator_class
+
+    monkeypatch.setenv(ALLOWLIST_ENV, allowlist)
+    path = write(tmp_path, MINIMAL.replace("sklearn.linear_model.LogisticRegression", dotted))
+    if allowed:
+        assert load_config(path).config.estimator.class_ == dotted
+        return
+    assert f"estimator.class: got {dotted!r}; expected a dotted class path under the allow-list" in error_of(path)
+    with pytest.raises(ConfigError, match=r"estimator\.class: got"):
+        resolve_estimator_class(dotted)
+
+
+@pytest.mark.parametrize("value", ["/tmp/joblib-cache", "~/cache", "s3://bucket/cache", True])
+def test_estimator_params_may_not_point_joblib_memory_anywhere(tmp_path: Path, value: object) -> None:
+    """``memory`` makes a Pipeline (or clustering estimator) pickle to and unpickle from a folder of the
+    config's choosing; only unset/None is accepted."""
+    text = MINIMAL + f"  params:\n    memory: {value!r}\n"
+    message = error_of(write(tmp_path, text.replace("'", "")))
+    assert "estimator.params: got" in message
+    assert "['memory'] may not be set: joblib caching reads and writes pickles" in message
+
+    assert load_config(write(tmp_path, MINIMAL + "  params:\n    memory: null\n")).config.estimator.params == {
+        "memory": None
+    }
+
+
+@pytest.mark.parametrize("cases", ["http://evil.example/cases.csv", "ftp://host/cases.csv", "gs://b/cases.csv"])
+def test_behaviour_cases_from_an_unsupported_scheme_are_refused_at_validation(tmp_path: Path, cases: str) -> None:
+    message = error_of(write(tmp_path, MINIMAL + f"gates:\n  behaviour:\n    cases: {cases}\n"))
+    scheme = cases.split("://")[0]
+    assert message == (
+        f"{tmp_path / 'fraud_model.yaml'}: gates.behaviour.cases: got {cases!r}; expected a local path or a "
+        f"file://, s3://, wasbs://, wasb://, abfs:// or abfss:// URI (scheme {scheme!r} is not supported)"
+    )
+
+
 # --- file-level problems: YAML syntax, shape, readability, unsafe tags ---------------------------------------
 
 

@@ -31,6 +31,38 @@ def estimator_prefixes() -> tuple[str, ...]:
     return DEFAULT_ESTIMATOR_PREFIXES + settings.estimator_allowlist()
 
 
+def allow_listed(dotted: str, prefixes: tuple[str, ...]) -> bool:
+    """Whether ``dotted`` is one of ``prefixes`` or lies under one at a dot boundary.
+
+    A prefix names whole module components: ``xgboost`` and ``xgboost.`` both allow ``xgboost.XGBClassifier``
+    but never ``xgboost_evil.X``; a full class path allows exactly that class.
+    """
+    for prefix in prefixes:
+        base = prefix.strip().rstrip(".")
+        if base and (dotted == base or dotted.startswith(base + ".")):
+            return True
+    return False
+
+
+#: Where data and behaviour cases may be read from: local paths and the object stores we have readers for.
+LOCATION_SCHEMES: frozenset[str] = frozenset({"file", "s3", "wasbs", "wasb", "abfs", "abfss"})
+
+
+def _known_location(value: str) -> str:
+    scheme = value.split("://", 1)[0].lower() if "://" in value else "file"
+    if scheme not in LOCATION_SCHEMES:
+        raise ValueError(
+            f"expected a local path or a file://, s3://, wasbs://, wasb://, abfs:// or abfss:// URI "
+            f"(scheme {scheme!r} is not supported)"
+        )
+    return value
+
+
+#: Estimator parameters that make scikit-learn/joblib write to or read from a path the config chooses
+#: (``memory``: a joblib cache folder, whose pickles are loaded back).
+FORBIDDEN_ESTIMATOR_PARAMS: frozenset[str] = frozenset({"memory"})
+
+
 def parse_duration(value: str | int | float | timedelta) -> timedelta:
     """``"90s"``, ``"15m"``, ``"2h"``, ``"7d"`` or a number of seconds -> ``timedelta``."""
     if isinstance(value, timedelta):
@@ -76,13 +108,7 @@ class DataConfig(_Strict):
     @field_validator("uri")
     @classmethod
     def _known_scheme(cls, value: str) -> str:
-        scheme = value.split("://", 1)[0].lower() if "://" in value else "file"
-        if scheme not in {"file", "s3", "wasbs", "wasb", "abfs", "abfss"}:
-            raise ValueError(
-                f"expected a local path or a file://, s3://, wasbs://, wasb://, abfs:// or abfss:// URI "
-                f"(scheme {scheme!r} is not supported)"
-            )
-        return value
+        return _known_location(value)
 
 
 class FeaturesConfig(_Strict):
@@ -127,10 +153,21 @@ class EstimatorConfig(_Strict):
     @classmethod
     def _allowed(cls, value: str) -> str:
         prefixes = estimator_prefixes()
-        if not value.startswith(prefixes) or not re.fullmatch(r"[A-Za-z_][\w.]*\.[A-Za-z_]\w*", value):
+        if not allow_listed(value, prefixes) or not re.fullmatch(r"[A-Za-z_][\w.]*\.[A-Za-z_]\w*", value):
             raise ValueError(
                 f"expected a dotted class path under the allow-list {list(prefixes)} "
                 f"(extend it with [mlops] estimator_allowlist or ${settings.OPTIONS['estimator_allowlist'].env})"
+            )
+        return value
+
+    @field_validator("params")
+    @classmethod
+    def _no_file_system_params(cls, value: dict[str, Any]) -> dict[str, Any]:
+        named = sorted(key for key in value if str(key).rsplit("__", 1)[-1] in FORBIDDEN_ESTIMATOR_PARAMS)
+        if any(value[key] not in (None, False) for key in named):
+            raise ValueError(
+                f"{named} may not be set: joblib caching reads and writes pickles at a path of the config's "
+                "choosing (leave it unset)"
             )
         return value
 
@@ -175,7 +212,12 @@ class BehaviourConfig(_Strict):
     Relative paths resolve against the config file's folder.
     """
 
-    cases: str
+    cases: str = Field(min_length=1)
+
+    @field_validator("cases")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        return _known_location(value)
 
 
 class SliceConfig(_Strict):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.config.schema import ModelConfig, estimator_prefixes
+from airflow_mlops.config.schema import ModelConfig, allow_listed, estimator_prefixes
 from airflow_mlops.exceptions import ConfigError
 
 if TYPE_CHECKING:
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 def resolve_estimator_class(dotted: str) -> type[Any]:
     """Import ``dotted`` only if it is under the allow-list (checked again here, not only in the schema)."""
-    if not dotted.startswith(estimator_prefixes()):
+    if not allow_listed(dotted, estimator_prefixes()):
         raise ConfigError(f"estimator.class: got {dotted!r}; expected a class under {list(estimator_prefixes())}")
     module_name, _, class_name = dotted.rpartition(".")
     try:
