@@ -77,6 +77,7 @@ def _reset_mlflow_globals() -> Iterator[None]:
         registry_utils._registry_uri = None
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     os.environ.pop("MLFLOW_REGISTRY_URI", None)
+    os.environ.pop("MLFLOW_TRACKING_AUTH", None)  # set by a hook whose connection has credentials
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,9 @@
 The tracking URI lives in the connection's host (``http://mlflow:5000``, ``https://...``,
 ``sqlite:////abs/path/mlflow.db``, ``postgresql+psycopg2://...``, or MLflow's own ``databricks`` /
 ``databricks://<profile>`` / ``databricks-uc``, passed on unchanged). Credentials come from the
-connection (login/password -> basic auth, extra ``token`` -> bearer token), never from config files.
+connection (login/password -> basic auth, extra ``token`` -> bearer token), never from config files, and
+are kept per MLflow server in this process (:mod:`airflow_mlops.hooks.mlflow_auth`), not exported to the
+environment.
 The optional extra ``ui_url`` is the MLflow UI's base URL for links (Models page, operator extra
 links); without it an http(s) tracking URI is used.
 mlflow is imported only when a client is needed, so DAG files stay cheap to parse.
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
 
 _CREDENTIAL_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
 _URI_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+#: Selects MLflow's request-auth plugin; our provider adds a registered server's credentials to its requests.
+_AUTH_ENV = "MLFLOW_TRACKING_AUTH"
 #: Tracking/registry URIs MLflow understands without ``://`` (Databricks workspace, Unity Catalog).
 _SCHEME_ONLY_URIS = frozenset({"databricks", "databricks-uc"})
 
@@ -101,24 +105,53 @@ class MlflowHook(BaseHook):
 
         return mlflow_ui_base(self.tracking_uri, self._settings["ui_url"])
 
+    def _use_credentials(self) -> None:
+        """Register this connection's credentials for its servers' origins and select the provider.
+
+        Credentials reach MLflow only through :mod:`airflow_mlops.hooks.mlflow_auth`, never ``os.environ``.
+        If ``MLFLOW_TRACKING_AUTH`` already names another provider (Kubernetes, a plugin of yours), a
+        connection with credentials cannot be honoured without replacing it: that is an error, not a guess.
+        """
+        from airflow_mlops.hooks import mlflow_auth
+
+        credentials = self._settings["credentials"]
+        if not credentials:
+            return
+        uris = {self._settings["tracking_uri"], self._settings["registry_uri"]}
+        kwargs = {
+            "username": credentials.get("MLFLOW_TRACKING_USERNAME"),
+            "password": credentials.get("MLFLOW_TRACKING_PASSWORD"),
+            "token": credentials.get("MLFLOW_TRACKING_TOKEN"),
+        }
+        if not any([mlflow_auth.register(uri, **kwargs) for uri in uris]):
+            return  # a database or file store: no HTTP request to authenticate
+        current = os.environ.get(_AUTH_ENV)
+        if current and current != mlflow_auth.AUTH_NAME:
+            raise ValueError(
+                f"connection {self.mlflow_conn_id!r} has credentials, but {_AUTH_ENV}={current!r} selects another "
+                f"MLflow auth provider; unset it or remove the connection's login/token"
+            )
+        os.environ[_AUTH_ENV] = mlflow_auth.AUTH_NAME
+
     @contextmanager
     def activate(self) -> Iterator[MlflowClient]:
         """Point mlflow's fluent API at this connection (URI + credentials) for the block; yield a client.
 
-        Restores exactly what was there before: the global URIs (including "never set") and the
-        ``MLFLOW_*`` environment variables mlflow exports for subprocesses.
+        Restores exactly what was there before: the global URIs (including "never set"). Credential
+        variables found in the environment are hidden for the block, so they never go to this
+        connection's server; the connection's own credentials travel through the auth provider.
         """
         import mlflow
         from mlflow.tracking._model_registry import utils as registry_utils
         from mlflow.tracking._tracking_service import utils as tracking_utils
 
         settings = self._settings
+        self._use_credentials()
         saved_env = {k: os.environ.get(k) for k in (*_CREDENTIAL_ENV, *_URI_ENV)}
         saved_tracking = tracking_utils._tracking_uri
         saved_registry = registry_utils._registry_uri
         for key in _CREDENTIAL_ENV:
             os.environ.pop(key, None)
-        os.environ.update(settings["credentials"])
         mlflow.set_tracking_uri(settings["tracking_uri"])
         mlflow.set_registry_uri(settings["registry_uri"])
         try:
@@ -136,12 +169,12 @@ class MlflowHook(BaseHook):
         """An explicit client for this connection's tracking and registry URIs; mlflow's globals stay as they are.
 
         Use it wherever only the client is needed (sensors, triggers, the Models page): concurrent users
-        of different connections do not interfere. MLflow reads credentials from the environment only,
-        so a connection's login/token is exported there (one set of MLflow credentials per process).
+        of different connections do not interfere, and the connection's login/token is sent only to its
+        own server (see :mod:`airflow_mlops.hooks.mlflow_auth`).
         """
         import mlflow
 
-        os.environ.update(self._settings["credentials"])
+        self._use_credentials()
         return mlflow.MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self._settings["registry_uri"])
 
     def test_connection(self) -> tuple[bool, str]:
