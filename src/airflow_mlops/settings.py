@@ -32,9 +32,11 @@ __all__ = [
     "environ",
     "estimator_allowlist",
     "get",
+    "model_signing_conn_id",
     "prediction_log_root",
     "state_db_url",
     "strict",
+    "ui_mlflow_deadline",
 ]
 
 SECTION = "mlops"
@@ -110,6 +112,20 @@ OPTIONS: dict[str, Option] = {
             default="false",
         ),
         Option(
+            "model_signing_conn_id",
+            "Airflow connection whose password is the HMAC key that signs each model version's artifact "
+            "digest at training; when set, every model load (the gate, the gateway) refuses a version whose "
+            "signature is missing or wrong. Unset: digests are checked, not signed.",
+            example="mlops_model_signing",
+        ),
+        Option(
+            "ui_mlflow_deadline",
+            "Seconds the Models page waits for MLflow per page; models not read by then are shown as "
+            "unavailable instead of holding the api-server's request.",
+            example="10",
+            default="10",
+        ),
+        Option(
             "code_version",
             "Code version recorded in lineage (default: the package version plus the configs' git commit).",
             example="release-2026.12+build.7",
@@ -175,6 +191,24 @@ def strict() -> bool:
         return False
     option = OPTIONS["strict"]
     raise ValueError(f"{option.env} / [mlops] strict: got {raw!r}; expected one of {list(_TRUE + _FALSE)}")
+
+
+def model_signing_conn_id() -> str | None:
+    """The Airflow connection holding the model-signing HMAC key, if signing is on."""
+    return get("model_signing_conn_id")
+
+
+def ui_mlflow_deadline() -> float:
+    """Seconds the Models page waits for MLflow per page (a positive number)."""
+    raw = get("ui_mlflow_deadline") or "10"
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not (0 < value < 3600):
+        option = OPTIONS["ui_mlflow_deadline"]
+        raise ValueError(f"{option.env} / [mlops] ui_mlflow_deadline: got {raw!r}; expected seconds in (0, 3600)")
+    return value
 
 
 def code_version() -> str | None:

@@ -55,6 +55,13 @@ class Tag:
     MODEL_URI: Final = "mlops.model_uri"
     MODEL_ID: Final = "mlops.model_id"
     MODEL_SHA256: Final = "mlops.model_sha256"
+    """On a version: its artifacts' checksum, written at registration once the registry's copy matched
+    ``TRAINED_MODEL_SHA256``; verified before every load."""
+    TRAINED_MODEL_SHA256: Final = "mlops.trained_model_sha256"
+    """On a training run: the checksum of the model folder, computed locally before it was uploaded."""
+    MODEL_HMAC: Final = "mlops.model_hmac"
+    """On a training run and its version, when ``[mlops] model_signing_conn_id`` is set: hex HMAC-SHA256
+    over the model name and the checksum (:mod:`airflow_mlops.registry.signing`)."""
     VALIDATION: Final = "mlops.validation"
     GATE: Final = "mlops.gate"
     GATE_REPORT: Final = "mlops.gate_report"

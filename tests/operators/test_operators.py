@@ -204,6 +204,8 @@ def test_the_gate_loads_no_model_whose_artifacts_changed_since_registration(work
 def test_mlflow_hook_reads_uri_and_credentials_from_the_connection(monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
+    from airflow_mlops.hooks import mlflow_auth
+
     conn = {"conn_type": "mlflow", "host": "mlflow.internal", "port": 5000, "login": "alice", "password": "s3cret"}
     monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_REMOTE", json.dumps(conn))
     monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
@@ -212,8 +214,10 @@ def test_mlflow_hook_reads_uri_and_credentials_from_the_connection(monkeypatch: 
     assert hook.tracking_uri == "http://mlflow.internal:5000"
     with hook.activate() as client:
         assert client.tracking_uri == "http://mlflow.internal:5000"
-        assert os.environ["MLFLOW_TRACKING_USERNAME"] == "alice"
-        assert os.environ["MLFLOW_TRACKING_PASSWORD"] == "s3cret"
+        # sent by MLflow's request-auth plugin to this server only (tests/unit/test_mlflow_credentials.py)
+        assert mlflow_auth.authorization_for("http://mlflow.internal:5000/api") == "Basic YWxpY2U6czNjcmV0"
+        assert "MLFLOW_TRACKING_USERNAME" not in os.environ
+        assert "MLFLOW_TRACKING_PASSWORD" not in os.environ
     assert "MLFLOW_TRACKING_USERNAME" not in os.environ
 
 
@@ -283,6 +287,8 @@ def test_provider_metadata_declares_the_mlflow_connection_type() -> None:
         "data_roots",
         "data_conn_ids",
         "strict",
+        "model_signing_conn_id",
+        "ui_mlflow_deadline",
         "code_version",
     }
     assert "hook-class-names" not in info, "deprecated since Airflow 2.2 in favour of connection-types"

@@ -80,6 +80,7 @@ print(json.dumps({"before": before, "after": settings.state_db_url(), "dir": str
 """
 
 
+@pytest.mark.integration  # a fresh interpreter that loads Airflow (~6 s): make test, not test-fast
 def test_airflow_cfg_section_is_read_once_airflow_is_loaded(tmp_path: Path) -> None:
     """A real airflow.cfg in a fresh process: ``[mlops]`` applies in Airflow processes, and reading
     settings never imports Airflow by itself (the gateway and the CLI stay light)."""

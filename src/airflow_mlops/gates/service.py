@@ -1,10 +1,12 @@
 """Gate one registered version: evaluate, record the report, tag the version — fail closed, no Airflow.
 
 ``GateModelOperator`` is a thin wrapper over :func:`gate_version`. The candidate and the champion are
-unpickled only after their artifacts matched the checksum recorded at registration
+unpickled only after their artifacts matched the checksum recorded at registration, and, with
+``[mlops] model_signing_conn_id`` set, after that checksum's signature verified
 (:func:`~airflow_mlops.registry.checksum.load_verified_sklearn`); any error on the way — a missing
-version, unreadable data, a checksum mismatch, a check that raises — is a failed gate with the error in
-its report. Everything is written through the given ``MlflowClient`` (no process-wide tracking URI).
+version, unreadable data, a checksum or signature mismatch, an unreadable signing key, a check that
+raises — is a failed gate with the error in its report. Everything is written through the given
+``MlflowClient`` (no process-wide tracking URI).
 """
 
 from __future__ import annotations

@@ -126,12 +126,16 @@ class ValidateDataOperator(MlopsBaseOperator):
 class TrainModelOperator(MlopsBaseOperator):
     """Fit the configured pipeline and log params, metrics, predictions and the model to the run.
 
+    The model is saved and hashed locally before upload. The run is tagged with that digest
+    (``mlops.trained_model_sha256``), and, when ``[mlops] model_signing_conn_id`` is set, with its
+    signature (``mlops.model_hmac``). Registration checks the registry's copy against both.
     If this DAG run's MLflow run already holds a trained model, it is reused, not trained again.
     """
 
     operator_extra_links = (MlflowRunLink(),)
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.registry.signing import SigningKeyError, configured_key, sign
         from airflow_mlops.training.trainer import fit_and_evaluate, log_training
 
         cfg = self.loaded.config
@@ -143,25 +147,38 @@ class TrainModelOperator(MlopsBaseOperator):
             if Tag.MODEL_URI in run.data.tags:
                 self.log.info("Run %s already holds model %s; not training again", run_id, run.data.tags[Tag.MODEL_URI])
                 return {"mlflow_run_id": run_id, "model_uri": run.data.tags[Tag.MODEL_URI], "metrics": run.data.metrics}
+            try:
+                key = configured_key()  # before training: a missing key should not cost a training
+            except SigningKeyError as exc:
+                raise SigningKeyError(f"{self.model} (MLflow run {run_id}): cannot sign the model: {exc}") from exc
             frame = self.read_verified_data(client, run_id)
             outcome = fit_and_evaluate(frame, cfg)
             lineage = {k: v for k, v in run.data.tags.items() if k.startswith(Tag.PREFIX) and k != Tag.VALIDATION}
-            model_uri = log_training(outcome, cfg, run_id, lineage)
-            model_id = model_uri.removeprefix("models:/")
-            client.set_tag(run_id, Tag.MODEL_ID, model_id)
-            client.set_tag(run_id, Tag.MODEL_URI, model_uri)  # last: marks training complete
-        self.log.info("Trained %s: %s", cfg.estimator.class_, outcome.metrics)
-        return {"mlflow_run_id": run_id, "model_uri": model_uri, "metrics": outcome.metrics}
+            logged = log_training(outcome, cfg, run_id, lineage)
+            client.set_tag(run_id, Tag.MODEL_ID, logged.model_id)
+            client.set_tag(run_id, Tag.TRAINED_MODEL_SHA256, logged.sha256)
+            if key is not None:
+                client.set_tag(run_id, Tag.MODEL_HMAC, sign(key, self.model, logged.sha256))
+            client.set_tag(run_id, Tag.MODEL_URI, logged.uri)  # last: marks training complete
+        self.log.info("Trained %s: %s; model sha256 %s", cfg.estimator.class_, outcome.metrics, logged.sha256)
+        return {"mlflow_run_id": run_id, "model_uri": logged.uri, "metrics": outcome.metrics}
 
 
 class RegisterModelOperator(MlopsBaseOperator):
-    """Register the run's model as a new version with the lineage tags; a re-run returns the same version."""
+    """Register the run's model as a new version with the lineage tags; a re-run returns the same version.
+
+    Before the version gets ``mlops.model_sha256``, the registry's copy must hash to the digest training
+    computed before upload (and, with signing on, the run's signature must verify). Otherwise the task fails
+    with ``ModelIntegrityError``, and the version, left without a checksum, is never loaded.
+    A run with no recorded digest (trained by an older airflow-mlops) is refused: fail closed.
+    """
 
     operator_extra_links = (MlflowRunLink(), MlflowModelVersionLink())
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_mlops.lineage import LINEAGE_KEYS
-        from airflow_mlops.registry.checksum import version_sha256
+        from airflow_mlops.registry.checksum import record_checksum
+        from airflow_mlops.registry.signing import SigningKeyError, configured_key
         from airflow_mlops.registry.versions import register_version
 
         with self.hook.activate() as client:
@@ -170,6 +187,10 @@ class RegisterModelOperator(MlopsBaseOperator):
             model_uri = run.data.tags.get(Tag.MODEL_URI)
             if not model_uri:
                 raise DataError(f"MLflow run {run_id} has no trained model; run train_model first")
+            try:
+                key = configured_key()
+            except SigningKeyError as exc:
+                raise SigningKeyError(f"{self.model} (MLflow run {run_id}): cannot verify the model: {exc}") from exc
             tags = {k: run.data.tags[k] for k in LINEAGE_KEYS if k in run.data.tags}
             tags[Tag.MLFLOW_RUN_ID] = run_id
             tags.update({k: run.data.tags[k] for k in (Tag.DATA_FILES, Tag.DATA_CONN_ID) if k in run.data.tags})
@@ -177,9 +198,13 @@ class RegisterModelOperator(MlopsBaseOperator):
             version, created = register_version(
                 client, self.model, run_id, model_uri, run.data.tags.get(Tag.MODEL_ID), tags
             )
-            if Tag.MODEL_SHA256 not in client.get_model_version(self.model, version).tags:
-                # recorded from the registry's own copy, exactly as the gateway will verify it
-                checksum = version_sha256(client, self.model, version)
-                client.set_model_version_tag(self.model, version, Tag.MODEL_SHA256, checksum)
-        self.log.info("%s %s v%s from run %s", "Registered" if created else "Found", self.model, version, run_id)
+            checksum = record_checksum(client, self.model, version, run_id, run.data.tags, key)
+        self.log.info(
+            "%s %s v%s from run %s (sha256 %s)",
+            "Registered" if created else "Found",
+            self.model,
+            version,
+            run_id,
+            checksum,
+        )
         return {"mlflow_run_id": run_id, "version": version, "created": created}

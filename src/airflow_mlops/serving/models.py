@@ -1,8 +1,10 @@
 """Load each model version once, after verifying its artifact checksum, and predict with it.
 
 A version is downloaded from the registry, its artifact tree hashed and compared with the
-``mlops.model_sha256`` tag written at registration; only then is it deserialized. Loaded versions
-are cached by (model, version) for the life of the gateway.
+``mlops.model_sha256`` tag written at registration; only then is it deserialized. With
+``[mlops] model_signing_conn_id`` set, its ``mlops.model_hmac`` signature must verify under that
+connection's key too (:mod:`airflow_mlops.registry.signing`). Loaded versions are cached by
+(model, version) for the life of the gateway.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.monitoring.labels import BINARY_CLASSES
 from airflow_mlops.registry.checksum import ModelIntegrityError, download_verified
+from airflow_mlops.registry.signing import SigningKeyError
 from airflow_mlops.vocabulary import Tag
 
 if TYPE_CHECKING:
@@ -28,11 +31,14 @@ log = logging.getLogger(__name__)
 
 
 class ModelLoadError(Exception):
-    """A version could not be served: missing or mismatched checksum, or it failed to load."""
+    """A version could not be served: missing or mismatched checksum or signature, or it failed to load."""
 
 
 class NotServableError(ModelLoadError):
-    """The version may not serve: its gate did not pass, or it was rejected (tags can still change: retried)."""
+    """The version may not serve yet: its gate did not pass, it was rejected, or the signing key cannot be read.
+
+    Tags and the key's connection can still change, so the load is retried at the next poll.
+    """
 
 
 @dataclass(frozen=True)
@@ -151,7 +157,9 @@ class ModelCache:
         with tempfile.TemporaryDirectory(prefix="mlops-serve-") as tmp:
             try:
                 local = download_verified(self._client, model, version, tmp)
-            except ModelIntegrityError as exc:
+            except SigningKeyError as exc:  # the key, not the version, is at fault: refused, retried next poll
+                raise NotServableError(str(exc)) from exc
+            except ModelIntegrityError as exc:  # checksum or signature: permanent for a registered version
                 raise ModelLoadError(str(exc)) from exc
             info = mlflow.models.Model.load(local)
             if info.signature is None:

@@ -170,8 +170,89 @@ def log_datasets(split: Split, config: ModelConfig, source: str | None) -> None:
         mlflow.log_input(dataset, context=context)
 
 
-def log_training(outcome: TrainOutcome, config: ModelConfig, run_id: str, tags: dict[str, str]) -> str:
-    """Log params, metrics, held-out predictions and the model into ``run_id``; return the model URI."""
+@dataclass(frozen=True)
+class LoggedModelFiles:
+    """A model uploaded by :func:`log_model_files`: its URI and id, and the checksum of the folder uploaded."""
+
+    uri: str
+    model_id: str
+    sha256: str
+
+
+def log_model_files(
+    model: Pipeline,
+    run_id: str,
+    *,
+    tags: dict[str, str],
+    metrics: dict[str, float],
+    signature: Any,
+    input_example: pd.DataFrame,
+) -> LoggedModelFiles:
+    """Save ``model`` to a local folder, hash it, then upload exactly that folder as a LoggedModel of ``run_id``.
+
+    ``mlflow.sklearn.log_model`` saves and uploads in one call, so there is no point at which to hash what it
+    uploads. These are its steps (MLflow 3's ``Model.log``), with the hash added between saving and uploading:
+
+    1. create a PENDING LoggedModel. Its id and location go into ``MLmodel``, so that file is final before hashing;
+    2. ``mlflow.sklearn.save_model`` into a temporary folder, then ``tree_sha256`` of the folder;
+    3. ``log_model_artifacts``: a byte copy of every file in the folder to the LoggedModel's artifact location,
+       the place a version registered with this ``model_id`` downloads from;
+    4. record the run's model output (with the metrics linked to the model), then mark it READY, or FAILED on
+       any error.
+
+    Two parts of ``Model.log`` are not copied. Its serving-input check loads the model once more and may add
+    ``environment_variables.txt`` and rewrite ``MLmodel`` after saving; the gate loads and scores the model
+    anyway. Its Databricks-only ``metadata/`` copy is not needed here.
+    """
+    import tempfile
+    from pathlib import Path
+
+    import mlflow
+    from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+    from mlflow.models import Model
+
+    from airflow_mlops.registry.checksum import tree_sha256
+
+    client = mlflow.MlflowClient()
+    run = client.get_run(run_id)
+    logged = mlflow.initialize_logged_model(
+        name=MODEL_ARTIFACT,
+        source_run_id=run_id,
+        tags=tags,
+        params={key: str(value) for key, value in run.data.params.items()},
+        experiment_id=run.info.experiment_id,
+    )
+    try:
+        with tempfile.TemporaryDirectory(prefix="mlops-model-") as tmp:
+            local = Path(tmp) / MODEL_ARTIFACT
+            mlflow.sklearn.save_model(
+                model,
+                str(local),
+                mlflow_model=Model(
+                    artifact_path=logged.artifact_location,
+                    model_uuid=logged.model_id,
+                    run_id=run_id,
+                    model_id=logged.model_id,
+                ),
+                signature=signature,
+                input_example=input_example,
+                pip_requirements=pip_requirements(),
+                skops_trusted_types=_trusted_types(model),
+            )
+            sha256 = tree_sha256(local)
+            client.log_model_artifacts(logged.model_id, str(local))
+        client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
+        mlflow.log_metrics(metrics, run_id=run_id, model_id=logged.model_id)
+    except Exception:
+        client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+        raise
+    client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+    log.info("Uploaded model %s (sha256 %s) to %s", logged.model_id, sha256, logged.artifact_location)
+    return LoggedModelFiles(uri=f"models:/{logged.model_id}", model_id=logged.model_id, sha256=sha256)
+
+
+def log_training(outcome: TrainOutcome, config: ModelConfig, run_id: str, tags: dict[str, str]) -> LoggedModelFiles:
+    """Log params, metrics, held-out predictions and the model into ``run_id``; return the uploaded model."""
     import mlflow
     import pandas as pd
     from mlflow.models import infer_signature
@@ -189,7 +270,6 @@ def log_training(outcome: TrainOutcome, config: ModelConfig, run_id: str, tags: 
                 **{f"estimator.{k}": v for k, v in sorted(config.estimator.params.items())},
             }
         )
-        mlflow.log_metrics(outcome.metrics)
         mlflow.set_tags({**tags, **environment_tags()})
         predictions = pd.DataFrame(
             {"row": outcome.split.x_test.index, "y_true": outcome.split.y_test.to_numpy(), "score": outcome.scores}
@@ -198,13 +278,11 @@ def log_training(outcome: TrainOutcome, config: ModelConfig, run_id: str, tags: 
         log_datasets(outcome.split, config, tags.get(Tag.DATA_URI))
         with warnings.catch_warnings():  # see _trusted_types
             warnings.simplefilter("ignore")
-            info = mlflow.sklearn.log_model(
-                sk_model=outcome.model,
-                name=MODEL_ARTIFACT,
+            return log_model_files(
+                outcome.model,
+                run_id,
+                tags=tags,
+                metrics=outcome.metrics,
                 signature=signature,
                 input_example=x_example,
-                pip_requirements=pip_requirements(),
-                skops_trusted_types=_trusted_types(outcome.model),
-                tags=tags,
             )
-    return str(info.model_uri)
