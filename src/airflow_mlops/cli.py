@@ -164,6 +164,14 @@ def _positive(text: str) -> int:
     return value
 
 
+def _serve_args_problem(args: argparse.Namespace) -> str | None:
+    if not args.tracking_uri:
+        return "serve: --tracking-uri (or MLFLOW_TRACKING_URI) is required"
+    if args.admin_port is not None and args.admin_port == args.port:
+        return f"serve: --admin-port {args.admin_port} is --port too; give the admin listener its own port"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="airflow-mlops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -201,6 +209,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"), help="MLflow tracking URI")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8001)
+    serve.add_argument(
+        "--admin-port",
+        type=int,
+        default=None,
+        help="serve /ready and /metrics only on this port (404 on --port); default: everything on --port",
+    )
+    serve.add_argument("--admin-host", default=None, help="address of the admin listener (default: --host)")
     serve.add_argument("--log-root", default="prediction-log", help="prediction log: local path, s3://, wasbs://")
     serve.add_argument("--log-conn-id", default=None, help="Airflow connection for an object-store log root")
     serve.add_argument("--log-mode", choices=["batched", "strict"], default="batched")
@@ -260,14 +275,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         from airflow_mlops.serving.server import ServeOptions
         from airflow_mlops.serving.server import serve as run_gateway
 
-        if not args.tracking_uri:
-            parser.error("serve: --tracking-uri (or MLFLOW_TRACKING_URI) is required")
+        problem = _serve_args_problem(args)
+        if problem:
+            parser.error(problem)
         run_gateway(
             ServeOptions(
                 models=args.models,
                 tracking_uri=args.tracking_uri,
                 host=args.host,
                 port=args.port,
+                admin_port=args.admin_port,
+                admin_host=args.admin_host,
                 log_root=args.log_root,
                 log_mode=args.log_mode,
                 flush_interval=args.flush_interval,

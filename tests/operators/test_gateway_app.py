@@ -477,7 +477,7 @@ def test_failing_canary_is_answered_by_the_champion_counted_and_logged(
         assert sorted(zip(mine["version"], mine["role"], strict=True)) == [(reg.v1, "champion"), (reg.v2, "canary")]
         failed = mine[mine["role"] == "canary"].iloc[0]
         assert failed["output"] is None
-        assert failed["error"].startswith("ValueError: ") and UNSEEN in failed["error"]
+        assert failed["error"].startswith("UnknownCategoryError: ") and UNSEEN in failed["error"]
         answered = mine[mine["role"] == "champion"].iloc[0]
         assert answered["error"] is None and json.loads(answered["output"]) == answer
     ok_rows = rows[rows["request_id"].str.startswith("fb-ok-")]

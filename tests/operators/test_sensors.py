@@ -336,6 +336,7 @@ def test_poke_returns_false_then_the_xcom_value(case: Case) -> None:
     assert done and done.xcom_value == case.expected()  # type: ignore[union-attr]
 
 
+@pytest.mark.integration  # fresh interpreters that load Airflow (~4 s each): make test, not test-fast
 @pytest.mark.parametrize("configured", ["True", "False"])
 def test_default_deferrable_comes_from_airflow_config(configured: str) -> None:
     """``[operators] default_deferrable`` is read when the sensor module is imported: a fresh interpreter."""

@@ -66,6 +66,7 @@ def test_empty_registry_still_declares_every_family() -> None:
         "mlops_gateway_rejected_total": "counter",
         "mlops_gateway_canary_fallbacks_total": "counter",
         "mlops_gateway_feedback_total": "counter",
+        "mlops_gateway_refused_inputs_total": "counter",
     }
 
 

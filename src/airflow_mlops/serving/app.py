@@ -1,16 +1,28 @@
 """The gateway's ASGI app: predict, feedback, health, readiness and Prometheus metrics.
 
-Request path: parse JSON -> pick champion or canary (by request id) -> check inputs against that
-version's MLflow signature (422 naming the field) -> predict. If the canary fails, the champion
-answers and the failure is counted against the canary. A shadow version gets a copy of the request
-on a separate worker thread after the response is ready: its output is logged, never returned, and
-its errors or slowness never change the client's response. Every answered record is appended to the
-prediction log.
+Request path: parse JSON -> pick champion or canary (by request id) -> check inputs against the
+champion's MLflow signature (422 naming the field) -> check categories against the version routed to
+-> predict. If the canary fails, the champion answers and the failure is counted against the canary.
+A shadow version gets a copy of the request on a separate worker thread after the response is ready:
+its output is logged, never returned, and its errors or slowness never change the client's response.
+Every answered record is appended to the prediction log.
+
+A category the champion never saw, when it refuses those (``unknown_categories: error``, see
+:mod:`airflow_mlops.serving.categories`), is the client's input, not the model failing: 422 naming the
+field, the value and the categories it knows, counted in ``mlops_gateway_refused_inputs_total`` and
+never a 5xx. A canary or shadow that refuses a category the champion answers is still charged with an
+error (counted as refused too): live traffic it cannot serve is what its health check must see. With
+the canary split keyed by a server secret, a client cannot aim such rows at the canary.
+
+Listeners: :func:`create_app` builds every route on one app, or the public routes (predict, feedback,
+``/health``) and the admin routes (``/ready``, ``/metrics``, ``/health``) apart, which
+:class:`ByListener` serves on two ports of one server sharing one :class:`Gateway`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -22,17 +34,19 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from airflow_mlops.monitoring.labels import label_problem
 from airflow_mlops.prediction_log import FeedbackRecord, PredictionLog, PredictionRecord
 from airflow_mlops.serving.batching import Coalescer
+from airflow_mlops.serving.categories import KnownCategories, UnknownCategoryError, known_categories
 from airflow_mlops.serving.guard import Admission, ApiKeys, BodyLimit, RateLimiter, read_json
 from airflow_mlops.serving.metrics import GatewayMetrics
 from airflow_mlops.serving.models import LoadedModel, ModelCache, output_json
@@ -42,6 +56,9 @@ from airflow_mlops.serving.state import RegistryWatcher
 from airflow_mlops.vocabulary import Role
 
 log = logging.getLogger(__name__)
+
+#: A Starlette lifespan: the gateway's start and stop around serving.
+Lifespan = Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]
 
 #: How many labelled requests (per gateway) are remembered to refuse a second label for one of them
 #: (about 40 MB at most); older duplicates are still ignored by the readers, which keep the first label.
@@ -92,6 +109,7 @@ class Gateway:
         self._coalescers_lock = threading.Lock()
         self._labelled: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._labelled_lock = threading.Lock()
+        self._known_categories: dict[tuple[str, str], tuple[LoadedModel, KnownCategories]] = {}
 
     # lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -121,7 +139,8 @@ class Gateway:
                 model, version, role, routing.champion, payload, request_id
             )
         except InputError as exc:
-            self.metrics.count_rejected(model, "invalid_input")
+            reason = "unknown_category" if isinstance(exc, UnknownCategoryError) else "invalid_input"
+            self.metrics.count_rejected(model, reason)
             return 422, {"detail": exc.problems, "request_id": request_id}
         if routing.shadow and routing.shadow not in (served_version,):
             self._enqueue_shadow(_ShadowJob(model, routing.shadow, request_id, payload, raw_inputs))
@@ -138,29 +157,23 @@ class Gateway:
     ) -> tuple[list[dict[str, Any]], str, str, list[str]]:
         """Predict with ``version``; a failing canary (bad load, schema or prediction) falls back to the champion.
 
-        Inputs are always checked against the champion's signature first: that is the contract
-        clients rely on, so a 422 never depends on which version the request was routed to.
+        Inputs are always checked against the champion's signature first: that is the contract clients rely
+        on, so a 422 for a field's type or presence never depends on which version the request was routed to.
+        A category the champion refuses is a 422; one only the canary refuses is the canary's error (the
+        champion answers).
         """
         champion_model = self._loaded(model, champion)
         champion_model.schema.validate(payload, max_batch=self.settings.max_batch)
         raw_inputs = _raw_inputs(payload)
         if role == Role.CANARY:
-            started = time.perf_counter()
-            try:
-                canary_model = self._loaded(model, version)
-                if canary_model.schema != champion_model.schema:
-                    canary_model.schema.validate(payload, max_batch=self.settings.max_batch)
-                outputs, latency = self._model_call(canary_model, payload)
-            except Exception as exc:  # the champion answers; the failure counts against the canary
-                latency = time.perf_counter() - started
-                self.metrics.observe(model, version, role, latency, error=True)
-                self.metrics.count_fallback(model, version)
-                self._log(model, version, role, request_id, raw_inputs, None, latency, f"{type(exc).__name__}: {exc}")
-                log.warning("Canary %s v%s failed request %s: %s; champion answers", model, version, request_id, exc)
-            else:
-                self.metrics.observe(model, version, role, latency, error=False)
-                self._log(model, version, role, request_id, raw_inputs, outputs, latency, None)
-                return outputs, version, role, raw_inputs
+            answered = self._canary_answer(model, version, champion_model, payload, request_id, raw_inputs)
+            if answered is not None:
+                return answered, version, role, raw_inputs
+        try:
+            self._categories(champion_model).check(payload)
+        except InputError:
+            self.metrics.count_refused(model, champion, Role.CHAMPION)
+            raise
         started = time.perf_counter()
         try:
             outputs, latency = self._model_call(champion_model, payload)
@@ -174,6 +187,52 @@ class Gateway:
         self.metrics.observe(model, champion, Role.CHAMPION, latency, error=False)
         self._log(model, champion, Role.CHAMPION, request_id, raw_inputs, outputs, latency, None)
         return outputs, champion, Role.CHAMPION, raw_inputs
+
+    def _canary_answer(
+        self,
+        model: str,
+        version: str,
+        champion_model: LoadedModel,
+        payload: Any,
+        request_id: str,
+        raw_inputs: list[str],
+    ) -> list[dict[str, Any]] | None:
+        """The canary's outputs, or ``None`` for the champion to answer.
+
+        A failure (load, signature, a category it refuses, prediction) is the canary's: counted as its error
+        and a fallback, and logged (a refused category is counted as refused too).
+        """
+        started = time.perf_counter()
+        try:
+            canary_model = self._loaded(model, version)
+            if canary_model.schema != champion_model.schema:
+                canary_model.schema.validate(payload, max_batch=self.settings.max_batch)
+            try:
+                self._categories(canary_model).check(payload)
+            except InputError:
+                self.metrics.count_refused(model, version, Role.CANARY)
+                raise
+            outputs, latency = self._model_call(canary_model, payload)
+        except Exception as exc:  # the champion answers; the failure counts against the canary
+            latency = time.perf_counter() - started
+            self.metrics.observe(model, version, Role.CANARY, latency, error=True)
+            self.metrics.count_fallback(model, version)
+            error = f"{type(exc).__name__}: {exc}"
+            self._log(model, version, Role.CANARY, request_id, raw_inputs, None, latency, error)
+            log.warning("Canary %s v%s failed request %s: %s; champion answers", model, version, request_id, exc)
+            return None
+        self.metrics.observe(model, version, Role.CANARY, latency, error=False)
+        self._log(model, version, Role.CANARY, request_id, raw_inputs, outputs, latency, None)
+        return outputs
+
+    def _categories(self, loaded: LoadedModel) -> KnownCategories:
+        """The categories ``loaded`` refuses new values of, read once per loaded version."""
+        key = (loaded.model, loaded.version)
+        cached = self._known_categories.get(key)
+        if cached is None or cached[0] is not loaded:
+            cached = (loaded, known_categories(loaded.estimator))
+            self._known_categories[key] = cached  # a race computes it twice, harmlessly
+        return cached[1]
 
     def _model_call(self, loaded: LoadedModel, payload: Any) -> tuple[list[dict[str, Any]], float]:
         """Predict ``payload`` (validated for ``loaded``) together with concurrent requests to it.
@@ -405,7 +464,19 @@ def _row_id(request_id: str, index: int, count: int) -> str:
 _BODY_REFUSALS = {413: "body_too_large", 415: "not_json_content_type", 422: "invalid_json"}
 
 
-def create_app(gateway: Gateway) -> Starlette:
+#: Which routes an app serves: every route on one listener, or the public or admin half of two.
+Listener = Literal["all", "public", "admin"]
+
+
+def create_app(gateway: Gateway, routes: Listener = "all", *, lifespan: Lifespan | None = None) -> Starlette:
+    """The gateway's ASGI app.
+
+    ``routes="public"``: predict and feedback (behind the API keys and the rate limit) and ``/health``;
+    ``"admin"``: ``/ready``, ``/metrics`` and ``/health``, never behind the keys (scrapers and probes have
+    none; the admin listener is protected by where it listens); ``"all"``: both, on one listener. A route
+    an app does not serve answers 404. ``/health`` (liveness: ``{"status": "ok"}``, nothing else) is on
+    both, for a load balancer that probes the public port.
+    """
     settings = gateway.settings
     limit = BodyLimit(settings.max_body_bytes)
     admit = Admission(settings.api_keys, settings.rate_limit).refuse
@@ -445,14 +516,33 @@ def create_app(gateway: Gateway) -> Starlette:
     async def metrics(_: Request) -> Response:
         return PlainTextResponse(gateway.metrics.render(), media_type="text/plain; version=0.0.4")
 
-    routes: list[Route] = [
+    public = [
         Route("/v1/models/{model}/predict", _safe(predict, admit), methods=["POST"]),
         Route("/v1/models/{model}/feedback", _safe(feedback, admit), methods=["POST"]),
-        Route("/health", health, methods=["GET"]),
-        Route("/ready", ready, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
     ]
-    return Starlette(routes=routes)
+    admin = [Route("/ready", ready, methods=["GET"]), Route("/metrics", metrics, methods=["GET"])]
+    served = {"all": [*public, *admin], "public": public, "admin": admin}[routes]
+    return Starlette(routes=[*served, Route("/health", health, methods=["GET"])], lifespan=lifespan)
+
+
+class ByListener:
+    """One ASGI app for two listeners of one server: a connection accepted on ``admin_port`` reaches
+    ``admin``, any other ``public``.
+
+    The port is the local one of the socket the connection arrived on (ASGI ``scope["server"]``, set by
+    the server from the socket, not from anything the client sends); a connection without one goes to
+    ``public``, which holds no admin route. The lifespan (gateway start and stop) is ``public``'s.
+    """
+
+    def __init__(self, public: ASGIApp, admin: ASGIApp, admin_port: int) -> None:
+        self.public = public
+        self.admin = admin
+        self.admin_port = admin_port
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        server = scope.get("server") if scope["type"] != "lifespan" else None
+        on_admin = server is not None and len(server) > 1 and server[1] == self.admin_port
+        await (self.admin if on_admin else self.public)(scope, receive, send)
 
 
 def _safe(

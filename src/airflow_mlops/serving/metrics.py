@@ -32,6 +32,7 @@ _LATENCY = "mlops_gateway_request_latency_seconds"
 _REJECTED = "mlops_gateway_rejected"
 _FALLBACKS = "mlops_gateway_canary_fallbacks"
 _FEEDBACK = "mlops_gateway_feedback"
+_REFUSED = "mlops_gateway_refused_inputs"
 _SERIES_LABELS = ["model", "version", "role"]
 
 
@@ -86,6 +87,7 @@ class GatewayMetrics:
         self._rejected: dict[tuple[str, str], int] = {}
         self._fallbacks: dict[tuple[str, str], int] = {}
         self._feedback: dict[tuple[str, str], int] = {}
+        self._refused: dict[tuple[str, str, str], int] = {}
         #: this gateway's own registry (never prometheus_client's process-global REGISTRY)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
@@ -106,9 +108,20 @@ class GatewayMetrics:
             series.bucket_counts[index] += 1
 
     def count_rejected(self, model: str, reason: str) -> None:
-        """Count a request turned away before any model ran (the 422s)."""
+        """Count a request turned away before any model ran (the 422s): ``invalid_input`` (its signature),
+        ``unknown_category`` (a category the champion refuses), or the body's problem (``invalid_json`` ...)."""
         with self._lock:
             self._rejected[(model, reason)] = self._rejected.get((model, reason), 0) + 1
+
+    def count_refused(self, model: str, version: str, role: str) -> None:
+        """Count a request ``version`` did not predict because it refuses the input (an unseen category).
+
+        A client error, never a model error: the champion's refusal is a 422, a canary's leaves the answer to
+        the champion, a shadow's skips the copy. Kept apart from ``errors`` so no client can drive those up.
+        """
+        key = (model, version, role)
+        with self._lock:
+            self._refused[key] = self._refused.get(key, 0) + 1
 
     def count_fallback(self, model: str, version: str) -> None:
         """Count a request where canary ``version`` failed and the champion answered instead."""
@@ -153,6 +166,7 @@ class GatewayMetrics:
             rejected = sorted(self._rejected.items())
             fallbacks = sorted(self._fallbacks.items())
             feedback = sorted(self._feedback.items())
+            refused = sorted(self._refused.items())
         requests = CounterMetricFamily(
             _REQUESTS, "Prediction requests answered or failed, by model version and role.", labels=_SERIES_LABELS
         )
@@ -183,7 +197,15 @@ class GatewayMetrics:
         )
         for (model, outcome), count in feedback:
             feedback_family.add_metric([model, outcome], count)
-        yield from (requests, errors, latency, rejections, fallback_family, feedback_family)
+        refused_family = CounterMetricFamily(
+            _REFUSED,
+            "Requests a version did not predict because it refuses their input (a category it never saw): "
+            "client errors, not model errors. Champion: answered 422; canary: the champion answered; shadow: skipped.",
+            labels=_SERIES_LABELS,
+        )
+        for labels, count in refused:
+            refused_family.add_metric(list(labels), count)
+        yield from (requests, errors, latency, rejections, fallback_family, feedback_family, refused_family)
 
 
 def _cumulative_buckets(bucket_counts: list[int]) -> list[tuple[str, float]]:

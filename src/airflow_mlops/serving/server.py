@@ -1,4 +1,10 @@
-"""Run the gateway on uvicorn: ``airflow-mlops serve --model fraud --port 8001``."""
+"""Run the gateway on uvicorn: ``airflow-mlops serve --model fraud --port 8001 [--admin-port 9001]``.
+
+With ``admin_port``, one uvicorn server listens on both ports (one event loop, one gateway, one
+lifespan, uvicorn's own SIGTERM/SIGINT handling, which drains and closes both listeners before the
+gateway stops): predict and feedback on ``port``, ``/ready`` and ``/metrics`` on ``admin_port`` (see
+:func:`airflow_mlops.serving.app.create_app`). Without it, everything is on ``port``, as before.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +25,10 @@ class ServeOptions:
     registry_uri: str | None = None
     host: str = "127.0.0.1"
     port: int = 8001
+    #: Serve ``/ready`` and ``/metrics`` only on this port (404 on ``port``); None: everything on ``port``.
+    admin_port: int | None = None
+    #: The admin listener's address; None: the same as ``host``.
+    admin_host: str | None = None
     log_root: str = "prediction-log"
     log_mode: Literal["batched", "strict"] = "batched"
     flush_interval: float = 1.0
@@ -105,29 +115,43 @@ def _settings(options: ServeOptions) -> GatewaySettings:
 
 def serve(options: ServeOptions) -> None:
     import contextlib
+    from collections.abc import AsyncIterator
 
     import uvicorn
 
-    from airflow_mlops.serving.app import Gateway, create_app
+    from airflow_mlops.serving.app import ByListener, Gateway, create_app
 
+    if options.admin_port is not None and options.admin_port == options.port and options.port != 0:
+        raise ValueError(f"admin_port: got {options.admin_port}, the same as port; give the admin listener its own")
     gateway = build_gateway(options)
     assert isinstance(gateway, Gateway)
-    app = create_app(gateway)
 
     @contextlib.asynccontextmanager
-    async def lifespan(_: object):  # type: ignore[no-untyped-def]
+    async def lifespan(_: object) -> AsyncIterator[None]:
         gateway.start()
         try:
             yield
         finally:
             gateway.stop()
 
-    app.router.lifespan_context = lifespan
-    uvicorn.run(
-        app,
-        host=options.host,
-        port=options.port,
-        log_level="warning",
-        access_log=False,
-        timeout_keep_alive=int(options.keep_alive),
-    )
+    keep_alive = int(options.keep_alive)
+    if options.admin_port is None:
+        uvicorn.run(
+            create_app(gateway, lifespan=lifespan),
+            host=options.host,
+            port=options.port,
+            log_level="warning",
+            access_log=False,
+            timeout_keep_alive=keep_alive,
+        )
+        return
+    # Both sockets are bound before anything starts, so a port in use stops the process at once (exit 1).
+    admin_host = options.admin_host or options.host
+    public_app = create_app(gateway, "public", lifespan=lifespan)
+    public_socket = uvicorn.Config(public_app, host=options.host, port=options.port, log_level="warning").bind_socket()
+    admin_socket = uvicorn.Config(
+        public_app, host=admin_host, port=options.admin_port, log_level="warning"
+    ).bind_socket()
+    app = ByListener(public_app, create_app(gateway, "admin"), admin_port=int(admin_socket.getsockname()[1]))
+    config = uvicorn.Config(app, log_level="warning", access_log=False, timeout_keep_alive=keep_alive)
+    uvicorn.Server(config).run(sockets=[public_socket, admin_socket])
