@@ -348,6 +348,42 @@ def test_behaviour_cases_from_an_unsupported_scheme_are_refused_at_validation(tm
     )
 
 
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("1000000000d", "a duration can be at most 36500 days"),
+        ("1180591620717411303424", "a duration can be at most 36500 days"),
+        (".inf", "a duration can be at most 36500 days"),
+        (".nan", "expected a duration like '30s', '15m', '2h', '7d' or a number of seconds"),
+    ],
+)
+def test_a_duration_too_long_for_timedelta_is_a_field_error_not_a_crash(
+    tmp_path: Path, value: str, message: str
+) -> None:
+    """Found by tests/config/test_config_properties.py: an overflowing duration escaped as OverflowError."""
+    path = write(tmp_path, MINIMAL + f"approval:\n  timeout: {value}\n")
+    assert error_of(path).startswith(f"{path}: approval.timeout: got ")
+    assert error_of(path).endswith(message)
+
+
+def test_a_loader_bug_on_one_file_does_not_hide_the_others(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_mlops.config import loader
+
+    good = write(tmp_path, MINIMAL)
+    bad = write(tmp_path, MINIMAL.replace("name: fraud_model", "name: other_model"), stem="other_model")
+    real = loader.load_config
+
+    def flaky(path: Path) -> LoadedConfig:
+        if Path(path) == bad:
+            raise OverflowError("boom")
+        return real(path)
+
+    monkeypatch.setattr(loader, "load_config", flaky)
+    result = load_configs([good, bad])
+    assert [c.path for c in result.configs] == [good]
+    assert str(result.errors[bad]) == f"{bad}: could not be validated: OverflowError: boom"
+
+
 # --- file-level problems: YAML syntax, shape, readability, unsafe tags ---------------------------------------
 
 

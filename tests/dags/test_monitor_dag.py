@@ -184,3 +184,50 @@ def test_without_the_reports_extra_the_run_says_why_and_our_statistics_still_dec
     assert reason.endswith("install it with: pip install 'airflow-mlops[reports]'"), reason
     artifacts = {a.path for a in client.list_artifacts(monitoring_run.info.run_id, "drift")}
     assert artifacts == {"drift/statistics.json", "drift/evidently_report_skipped.txt"}
+
+
+def test_retention_prunes_old_hours_after_the_run_as_a_teardown_that_cannot_fail_it(
+    workspace: Any, airflow_db: Any, monitored: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``monitoring.retention`` adds ``prune_prediction_log`` after ``emit_drift``: it deletes hours past retention
+    (wall-clock now) and keeps the window; a failing prune shows as a failed task in a successful run."""
+    from airflow.sdk import TriggerRule
+
+    import airflow_mlops.prediction_log.retention as retention
+    from airflow_mlops.factories import build_dags
+    from airflow_mlops.prediction_log import LocalStorage, PredictionLog, PredictionRecord, read_predictions
+
+    dag = build_dags(None, workspace.config_dir)["fraud__monitor"]
+    assert "prune_prediction_log" not in dag.task_ids, "no retention, no pruning"
+    workspace.write_config(
+        "fraud",
+        {"serving": {"prediction_log": str(monitored["root"])}, "monitoring": {"window": "6h", "retention": "30d"}},
+    )
+    dag = build_dags(None, workspace.config_dir)["fraud__monitor"]
+    prune = dag.get_task("prune_prediction_log")
+    assert prune.upstream_task_ids == {"emit_drift"} and not prune.downstream_task_ids
+    assert prune.is_teardown and not prune.on_failure_fail_dagrun
+    assert prune.trigger_rule == TriggerRule.ALL_DONE_SETUP_SUCCESS  # no setups: runs once everything is done
+
+    log_traffic(monitored["root"], monitored["client"], data_drift=0.0, seed=24, rows=300)
+    old = datetime.now(UTC) - timedelta(days=45)
+    log = PredictionLog(LocalStorage(monitored["root"]))
+    log.append([PredictionRecord("old", old, "fraud", "1", "champion", "{}", None, 1.0, "x")])
+    log.close()
+
+    run = run_monitor(workspace)
+
+    assert run.state == "success", states(run)
+    assert states(run)["prune_prediction_log[-1]"] == "success"
+    rows = read_predictions(LocalStorage(monitored["root"]), "fraud")
+    assert "old" not in set(rows["request_id"]) and len(rows) == 300
+
+    def store_down(*args: Any, **kwargs: Any) -> None:
+        raise OSError("store down")
+
+    monkeypatch.setattr(retention, "prune_partitions", store_down)
+    run = run_monitor(workspace)
+
+    assert states(run)["prune_prediction_log[-1]"] == "failed"
+    assert states(run)["evaluate_drift[-1]"] == "success"
+    assert run.state == "success", "a failed prune does not fail the monitoring run"

@@ -242,6 +242,9 @@ def load_configs(paths: Iterable[str | os.PathLike[str]]) -> LoadResult:
         except ConfigError as exc:
             result.errors[path] = exc
             continue
+        except Exception as exc:  # a loader bug on one file must not hide the other models' DAGs
+            result.errors[path] = ConfigError(f"{path}: could not be validated: {type(exc).__name__}: {exc}")
+            continue
         if loaded.name in seen:
             result.errors[path] = ConfigError(
                 f"{path}: name: got {loaded.name!r}; expected a name not already used by {seen[loaded.name]}"

@@ -9,7 +9,7 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from airflow_mlops import settings
 
@@ -63,20 +63,31 @@ def _known_location(value: str) -> str:
 FORBIDDEN_ESTIMATOR_PARAMS: frozenset[str] = frozenset({"memory"})
 
 
+#: The longest duration a config may write (a number beyond it would overflow ``timedelta`` or mean "never").
+MAX_DURATION = timedelta(days=36500)
+
+
 def parse_duration(value: str | int | float | timedelta) -> timedelta:
-    """``"90s"``, ``"15m"``, ``"2h"``, ``"7d"`` or a number of seconds -> ``timedelta``."""
+    """``"90s"``, ``"15m"``, ``"2h"``, ``"7d"`` or a number of seconds -> ``timedelta`` (at most 100 years)."""
     if isinstance(value, timedelta):
         return value
     if isinstance(value, bool):
         raise ValueError("expected a duration like '30s', '15m', '2h', '7d' or a number of seconds")
     if isinstance(value, int | float):
+        if value != value:  # NaN
+            raise ValueError("expected a duration like '30s', '15m', '2h', '7d' or a number of seconds")
         if value < 0:
             raise ValueError("a duration cannot be negative")
+        if value > MAX_DURATION.total_seconds():
+            raise ValueError(f"a duration can be at most {MAX_DURATION.days} days")
         return timedelta(seconds=value)
     match = _DURATION.match(str(value))
     if not match:
         raise ValueError("expected a duration like '30s', '15m', '2h', '7d' or a number of seconds")
-    return timedelta(**{_DURATION_UNITS[match.group(2)]: int(match.group(1))})
+    amount, unit = int(match.group(1)), _DURATION_UNITS[match.group(2)]
+    if amount > MAX_DURATION / timedelta(**{unit: 1}):
+        raise ValueError(f"a duration can be at most {MAX_DURATION.days} days")
+    return timedelta(**{unit: amount})
 
 
 def _check_duration(value: Any) -> Any:
@@ -312,6 +323,18 @@ class DriftThresholds(_Strict):
         return self
 
 
+#: How long after a monitoring window ends its answers' delayed labels still count
+#: (``<model>__monitor`` reads feedback up to this long after the window's end).
+LABEL_DELAY = timedelta(days=7)
+
+
+def _show_duration(value: timedelta) -> str:
+    """As a config spells it, in the largest unit that is exact: ``8d``, ``174h``, ``90s``."""
+    seconds = int(value.total_seconds())
+    unit, size = next((u, n) for u, n in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)) if seconds % n == 0)
+    return f"{seconds // size}{unit}"
+
+
 class MonitoringConfig(_Strict):
     """Drift and performance monitoring (used by ``<model>__monitor``)."""
 
@@ -327,6 +350,26 @@ class MonitoringConfig(_Strict):
     #: Performance on delayed labels may trail the champion's evaluation by at most this much.
     max_performance_drop: float = Field(default=0.05, ge=0.0)
     cooldown: Duration = "6h"
+    #: Delete prediction-log hour partitions (predictions and feedback) older than this, after each
+    #: monitoring run (e.g. ``90d``); unset keeps them forever. Must be longer than ``window`` plus the
+    #: 7-day label delay: a window is only fully labelled that long after it ended, and re-running the
+    #: monitor for it then reads its predictions again.
+    retention: Duration | None = None
+
+    @field_validator("retention")
+    @classmethod
+    def _longer_than_what_the_monitor_reads(cls, value: Duration | None, info: ValidationInfo) -> Duration | None:
+        window = info.data.get("window")
+        if value is None or window is None:  # a bad window has its own error
+            return value
+        needed = parse_duration(window) + LABEL_DELAY
+        if parse_duration(value) <= needed:
+            raise ValueError(
+                f"expected a duration longer than monitoring.window ({window}) plus the "
+                f"{_show_duration(LABEL_DELAY)} label delay (more than {_show_duration(needed)}): a window's "
+                "predictions are read again until its delayed labels are in"
+            )
+        return value
 
 
 class RetrainingConfig(_Strict):

@@ -1,4 +1,11 @@
-"""Build ``<model>__monitor``: on its schedule and when a new prediction-log hour lands."""
+"""Build ``<model>__monitor``: on its schedule and when a new prediction-log hour lands.
+
+With ``monitoring.retention`` set, ``prune_prediction_log`` runs last, as a *teardown* task: its trigger rule
+(all upstream done, whatever their state) makes it run after the monitoring tasks even when they failed (the log
+must not grow forever because there is no champion yet), and Airflow leaves teardowns out of the DAG run's state,
+so a failed prune shows as a failed task but never turns the run (the drift verdict) red, nor a failed monitoring
+run green.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +21,7 @@ from airflow_mlops.operators.monitoring import (
     EmitDriftEventOperator,
     EvaluateDriftOperator,
     PlanMonitoringWindowOperator,
+    PrunePredictionLogOperator,
     SummarizePartitionOperator,
 )
 from airflow_mlops.vocabulary import AssetKind, asset_uri
@@ -61,6 +69,11 @@ def build_monitor_dag(loaded: LoadedConfig) -> DAG:
             "traffic vs the champion's training data; act-level findings emit "
             f"`{asset_uri(cfg.name, AssetKind.DRIFT)}` "
             f"(cooldown `{cfg.monitoring.cooldown}`)."
+            + (
+                f" Prediction-log hours older than `{cfg.monitoring.retention}` are deleted after each run."
+                if cfg.monitoring.retention is not None
+                else ""
+            )
         ),
         default_args={"owner": cfg.owner, "retries": 0},
         params={PARAM_WINDOW_END: Param(None, type=["null", "string"], description="Window end (ISO, default now)")},
@@ -75,4 +88,7 @@ def build_monitor_dag(loaded: LoadedConfig) -> DAG:
             task_id="emit_drift", result=XComArg(evaluate), outlets=[drift_asset(cfg.name)], **common
         )
         chain(plan, summarize, evaluate, emit)
+        if cfg.monitoring.retention is not None:
+            prune = PrunePredictionLogOperator(task_id="prune_prediction_log", **common)
+            emit >> prune.as_teardown()
     return dag

@@ -10,17 +10,19 @@ delayed labels, runs evidently on the sampled inputs, records everything in an M
 predictions a second time. The evidently report is optional (``[reports]`` extra): without it the run
 carries ``Tag.DRIFT_REPORT_SKIPPED`` and ``drift/evidently_report_skipped.txt``. ``emit_drift``
 announces ``mlops://<model>/drift`` unless the cooldown holds it back (then the decision is recorded only).
+``prune_prediction_log`` (only with ``monitoring.retention``) deletes the log's hour partitions past retention
+after all that (:func:`~airflow_mlops.prediction_log.retention.prune_partitions`).
 """
 
 from __future__ import annotations
 
 import tempfile
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.config.schema import parse_duration
+from airflow_mlops.config.schema import LABEL_DELAY, parse_duration
 from airflow_mlops.operators.rollout import RolloutBaseOperator
 from airflow_mlops.vocabulary import Tag
 
@@ -32,8 +34,6 @@ if TYPE_CHECKING:
 
 PARAM_WINDOW_END = "window_end"
 PLAN_KEY = "plan"
-#: How long after the window's end delayed labels still count for its answers.
-LABEL_DELAY = timedelta(days=7)
 
 
 class PlanMonitoringWindowOperator(RolloutBaseOperator):
@@ -282,3 +282,51 @@ class EmitDriftEventOperator(RolloutBaseOperator):
             client.set_registered_model_tag(self.model, Tag.DRIFT_LAST_EVENT, _now().isoformat())
         self.log.info("Drift event for %s: %s", self.model, payload)
         return payload
+
+
+class PrunePredictionLogOperator(RolloutBaseOperator):
+    """Delete the model's prediction-log hour partitions (predictions and feedback) older than the retention.
+
+    A thin wrapper over :func:`~airflow_mlops.prediction_log.retention.prune_partitions`; the cutoff is
+    ``now - retention`` (wall-clock time, not the monitored window: retention is about the store, and a
+    run for an old window must not delete newer hours). ``<model>__monitor`` runs it as a teardown after
+    the monitoring tasks, so it runs whatever they concluded and its own failure does not fail the run.
+
+    :param retention: How long hours are kept, e.g. ``"90d"`` or seconds (templated); default: the config's
+        ``monitoring.retention``. Unset: the task skips.
+    """
+
+    template_fields: Sequence[str] = (*RolloutBaseOperator.template_fields, "retention")
+
+    def __init__(self, *, retention: str | float | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.retention = retention
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Returns counts (partitions per kind, files, bytes), the cutoff and the oldest/newest hour deleted."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from airflow_mlops.hooks.object_storage import prediction_log_storage
+        from airflow_mlops.prediction_log.retention import prune_partitions
+
+        retention = self.retention
+        if retention is None and self.has_config:
+            retention = self.loaded.config.monitoring.retention
+        if retention is None or retention == "":
+            raise AirflowSkipException("no monitoring.retention: the prediction log is kept forever")
+        try:
+            keep = parse_duration(retention)
+        except ValueError as exc:
+            raise ValueError(f"{self.task_id}: retention: got {retention!r}; {exc}") from exc
+        storage = prediction_log_storage(*self.log_location)
+        result = prune_partitions(storage, self.model, keep, now=_now())
+        self.log.info(
+            "Deleted %d hour partitions (%d files, %d bytes) of %s in %s that ended before %s",
+            result.partitions,
+            result.files,
+            result.bytes,
+            self.model,
+            storage.uri,
+            result.cutoff.isoformat(),
+        )
+        return result.to_dict()

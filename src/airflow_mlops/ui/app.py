@@ -9,6 +9,8 @@ there are no unauthenticated routes: no OpenAPI/docs pages either):
 ``GET /api/models/{name}``  one model as JSON: ``{"model": {...}, "versions": [...], "charts": {...}, ...}``
 
 401: no or invalid token; 403: the user may not read the model's DAGs; 404: no such model config.
+MLflow is waited for at most ``[mlops] ui_mlflow_deadline`` seconds per page (default 10): a model not read by
+then shows the error ``MLflow did not answer within N s`` (see :mod:`airflow_mlops.ui.sources`).
 Responses never contain connection credentials (see :mod:`airflow_mlops.ui.data`), are not cached
 (``Cache-Control: no-store``) and HTML carries a strict Content-Security-Policy (nonce'd inline style
 and script only; no network fetches).
@@ -24,6 +26,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from airflow_mlops import settings
 from airflow_mlops.ui import auth, render
 from airflow_mlops.ui.data import ModelDetail, ModelSummary, required_actions_url, to_jsonable
 
@@ -85,16 +88,16 @@ def _visible(user: Any, models: Sequence[LoadedConfig]) -> list[LoadedConfig]:
 
 
 def _summaries(user: Any) -> tuple[list[ModelSummary], dict[str, str]]:
-    from airflow_mlops.ui.sources import ModelSources, collect_approvals
+    from airflow_mlops.ui.sources import ModelSources, collect_approvals, summaries_within
 
+    deadline = settings.ui_mlflow_deadline()
     models, errors = _configs()
     visible = _visible(user, models)
     approvals, approvals_error = collect_approvals(visible, lambda dag_id: auth.can_read_approvals(user, dag_id))
-    summaries = [
-        ModelSources(loaded, approvals=approvals[loaded.name], approvals_error=approvals_error).summary()[0]
-        for loaded in visible
+    sources = [
+        ModelSources(loaded, approvals=approvals[loaded.name], approvals_error=approvals_error) for loaded in visible
     ]
-    return summaries, _readable_errors(user, errors)
+    return summaries_within(sources, deadline), _readable_errors(user, errors)
 
 
 def _readable_errors(user: Any, errors: dict[str, str]) -> dict[str, str]:
@@ -117,7 +120,8 @@ def _detail(user: Any, name: str, hours: int) -> ModelDetail:
     if not auth.can_read_model(user, name):
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"not allowed to read the DAGs of model {name!r}")
     approvals, approvals_error = collect_approvals([loaded], lambda dag_id: auth.can_read_approvals(user, dag_id))
-    return ModelSources(loaded, approvals=approvals[name], approvals_error=approvals_error).detail(hours)
+    sources = ModelSources(loaded, approvals=approvals[name], approvals_error=approvals_error)
+    return sources.detail(hours, settings.ui_mlflow_deadline())
 
 
 def _all_approvals_url() -> str:

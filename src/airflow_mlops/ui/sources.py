@@ -7,18 +7,33 @@ model's Airflow connection (:class:`~airflow_mlops.hooks.mlflow.MlflowHook`) as 
 different MLflow servers) are read in parallel, and a slow or unreachable server holds up only the
 requests that need it.
 
+A page does not wait for MLflow longer than ``[mlops] ui_mlflow_deadline`` seconds (:func:`summaries_within`,
+:meth:`ModelSources.detail`): the reads run on a per-process pool of worker threads (:class:`MlflowReaders`),
+and a model whose read is not done by the deadline is shown with the error
+``MLflow did not answer within N s`` while its read is abandoned. MLflow's own per-call bounds
+(``MLFLOW_HTTP_REQUEST_TIMEOUT``, default 120 s, and ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, default 7 with
+backoff) are read by mlflow from ``os.environ`` at every call (``mlflow.utils.rest_utils.http_request``), and
+``MlflowClient`` has no per-client setting for them; they are not changed here (that would be process-wide
+state). They decide how long an abandoned read keeps its worker: set them in the api-server's environment
+to free workers sooner.
+
 Heavy libraries (mlflow, pandas, pyarrow, Airflow's ORM) are imported inside the functions: importing
 this module is cheap, because the plugin is loaded by every Airflow process.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import logging
-from collections.abc import Callable, Iterable, Sequence
+import queue
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from airflow_mlops.monitoring.verdicts import monitoring_experiment
@@ -57,6 +72,8 @@ MONITORING_RUNS_DETAIL = 200
 VERSIONS_DETAIL = 50
 TRAFFIC_CHARTS = ("error_rate", "latency_p95", "requests")
 TRAFFIC_COLUMNS = ("ts", "version", "role", "latency_ms", "error")
+#: Worker threads per process that read MLflow for the Models pages (I/O-bound: one model's reads each).
+MLFLOW_READERS = 8
 
 _T = TypeVar("_T")
 
@@ -193,6 +210,7 @@ def _with_runs(client: MlflowClient, versions: Sequence[VersionRecord]) -> list[
         if not v.run_id:
             out.append(v)
             continue
+        READERS.check_wanted()
         try:
             run = client.get_run(v.run_id)
         except Exception as exc:
@@ -331,11 +349,15 @@ class ModelSources:
 
         return _guard(errors, "audit trail", secrets, [], read)
 
-    def summary(self, *, detail: bool = False) -> tuple[ModelSummary, MlflowSnapshot, str | None, list[str]]:
+    def summary(
+        self, *, detail: bool = False, secrets: list[str] | None = None
+    ) -> tuple[ModelSummary, MlflowSnapshot, str | None, list[str]]:
+        """Everything read from MLflow and the audit trail (blocks as long as they do: see :func:`summaries_within`)."""
         name = self.loaded.name
         errors: list[str] = []
         hook = self.hook()
-        secrets = connection_secrets(hook)
+        if secrets is None:
+            secrets = connection_secrets(hook)
         base = _guard(errors, "MLflow connection", secrets, None, lambda: mlflow_ui_url(hook))
         snap = MlflowSnapshot()
         if not errors:
@@ -365,15 +387,43 @@ class ModelSources:
         )
         return summary, snap, base, secrets
 
-    def detail(self, hours: int) -> ModelDetail:
+    def unavailable(self, message: str) -> ModelSummary:
+        """The list row of a model whose MLflow read did not finish in time: its config, approvals and ``message``."""
+        return summarize(
+            name=self.loaded.name,
+            description=self.loaded.config.description,
+            aliases={},
+            canary_percent=0.0,
+            versions=[],
+            monitoring=[],
+            audit=[],
+            approvals=self.approvals,
+            mlflow_base=None,
+            airflow_base=airflow_base_path(),
+            errors=[message, *([self.approvals_error] if self.approvals_error else [])],
+        )
+
+    def detail(self, hours: int, deadline: float) -> ModelDetail:
+        """The model page. MLflow is read on :data:`READERS` while this thread reads the prediction log, and is
+        waited for until ``deadline`` seconds after the call (then the page shows it as unavailable)."""
         from airflow_mlops.config.schema import LOWER_IS_BETTER
 
         cfg = self.loaded.config
-        summary, snap, base, secrets = self.summary(detail=True)
+        until = time.monotonic() + deadline
+        secrets = connection_secrets(self.hook())
+        read = READERS.submit(lambda: self.summary(detail=True, secrets=secrets))
+        traffic_errors: list[str] = []
+        frame = _guard(traffic_errors, "prediction log", secrets, None, lambda: read_traffic(self.loaded, hours))
+        READERS.wait([read], until)
+        result = _settled(read, deadline)
+        if isinstance(result, str):
+            summary, snap, base = self.unavailable(result), MlflowSnapshot(), None
+        else:
+            summary, snap, base, _ = result
+        summary.errors.extend(traffic_errors)
         rows = version_rows(snap.versions, snap.aliases, cfg.primary_metric, base, cfg.name)
         bucket = choose_bucket(hours)
         higher = cfg.primary_metric not in LOWER_IS_BETTER
-        frame = _guard(summary.errors, "prediction log", secrets, None, lambda: read_traffic(self.loaded, hours))
         canary = cfg.rollout.canary
         thresholds = cfg.monitoring.thresholds
         charts = [
@@ -395,6 +445,137 @@ class ModelSources:
             window_hours=hours,
             bucket=bucket,
         )
+
+
+def summaries_within(sources: Sequence[ModelSources], deadline: float) -> list[ModelSummary]:
+    """Every model's list row, read in parallel on :data:`READERS` and waited for at most ``deadline`` seconds.
+
+    A model whose read is not done by then (or could not start: every reader of the process is stuck on
+    earlier reads) is shown by :meth:`ModelSources.unavailable`, with ``MLflow did not answer within N s``.
+    """
+    until = time.monotonic() + deadline
+    reads = [READERS.submit(functools.partial(_list_row, source)) for source in sources]
+    READERS.wait(reads, until)
+    out = []
+    for source, read in zip(sources, reads, strict=True):
+        result = _settled(read, deadline)
+        out.append(source.unavailable(result) if isinstance(result, str) else result)
+    return out
+
+
+def _list_row(source: ModelSources) -> ModelSummary:
+    return source.summary()[0]
+
+
+def _settled(read: Future[_T] | None, deadline: float) -> _T | str:
+    """The read's result, or the error text to show instead (late, refused, or failed outside its guards)."""
+    if read is None:
+        busy = "not asked: every MLflow reader of this server process is still waiting on earlier requests"
+        return f"MLflow did not answer within {deadline:g} s ({busy})"
+    if not read.done() or read.cancelled():
+        return f"MLflow did not answer within {deadline:g} s"
+    exc = read.exception()
+    if exc is not None:
+        log.warning("models UI: MLflow read failed: %s", redact(repr(exc)))
+        return _error("MLflow", exc, [])
+    return read.result()
+
+
+class MlflowReaders:
+    """Worker threads for the Models pages' MLflow reads, shared by every request of the process.
+
+    A page submits its reads and waits for them until its deadline (:meth:`wait`); then it gives up on the rest:
+    a read still queued is cancelled and never runs, a read already running keeps its worker until MLflow
+    answers or mlflow's own HTTP timeout ends it. So threads never exceed ``workers``, and the queue holds only
+    the reads of pages still waiting: a server that never answers cannot pile up threads or work across
+    requests. While every worker is held by such an abandoned read, :meth:`submit` refuses at once (``None``)
+    and the page shows the model as unavailable without waiting out its deadline.
+
+    An abandoned read also stops asking MLflow: the readers check :meth:`check_wanted` before each call they
+    make (a call already waiting on the server cannot be interrupted), so a slow server costs one call per
+    abandoned read, not the dozens a model page makes.
+
+    The workers are daemon threads: a read stuck on a server that never answers does not hold up the
+    api-server's exit (a ``ThreadPoolExecutor`` joins its threads at exit).
+    """
+
+    def __init__(self, workers: int) -> None:
+        if workers < 1:
+            raise ValueError(f"MlflowReaders needs at least one worker, got {workers}")
+        self.workers = workers
+        self._queue: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._abandoned: set[Future[Any]] = set()
+        self._current = threading.local()  # the read a worker is running
+
+    @property
+    def abandoned(self) -> int:
+        """Reads that a page gave up on and that still hold a worker."""
+        with self._lock:
+            return len(self._abandoned)
+
+    def submit(self, read: Callable[[], _T]) -> Future[_T] | None:
+        """Queue ``read``; ``None`` when every worker is held by an abandoned read (it would not start in time)."""
+        with self._lock:
+            if len(self._abandoned) >= self.workers:
+                return None
+            if self._threads < self.workers:
+                threading.Thread(target=self._work, name=f"mlops-ui-mlflow-{self._threads}", daemon=True).start()
+                self._threads += 1
+        future: Future[_T] = Future()
+        self._queue.put((future, read))
+        return future
+
+    def wait(self, reads: Iterable[Future[Any] | None], until: float) -> None:
+        """Wait for ``reads`` until the ``time.monotonic()`` instant ``until``, then give up on the unfinished ones."""
+        pending = [read for read in reads if read is not None]
+        _, late = concurrent.futures.wait(pending, timeout=max(0.0, until - time.monotonic()))
+        self._abandon(late)
+
+    def check_wanted(self) -> None:
+        """Raise :class:`_Abandoned` inside a read whose page gave up on it (a no-op anywhere else)."""
+        current = getattr(self._current, "read", None)
+        if current is not None:
+            with self._lock:
+                if current in self._abandoned:
+                    raise _Abandoned()
+
+    def _abandon(self, reads: Collection[Future[Any]]) -> None:
+        for read in reads:
+            if read.cancel():  # still queued: it never runs
+                continue
+            with self._lock:
+                self._abandoned.add(read)
+            read.add_done_callback(self._finished)  # runs at once if it finished meanwhile
+
+    def _finished(self, read: Future[Any]) -> None:
+        with self._lock:
+            self._abandoned.discard(read)
+
+    def _work(self) -> None:
+        while True:
+            future, read = self._queue.get()
+            if future.set_running_or_notify_cancel():
+                self._current.read = future
+                try:
+                    result = read()
+                except BaseException as exc:  # handed to the page, like a ThreadPoolExecutor does
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
+                finally:
+                    self._current.read = None
+            del future, read  # a finished read's result is the page's, not this idle thread's
+
+
+class _Abandoned(BaseException):  # a signal, like asyncio.CancelledError, not an error
+    """Stops a read whose page gave up on it. A ``BaseException``, so that the ``except Exception`` of every
+    source guard lets it through instead of recording it and carrying on with the next MLflow call."""
+
+
+#: The process's MLflow readers for the Models pages.
+READERS = MlflowReaders(MLFLOW_READERS)
 
 
 def collect_approvals(
@@ -421,6 +602,7 @@ def _error(what: str, exc: BaseException, secrets: Sequence[str]) -> str:
 
 
 def _guard(errors: list[str], what: str, secrets: Sequence[str], default: _T, read: Callable[[], _T]) -> _T:
+    READERS.check_wanted()
     try:
         return read()
     except Exception as exc:
