@@ -10,6 +10,9 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -65,6 +68,64 @@ def train_version(config_path: Path, run_id: str) -> str:
     for cls in (FingerprintDataOperator, ValidateDataOperator, TrainModelOperator, RegisterModelOperator):
         cls(task_id=cls.__name__, config_path=str(config_path)).execute(ctx)
     return str(GateModelOperator(task_id="gate", config_path=str(config_path)).execute(ctx)["version"])
+
+
+@dataclass
+class TrainedRegistry:
+    """A module-wide MLflow store and state DB holding versions trained by :func:`trained_registry`."""
+
+    tracking_uri: str
+    state_url: str
+    client: Any
+    target: Any  # LocalGatewayTarget over ``client`` and ``state_url``
+    versions: list[str]
+
+
+def conftest_module(config: Any) -> Any:
+    """The shared ``tests/conftest.py`` module object, as pytest loaded it (a bare ``import conftest``
+    would run it a second time)."""
+    path = Path(__file__).resolve().parent / "conftest.py"
+    for plugin in config.pluginmanager.get_plugins():
+        if getattr(plugin, "__file__", None) and Path(plugin.__file__).resolve() == path:
+            return plugin
+    raise RuntimeError("tests/conftest.py is not loaded")
+
+
+@contextmanager
+def trained_registry(
+    config: Any, root: Path, trainings: list[tuple[dict[str, Any] | None, str]], model: str = "fraud"
+) -> Iterator[TrainedRegistry]:
+    """One registry for a test module: each ``(overrides, run_id)`` trains, registers and gates a version of
+    the ``model`` example config (with ``overrides`` merged) through the real operators.
+
+    ``mlflow_default`` and the state DB point at ``root`` while the block runs. Training takes seconds per
+    version, so modules share one registry and reset what a test changes instead of training again.
+    """
+    from airflow_mlops.deploy.targets import LocalGatewayTarget
+
+    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+    state_url = f"sqlite:///{root / 'state.db'}"
+    conn = {"conn_type": "mlflow", "host": tracking_uri, "extra": {"artifact_root": str(root / "artifacts")}}
+    saved = {key: os.environ.get(key) for key in ("AIRFLOW_CONN_MLFLOW_DEFAULT", "AIRFLOW_MLOPS_STATE_DB")}
+    os.environ.update({"AIRFLOW_CONN_MLFLOW_DEFAULT": json.dumps(conn), "AIRFLOW_MLOPS_STATE_DB": state_url})
+    try:
+        workspace = conftest_module(config).Workspace(root=root, tracking_uri=tracking_uri)
+        try:
+            versions = [
+                train_version(workspace.write_config(model, overrides), run_id) for overrides, run_id in trainings
+            ]
+        finally:
+            for old in workspace.config_dir.iterdir():
+                old.unlink()
+        client = workspace.client()
+        target = LocalGatewayTarget.from_options(client=client, state_url=state_url)
+        yield TrainedRegistry(tracking_uri, state_url, client, target, versions)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def free_port() -> int:

@@ -13,7 +13,6 @@ the real operators: v1 (unseen categories encoded as zeros) is the champion; v2 
 
 from __future__ import annotations
 
-import json
 import signal
 import socket
 import time
@@ -28,7 +27,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from airflow_mlops.vocabulary import Tag
-from support import GatewayProcess, free_port, train_version
+from support import GatewayProcess, free_port, trained_registry
 
 pytestmark = pytest.mark.integration  # trains two versions and starts a gateway process (~15 s)
 
@@ -77,39 +76,13 @@ class Registry:
                 self.client.delete_model_version_tag(MODEL, self.v2, key)
 
 
-def _conftest_module(request: pytest.FixtureRequest) -> Any:
-    path = Path(__file__).resolve().parents[1] / "conftest.py"
-    for plugin in request.config.pluginmanager.get_plugins():
-        if getattr(plugin, "__file__", None) and Path(plugin.__file__).resolve() == path:
-            return plugin
-    raise RuntimeError("tests/conftest.py is not loaded")
-
-
 @pytest.fixture(scope="module")
 def registry(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    from airflow_mlops.deploy.targets import LocalGatewayTarget
-
-    conftest = _conftest_module(request)
-    root = tmp_path_factory.mktemp("admin-registry")
-    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
-    state_url = f"sqlite:///{root / 'state.db'}"
-    conn = {"conn_type": "mlflow", "host": tracking_uri, "extra": {"artifact_root": str(root / "artifacts")}}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps(conn))
-        mp.setenv("AIRFLOW_MLOPS_STATE_DB", state_url)
-        workspace = conftest.Workspace(root=root, tracking_uri=tracking_uri)
-        try:
-            v1 = train_version(workspace.write_config(MODEL), "manual__admin_v1")
-            v2 = train_version(
-                workspace.write_config(MODEL, {"features": {"unknown_categories": "error"}}), "manual__strict_v2"
-            )
-        finally:
-            for old in workspace.config_dir.iterdir():
-                old.unlink()
-        client = workspace.client()
-        target = LocalGatewayTarget.from_options(client=client, state_url=state_url)
-        target.promote(MODEL, v1, actor="test", reason="first champion")
-        yield Registry(tracking_uri, client, target, v1, v2)
+    trainings = [(None, "manual__admin_v1"), ({"features": {"unknown_categories": "error"}}, "manual__strict_v2")]
+    with trained_registry(request.config, tmp_path_factory.mktemp("admin-registry"), trainings) as trained:
+        v1, v2 = trained.versions
+        trained.target.promote(MODEL, v1, actor="test", reason="first champion")
+        yield Registry(trained.tracking_uri, trained.client, trained.target, v1, v2)
 
 
 # -- admin listener: one gateway process for the module -------------------------------------------

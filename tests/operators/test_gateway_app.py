@@ -29,7 +29,7 @@ import yaml
 from starlette.testclient import TestClient
 
 from airflow_mlops.vocabulary import Tag
-from support import train_version
+from support import trained_registry
 
 MODEL = "fraud"
 NO_CHAMPION = "fraud_unreleased"
@@ -95,42 +95,18 @@ class Registry:
         return Path(self.client.get_model_version_download_uri(MODEL, version))
 
 
-def _conftest_module(request: pytest.FixtureRequest) -> Any:
-    """The shared ``tests/conftest.py`` module object (for its ``Workspace``), as pytest loaded it."""
-    path = Path(__file__).resolve().parents[1] / "conftest.py"
-    for plugin in request.config.pluginmanager.get_plugins():
-        if getattr(plugin, "__file__", None) and Path(plugin.__file__).resolve() == path:
-            return plugin
-    raise RuntimeError("tests/conftest.py is not loaded")
-
-
 @pytest.fixture(scope="module")
 def registry(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    from airflow_mlops.deploy.targets import LocalGatewayTarget
-
-    conftest = _conftest_module(request)
-    root = tmp_path_factory.mktemp("gateway-registry")
-    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
-    state_url = f"sqlite:///{root / 'state.db'}"
-    conn = {"conn_type": "mlflow", "host": tracking_uri, "extra": {"artifact_root": str(root / "artifacts")}}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps(conn))
-        mp.setenv("AIRFLOW_MLOPS_STATE_DB", state_url)
-        workspace = conftest.Workspace(root=root, tracking_uri=tracking_uri)
-        try:
-            v1 = train_version(workspace.write_config(MODEL), "manual__good_v1")
-            v2 = train_version(
-                workspace.write_config(MODEL, {"features": {"unknown_categories": "error"}}), "manual__broken_v2"
-            )
-            v3 = train_version(workspace.write_config(MODEL), "manual__good_v3")
-        finally:
-            for old in workspace.config_dir.iterdir():
-                old.unlink()
-        client = workspace.client()
+    trainings = [
+        (None, "manual__good_v1"),
+        ({"features": {"unknown_categories": "error"}}, "manual__broken_v2"),
+        (None, "manual__good_v3"),
+    ]
+    with trained_registry(request.config, tmp_path_factory.mktemp("gateway-registry"), trainings) as trained:
+        client, (v1, v2, v3) = trained.client, trained.versions
         client.create_registered_model(NO_CHAMPION)
-        target = LocalGatewayTarget.from_options(client=client, state_url=state_url)
         run_versions = {client.get_model_version(MODEL, v).tags["mlops.mlflow_run_id"]: v for v in (v1, v2, v3)}
-        reg = Registry(tracking_uri, client, target, v1, v2, v3, run_versions)
+        reg = Registry(trained.tracking_uri, client, trained.target, v1, v2, v3, run_versions)
         assert (v1, v2, v3) == ("1", "2", "3")
         reg.reset()
         yield reg

@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from support import train_version
+from support import trained_registry
 
 pytestmark = pytest.mark.integration  # a trained registry and ~1,100 requests: make test, not test-fast
 
@@ -108,26 +107,13 @@ def _assert_answer(response: Any) -> None:
 def http(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from starlette.testclient import TestClient
 
-    from airflow_mlops.deploy.targets import LocalGatewayTarget
     from airflow_mlops.serving.app import create_app
     from airflow_mlops.serving.server import ServeOptions, build_gateway
 
-    conftest = request.config.pluginmanager.get_plugin(str(Path(__file__).resolve().parents[1] / "conftest.py"))
     root = tmp_path_factory.mktemp("gateway-properties")
-    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
-    state_url = f"sqlite:///{root / 'state.db'}"
-    conn = {"conn_type": "mlflow", "host": tracking_uri, "extra": {"artifact_root": str(root / "artifacts")}}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps(conn))
-        mp.setenv("AIRFLOW_MLOPS_STATE_DB", state_url)
-        workspace = conftest.Workspace(root=root, tracking_uri=tracking_uri)
-        try:
-            version = train_version(workspace.write_config(MODEL), "manual__properties")
-        finally:
-            for old in workspace.config_dir.iterdir():
-                old.unlink()
-        target = LocalGatewayTarget.from_options(client=workspace.client(), state_url=state_url)
-        target.promote(MODEL, version, actor="test", reason="property tests")
+    with trained_registry(request.config, root, [(None, "manual__properties")]) as trained:
+        trained.target.promote(MODEL, trained.versions[0], actor="test", reason="property tests")
+        tracking_uri = trained.tracking_uri
         gateway = build_gateway(
             ServeOptions(
                 models=[MODEL],
