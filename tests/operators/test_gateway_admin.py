@@ -1,14 +1,7 @@
-"""The gateway's admin listener, and crafted categories that must not roll a canary back, against a real registry.
-
-One registry for the module (SQLite + local artifacts) holds two fraud versions trained, registered and gated by
-the real operators: v1 (unseen categories encoded as zeros) is the champion; v2 was trained with
-``unknown_categories: error`` and refuses a merchant category it never saw ("crypto").
-
-- Admin port: one real ``airflow-mlops serve --admin-port`` process for the module (with API keys on), checked
-  from outside over HTTP; the last of its tests stops it with SIGTERM.
-- Crafted categories: the gateway's app in-process (Starlette ``TestClient``), one per test, so metrics and
-  prediction logs are the test's own; the routing a test needs is set through ``LocalGatewayTarget``, as the
-  deploy DAG does, and reset afterwards.
+"""The gateway's admin listener: one real ``airflow-mlops serve --admin-port`` process for the module (API keys
+on), over one fraud version trained, registered and gated by the real operators, checked from outside over
+HTTP; the last of its tests stops it with SIGTERM. (Refused categories are tested in-process in
+``test_gateway_app.py``.)
 """
 
 from __future__ import annotations
@@ -16,24 +9,19 @@ from __future__ import annotations
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from starlette.testclient import TestClient
 
-from airflow_mlops.vocabulary import Tag
-from support import GatewayProcess, free_port, trained_registry
+from support import GatewayProcess, TrainedRegistry, free_port, trained_registry
 
-pytestmark = pytest.mark.integration  # trains two versions and starts a gateway process (~15 s)
+pytestmark = pytest.mark.integration  # trains a version and starts a gateway process (~10 s)
 
 MODEL = "fraud"
-UNSEEN = "crypto"
-KNOWN = "['electronics', 'fuel', 'grocery', 'online', 'restaurant', 'travel']"
 KEY = "admin-tests-key-0123456789abcdef"
 
 
@@ -59,30 +47,11 @@ def metric(text: str, series: str) -> float | None:
 # -- registry (module) ----------------------------------------------------------------------------
 
 
-@dataclass
-class Registry:
-    tracking_uri: str
-    client: Any
-    target: Any
-    v1: str
-    v2: str
-
-    def reset(self) -> None:
-        """v1 champion, nothing else; v2 not rejected (a rollback rejects what was in flight)."""
-        self.target.rollback(MODEL, to_version=self.v1, actor="test", reason="reset")
-        tags = self.client.get_model_version(MODEL, self.v2).tags
-        for key in (Tag.REJECTED_REASON, Tag.REJECTED_BY):
-            if key in tags:
-                self.client.delete_model_version_tag(MODEL, self.v2, key)
-
-
 @pytest.fixture(scope="module")
-def registry(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
-    trainings = [(None, "manual__admin_v1"), ({"features": {"unknown_categories": "error"}}, "manual__strict_v2")]
-    with trained_registry(request.config, tmp_path_factory.mktemp("admin-registry"), trainings) as trained:
-        v1, v2 = trained.versions
-        trained.target.promote(MODEL, v1, actor="test", reason="first champion")
-        yield Registry(trained.tracking_uri, trained.client, trained.target, v1, v2)
+def registry(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrainedRegistry]:
+    with trained_registry(request.config, tmp_path_factory.mktemp("admin-registry"), [(None, "manual__admin")]) as reg:
+        reg.target.promote(MODEL, reg.versions[0], actor="test", reason="first champion")
+        yield reg
 
 
 # -- admin listener: one gateway process for the module -------------------------------------------
@@ -100,7 +69,7 @@ class AdminGateway:
 
 
 @pytest.fixture(scope="module")
-def admin_gateway(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AdminGateway]:
+def admin_gateway(registry: TrainedRegistry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AdminGateway]:
     root = tmp_path_factory.mktemp("admin-gateway")
     keys = root / "keys"
     keys.write_text(f"{KEY}\n")
@@ -218,100 +187,3 @@ def test_sigterm_stops_both_listeners_and_the_gateway_cleanly(admin_gateway: Adm
     assert "Traceback" not in output, output
     logged = read_predictions(LocalStorage(admin_gateway.log_root), MODEL)
     assert "before-sigterm" in set(logged["request_id"])  # flushed by the gateway's stop, after both listeners
-
-
-# -- crafted categories: in-process gateways over the same registry -------------------------------
-
-
-@dataclass
-class Served:
-    gateway: Any
-    http: TestClient
-    log_root: Path
-
-    def predict(self, category: str, request_id: str) -> Any:
-        return self.http.post(
-            f"/v1/models/{MODEL}/predict", json={"records": record(category)}, headers={"x-request-id": request_id}
-        )
-
-    def metrics(self) -> str:
-        return str(self.http.get("/metrics").text)
-
-    def logged(self) -> Any:
-        from airflow_mlops.prediction_log import LocalStorage, read_predictions
-
-        self.gateway.plog.flush()
-        return read_predictions(LocalStorage(self.log_root), MODEL)
-
-
-@pytest.fixture
-def serve(registry: Registry, tmp_path: Path) -> Iterator[Callable[[], Served]]:
-    from airflow_mlops.serving.app import create_app
-    from airflow_mlops.serving.server import ServeOptions, build_gateway
-
-    registry.reset()
-    with ExitStack() as stack:
-        stack.callback(registry.reset)
-
-        def start() -> Served:
-            options = ServeOptions(
-                models=[MODEL], tracking_uri=registry.tracking_uri, log_root=str(tmp_path / "plog"), poll_interval=0.2
-            )
-            gateway = build_gateway(options)
-            gateway.start()
-            stack.callback(gateway.stop)
-            return Served(gateway, stack.enter_context(TestClient(create_app(gateway))), tmp_path / "plog")
-
-        yield start
-
-
-def test_a_crafted_category_for_a_strict_champion_is_a_422_naming_the_field(
-    serve: Callable[[], Served], registry: Registry
-) -> None:
-    registry.target.promote(MODEL, registry.v2, actor="test", reason="strict champion")
-    served = serve()
-
-    response = served.predict(UNSEEN, "crafted-champion")
-
-    assert response.status_code == 422, response.text
-    assert response.json() == {
-        "detail": [
-            {
-                "loc": ["records", "merchant_category"],
-                "msg": f"unknown category 'crypto': this model refuses categories it did not see in training; "
-                f"expected one of {KNOWN}",
-            }
-        ],
-        "request_id": "crafted-champion",
-    }
-    text = served.metrics()
-    assert metric(text, 'mlops_gateway_rejected_total{model="fraud",reason="unknown_category"}') == 1
-    assert metric(text, f'mlops_gateway_errors_total{{model="fraud",role="champion",version="{registry.v2}"}}') is None
-    assert served.logged().empty
-    assert served.predict("travel", "known-category").status_code == 200
-
-
-def test_a_canary_that_raises_on_valid_input_still_counts_an_error(
-    serve: Callable[[], Served], registry: Registry, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from airflow_mlops.deploy.health import canary_stats
-    from airflow_mlops.serving.models import LoadedModel
-
-    original = LoadedModel.predict
-
-    def broken_v2(self: Any, frame: Any) -> Any:
-        if self.version == registry.v2:
-            raise RuntimeError("model bug")
-        return original(self, frame)
-
-    monkeypatch.setattr(LoadedModel, "predict", broken_v2)
-    registry.target.set_traffic(MODEL, registry.v2, 100, actor="test", reason="broken canary at 100 %")
-    served = serve()
-
-    response = served.predict("travel", "genuine-failure")
-
-    assert response.status_code == 200 and response.json()["role"] == "champion"
-    canary = f'model="fraud",role="canary",version="{registry.v2}"'
-    assert metric(served.metrics(), f"mlops_gateway_errors_total{{{canary}}}") == 1
-    stats = canary_stats(served.logged(), None, canary=registry.v2, champion=registry.v1, metric=None)
-    assert (stats.requests, stats.errors) == (1, 1)

@@ -419,6 +419,62 @@ def _metric(text: str, line_prefix: str) -> float:
     return float(values[0])
 
 
+def test_an_unseen_category_for_a_strict_champion_is_a_422_naming_the_field_not_an_error(
+    serve: Callable[..., Served], reg: Registry
+) -> None:
+    """v2 refuses categories it never saw (``unknown_categories: error``): as champion, that is the client's
+    input (422 with the field, the value and what is known), never a 5xx nor the version's error."""
+    reg.target.promote(MODEL, reg.v2, actor="test", reason="strict champion")
+    served = serve()
+    assert served.ready()["models"][MODEL]["champion"] == reg.v2
+
+    response = served.predict({"records": record(UNSEEN)}, request_id="crafted-champion")
+
+    assert response.status_code == 422, response.text
+    known = "['electronics', 'fuel', 'grocery', 'online', 'restaurant', 'travel']"
+    assert response.json() == {
+        "detail": [
+            {
+                "loc": ["records", "merchant_category"],
+                "msg": f"unknown category 'crypto': this model refuses categories it did not see in training; "
+                f"expected one of {known}",
+            }
+        ],
+        "request_id": "crafted-champion",
+    }
+    text = served.metrics()
+    assert _metric(text, f'mlops_gateway_rejected_total{{model="{MODEL}",reason="unknown_category"}}') == 1
+    assert f'mlops_gateway_errors_total{{model="{MODEL}",role="champion",version="{reg.v2}"}} ' not in text
+    assert served.logged().empty
+    assert served.predict({"records": record("travel")}, request_id="known-category").status_code == 200
+
+
+def test_a_canary_that_raises_on_valid_input_counts_an_error_and_the_champion_answers(
+    serve: Callable[..., Served], reg: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_mlops.deploy.health import canary_stats
+    from airflow_mlops.serving.models import LoadedModel
+
+    original = LoadedModel.predict
+
+    def broken_v3(self: Any, frame: Any) -> Any:
+        if self.version == reg.v3:
+            raise RuntimeError("model bug")
+        return original(self, frame)
+
+    monkeypatch.setattr(LoadedModel, "predict", broken_v3)
+    reg.target.set_traffic(MODEL, reg.v3, 100, actor="test", reason="broken canary at 100 %")
+    served = serve()
+
+    response = served.predict({"records": record("travel")}, request_id="genuine-failure")
+
+    assert response.status_code == 200 and response.json()["role"] == "champion"
+    canary = f'model="{MODEL}",role="canary",version="{reg.v3}"'
+    assert _metric(served.metrics(), f"mlops_gateway_errors_total{{{canary}}}") == 1
+    stats = canary_stats(served.logged(), None, canary=reg.v3, champion=reg.v1, metric=None)
+    assert (stats.requests, stats.errors) == (1, 1)
+
+
 def test_failing_canary_is_answered_by_the_champion_counted_and_logged(
     serve: Callable[..., Served], reg: Registry
 ) -> None:

@@ -109,7 +109,8 @@ class Gateway:
         self._coalescers_lock = threading.Lock()
         self._labelled: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._labelled_lock = threading.Lock()
-        self._known_categories: dict[tuple[str, str], tuple[LoadedModel, KnownCategories]] = {}
+        #: per (model, version): a version's artifacts are checksum-verified, so a reload has the same categories
+        self._known_categories: dict[tuple[str, str], KnownCategories] = {}
 
     # lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -228,11 +229,10 @@ class Gateway:
     def _categories(self, loaded: LoadedModel) -> KnownCategories:
         """The categories ``loaded`` refuses new values of, read once per loaded version."""
         key = (loaded.model, loaded.version)
-        cached = self._known_categories.get(key)
-        if cached is None or cached[0] is not loaded:
-            cached = (loaded, known_categories(loaded.estimator))
-            self._known_categories[key] = cached  # a race computes it twice, harmlessly
-        return cached[1]
+        known = self._known_categories.get(key)
+        if known is None:  # no reference to the model kept: a retired version's estimator can be freed
+            known = self._known_categories[key] = known_categories(loaded.estimator)  # a race: computed twice
+        return known
 
     def _model_call(self, loaded: LoadedModel, payload: Any) -> tuple[list[dict[str, Any]], float]:
         """Predict ``payload`` (validated for ``loaded``) together with concurrent requests to it.

@@ -1,10 +1,10 @@
 """The categories a model version refuses new values of, read from its fitted pipeline and checked per request.
 
 A model trained with ``features.unknown_categories: error`` ends in a ``OneHotEncoder(handle_unknown="error")``
-that raises on a category it never saw in training. That is the client's input, not the model failing: checked
-here, before the model runs, it becomes a 422 naming the field, the value and the categories the version
-knows, and it never counts as the version's error. (Counted as one, a single crafted row sent often enough
-would breach any canary's error rate and roll it back.)
+that raises on a category it never saw in training. Checked here, before the model runs, a category the
+champion refuses becomes a 422 naming the field, the value and the categories the version knows (the
+client's input, not a 5xx); a canary or shadow that refuses one the champion answers is charged with an
+error, with this clearer message (see :mod:`airflow_mlops.serving.app`).
 
 What is read: every fitted transformer with ``categories_`` and ``handle_unknown == "error"``
 (``OneHotEncoder``, ``OrdinalEncoder``), reached through ``Pipeline`` steps and ``ColumnTransformer`` column
@@ -61,10 +61,6 @@ class KnownCategories:
         problems = self.problems(payload)
         if problems:
             raise UnknownCategoryError(problems[:MAX_PROBLEMS], truncated=len(problems) > MAX_PROBLEMS)
-
-    def refuses(self, payload: Any) -> bool:
-        """Whether any value of ``payload`` (a validated body) is refused; stops at the first."""
-        return bool(self.problems(payload, limit=1))
 
     def problems(self, payload: Any, limit: int = MAX_PROBLEMS + 1) -> list[dict[str, Any]]:
         """``{"loc", "msg"}`` per refused value, in record order, at most ``limit``.
