@@ -477,6 +477,32 @@ class LiveAirflow:
             )
         return text
 
+    def wait_exit_event_consumed(self, dag_id: str, run_id: str, task_id: str, timeout: float = 120.0) -> float:
+        """Wait until the scheduler has consumed the executor's "success" event of a task's deferral exit.
+
+        Airflow 3.3.2 fails a task that resumes (trigger fired, HITL answered) before the scheduler processed
+        the event of the worker that deferred it (apache/airflow#67287, #72716); on a loaded 2-core machine
+        that event was seen 5.7 s late. The scheduler logs each event it consumes, so tests wait for that
+        line instead of sleeping a guessed time. Returns the seconds waited.
+        """
+        began = time.monotonic()
+        needles = (
+            "Received executor event with state success for task instance",
+            f"dag_id='{dag_id}'",
+            f"task_id='{task_id}'",
+            f"run_id='{run_id}'",
+        )
+        while time.monotonic() - began < timeout:
+            self._check_alive()
+            try:
+                text = (self.log_dir / "scheduler.log").read_text(errors="replace")
+            except OSError:
+                text = ""
+            if any(all(needle in line for needle in needles) for line in text.splitlines()):
+                return time.monotonic() - began
+            time.sleep(0.5)
+        raise TimeoutError(f"the scheduler never consumed the deferral exit of {dag_id}.{task_id} in {run_id}")
+
     def stale_event_failures(self) -> list[str]:
         """Scheduler log lines where a finished executor event failed a task the trigger had already resumed."""
         needle = "finished with state success, but the task instance's state attribute is"

@@ -123,9 +123,9 @@ def wait_pending_approval(api: httpx.Client, airflow: LiveAirflow, run_id: str) 
         for detail in pending["hitl_details"]:
             ti = detail["task_instance"]
             if ti["dag_run_id"] == run_id and ti["task_id"] == "approve" and ti["state"] == "awaiting_input":
-                # Let the scheduler consume the executor's event for the parked task first: answering within
-                # ~1 s can hit Airflow 3.3.2's stale-event race (apache/airflow#67287) and fail the task.
-                time.sleep(5.0)
+                # Let the scheduler consume the executor's event for the parked task first: answering before
+                # it can hit Airflow 3.3.2's stale-event race (apache/airflow#67287) and fail the task.
+                airflow.wait_exit_event_consumed(TRAIN, run_id, "approve")
                 return dict(detail)
         run = checked(api.get(f"/api/v2/dags/{TRAIN}/dagRuns/{run_id}"), 200)
         assert run["state"] not in ("success", "failed"), airflow.describe_run(TRAIN, run)

@@ -44,7 +44,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "dags" / "examples"
 MODEL = "sensed"
-SETTLE_S = 10.0
 DEFER_TIMEOUT_S = 180.0
 RUN_TIMEOUT_S = 180.0
 
@@ -192,9 +191,11 @@ def test_every_sensor_defers_to_the_triggerer_then_succeeds_once_its_condition_h
         log(f"{case.dag_id}: deferred after {time.monotonic() - began:.1f} s (states {seen})")
 
     # Airflow 3.3.2 race (apache/airflow#67287, #72716): the executor's "success" event of the worker that
-    # deferred can be processed after the trigger already re-queued the task, which then fails it. Let every
-    # deferral settle before any trigger can fire (as the REST approval test does).
-    time.sleep(SETTLE_S)
+    # deferred can be processed after the trigger already re-queued the task, which then fails it. Let the
+    # scheduler consume every deferral's exit event before any trigger can fire (as the REST approval test does).
+    for case in all_cases:
+        waited = airflow.wait_exit_event_consumed(case.dag_id, case.run_id, case.task_id)
+        log(f"{case.dag_id}: deferral exit consumed ({waited:.1f} s more)")
     for case in all_cases:
         assert ti_state(airflow, case) == "deferred", case.dag_id  # still waiting: nothing satisfied it early
         case.make_true()
