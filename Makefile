@@ -13,7 +13,7 @@ export DO_NOT_TRACK := 1
 export GX_ANALYTICS_ENABLED := False
 export SCARF_ANALYTICS := false
 
-.PHONY: demo test test-fast lint docs venv tools browser lock build clean
+.PHONY: demo test test-fast lint docs venv tools browser prometheus lock build clean
 
 venv: $(STAMP)
 
@@ -40,6 +40,14 @@ $(PLAYWRIGHT): tools/browser/package.json tools/browser/package-lock.json
 	npm ci --prefix tools/browser --no-audit --no-fund --loglevel=error
 	touch $(PLAYWRIGHT)
 
+# Compose-stack checks: Debian's Prometheus (prometheus + promtool). policy-rc.d keeps the package from
+# starting its own daemon on :9090; the tests start theirs on free loopback ports.
+prometheus:
+	command -v promtool >/dev/null || ( \
+	  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && \
+	  (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus); \
+	  status=$$?; rm -f /usr/sbin/policy-rc.d; exit $$status)
+
 demo: $(STAMP)
 	$(BIN)/airflow-mlops demo --home .demo
 
@@ -51,7 +59,7 @@ lint: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
-test: $(STAMP) tools browser lint docs
+test: $(STAMP) tools browser prometheus lint docs
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)
