@@ -31,6 +31,7 @@ __all__ = [
     "config_dir",
     "environ",
     "estimator_allowlist",
+    "executor",
     "get",
     "model_signing_conn_id",
     "prediction_log_root",
@@ -78,7 +79,8 @@ OPTIONS: dict[str, Option] = {
         Option(
             "state_db",
             "SQLAlchemy URL of the state database (model locks, pending operations, audit trail). "
-            "Default: sqlite:///<cwd>/airflow_mlops_state.db.",
+            "Default with a local executor: sqlite:///<cwd>/airflow_mlops_state.db; required with a distributed "
+            "one (Celery, Kubernetes, ...), where tasks fail with a message saying so.",
             example="postgresql+psycopg2://airflow@postgres:5432/mlops",
             sensitive=True,
         ),
@@ -166,9 +168,47 @@ def config_dir(default: Path | None = None) -> Path:
     return Path(value) if value else (default if default is not None else Path("dags/configs"))
 
 
+#: Executors that run every task on this machine: a state DB in a local SQLite file is shared by all of them.
+_LOCAL_EXECUTORS = frozenset({"LocalExecutor", "SequentialExecutor", "DebugExecutor"})
+
+
+def executor() -> str:
+    """Airflow's ``[core] executor`` as this process sees it (``LocalExecutor`` when nothing says otherwise)."""
+    value = os.environ.get("AIRFLOW__CORE__EXECUTOR", "").strip()
+    module: Any = sys.modules.get("airflow.configuration")
+    conf = getattr(module, "conf", None)
+    if not value and conf is not None:
+        value = str(conf.get("core", "executor", fallback="") or "").strip()
+    return value or "LocalExecutor"
+
+
+def _distributed(executors: str) -> list[str]:
+    """The configured executors that may run tasks on other machines (unknown ones count: fail closed).
+
+    Airflow 3 accepts a comma-separated list, each entry a name, a dotted path or ``alias:path``.
+    """
+    names = [entry.strip().rsplit(":", 1)[-1].rsplit(".", 1)[-1] for entry in executors.split(",") if entry.strip()]
+    return [name for name in names if name not in _LOCAL_EXECUTORS]
+
+
 def state_db_url() -> str:
-    """The state database URL; ``sqlite:///<cwd>/airflow_mlops_state.db`` when unset."""
-    return get("state_db") or f"sqlite:///{Path.cwd() / 'airflow_mlops_state.db'}"
+    """The state database URL; ``sqlite:///<cwd>/airflow_mlops_state.db`` when unset on a local executor.
+
+    Unset with a distributed executor (Celery, Kubernetes, ...) is an error: each worker would create its
+    own SQLite file, so locks would not exclude and the audit trail would be split across machines.
+    """
+    configured = get("state_db")
+    if configured:
+        return configured
+    remote = _distributed(executor())
+    if remote:
+        option = OPTIONS["state_db"]
+        raise ValueError(
+            f"[mlops] state_db is not set and the executor is {', '.join(remote)}: every worker would keep its "
+            f"own SQLite state DB (model locks, pending operations, audit trail). Set {option.airflow_env} (or "
+            f"[mlops] state_db) to a database every worker reaches, e.g. {option.example}"
+        )
+    return f"sqlite:///{Path.cwd() / 'airflow_mlops_state.db'}"
 
 
 def prediction_log_root() -> str | None:

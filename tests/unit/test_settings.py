@@ -33,6 +33,37 @@ def test_short_variable_wins_over_airflows_and_empty_means_unset(key: str, monke
     assert settings.get(key) == "from-airflow"
 
 
+@pytest.mark.parametrize(
+    ("executor", "refused"),
+    [
+        ("CeleryExecutor", "CeleryExecutor"),
+        ("airflow.providers.cncf.kubernetes.executors.kubernetes_executor.KubernetesExecutor", "KubernetesExecutor"),
+        ("LocalExecutor,CeleryExecutor", "CeleryExecutor"),
+        ("gpu:my_company.executors.GpuExecutor", "GpuExecutor"),  # unknown: it may run elsewhere
+    ],
+)
+def test_a_distributed_executor_without_a_state_db_is_an_error_not_a_sqlite_file_per_worker(
+    executor: str, refused: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", executor)
+    with pytest.raises(ValueError, match=rf"state_db is not set and the executor is {refused}:") as error:
+        settings.state_db_url()
+    assert "AIRFLOW__MLOPS__STATE_DB" in str(error.value)
+    assert not (tmp_path / "airflow_mlops_state.db").exists()
+    monkeypatch.setenv("AIRFLOW__MLOPS__STATE_DB", "postgresql+psycopg2://mlops@db/mlops")
+    assert settings.state_db_url() == "postgresql+psycopg2://mlops@db/mlops"
+
+
+@pytest.mark.parametrize("executor", ["LocalExecutor", "airflow.executors.local_executor.LocalExecutor", ""])
+def test_a_local_executor_keeps_the_sqlite_default(
+    executor: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", executor)
+    assert settings.state_db_url() == f"sqlite:///{tmp_path}/airflow_mlops_state.db"
+
+
 def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert settings.state_db_url() == f"sqlite:///{tmp_path}/airflow_mlops_state.db"
