@@ -218,6 +218,44 @@ RULES = [
         id="test-size-out-of-range",
     ),
     pytest.param(
+        MINIMAL + "evaluation:\n  split: time\n",
+        ["evaluation.time_column: missing; expected the column ordering rows in time (split: time)"],
+        id="time-split-without-time-column",
+    ),
+    pytest.param(
+        MINIMAL + "evaluation:\n  time_column: ts\n",
+        ["evaluation.time_column: got 'ts' with split 'unset'; expected it only with split: time"],
+        id="time-column-without-time-split",
+    ),
+    pytest.param(
+        MINIMAL + "evaluation:\n  split: random\n  stratify: false\n",
+        [
+            "evaluation.stratify: got False next to evaluation.split 'random'; expected only evaluation.split "
+            "(stratify is its older spelling)"
+        ],
+        id="stratify-next-to-split",
+    ),
+    pytest.param(
+        MINIMAL + "evaluation:\n  split: shuffled\n",
+        ["evaluation.split: got 'shuffled'; expected: input should be 'random', 'stratified' or 'time'"],
+        id="unknown-split",
+    ),
+    pytest.param(
+        MINIMAL.replace("task: classification", "task: regression") + "evaluation:\n  split: stratified\n",
+        ["evaluation.split: got 'stratified' for task 'regression'; expected random or time"],
+        id="stratified-regression",
+    ),
+    pytest.param(
+        MINIMAL + "evaluation:\n  split: time\n  time_column: ts\n  group_column: ts\n",
+        ["evaluation.group_column: got 'ts'; expected a column other than time_column"],
+        id="group-column-is-time-column",
+    ),
+    pytest.param(
+        MINIMAL + "evaluation:\n  split: random\n  group_column: is_fraud\n",
+        ["evaluation.group_column: got 'is_fraud'; expected a column other than the target"],
+        id="group-column-is-target",
+    ),
+    pytest.param(
         MINIMAL + "monitoring:\n  thresholds: {psi_warn: 0.3, psi_act: 0.2}\n",
         ["monitoring.thresholds: got {'psi_warn': 0.3, 'psi_act': 0.2}; expected psi_act >= psi_warn"],
         id="psi-act-below-warn",

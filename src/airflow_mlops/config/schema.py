@@ -184,9 +184,18 @@ class EstimatorConfig(_Strict):
 
 
 class EvaluationConfig(_Strict):
+    #: Share of the rows held out for evaluation (of the groups, with ``group_column`` and a random split).
     test_size: float = Field(default=0.25, gt=0.0, lt=1.0)
-    #: Stratify the split on the target (classification only).
+    #: How the held-out rows are chosen: ``random``; ``stratified`` on the target (classification);
+    #: ``time``: train on the past, evaluate on the most recent rows by ``time_column``. Unset: stratified
+    #: for classification (unless ``stratify: false``), random for regression.
+    split: Literal["random", "stratified", "time"] | None = None
+    #: The older spelling of ``split: stratified`` / ``split: random`` (classification only).
     stratify: bool = True
+    #: Column (in the data, need not be a feature) ordering the rows in time: numbers or timestamps.
+    time_column: str | None = Field(default=None, min_length=1)
+    #: Column (in the data, need not be a feature) whose rows stay on one side of the split.
+    group_column: str | None = Field(default=None, min_length=1)
     metrics: list[str] = Field(default_factory=list)
     #: The metric that ranks versions (champion comparison, UI); must be one of ``metrics``.
     primary_metric: str | None = None
@@ -424,6 +433,44 @@ class ModelConfig(_Strict):
             if s.column not in self.features.all:
                 raise ValueError(f"gates.slices[{i}].column: got {s.column!r}; expected one of the features")
         return self
+
+    @model_validator(mode="after")
+    def _split_fields(self) -> ModelConfig:
+        evaluation = self.evaluation
+        if evaluation.split is not None and "stratify" in evaluation.model_fields_set:
+            raise ValueError(
+                f"evaluation.stratify: got {evaluation.stratify!r} next to evaluation.split {evaluation.split!r}; "
+                "expected only evaluation.split (stratify is its older spelling)"
+            )
+        if evaluation.split == "time" and evaluation.time_column is None:
+            raise ValueError("evaluation.time_column: missing; expected the column ordering rows in time (split: time)")
+        if evaluation.split != "time" and evaluation.time_column is not None:
+            raise ValueError(
+                f"evaluation.time_column: got {evaluation.time_column!r} with split {evaluation.split or 'unset'!r}; "
+                "expected it only with split: time"
+            )
+        if evaluation.group_column is not None and evaluation.group_column == evaluation.time_column:
+            raise ValueError(
+                f"evaluation.group_column: got {evaluation.group_column!r}; expected a column other than time_column"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _split_for_task(self) -> ModelConfig:
+        if self.evaluation.split == "stratified" and self.task != "classification":
+            raise ValueError(f"evaluation.split: got 'stratified' for task {self.task!r}; expected random or time")
+        for field in ("time_column", "group_column"):
+            column = getattr(self.evaluation, field)
+            if column is not None and column == self.target:
+                raise ValueError(f"evaluation.{field}: got {column!r}; expected a column other than the target")
+        return self
+
+    @property
+    def split(self) -> str:
+        """The held-out split actually used: ``evaluation.split``, else the older ``stratify`` rule."""
+        if self.evaluation.split is not None:
+            return self.evaluation.split
+        return "stratified" if self.task == "classification" and self.evaluation.stratify else "random"
 
     @property
     def metrics(self) -> list[str]:

@@ -1,8 +1,8 @@
 """Fit the configured pipeline on a deterministic split and log everything to one MLflow run.
 
-The split depends only on the data, ``evaluation.test_size``/``stratify`` and ``estimator.seed``, so
-gates can rebuild exactly the held-out rows training used, and two trainings with the same data,
-config and seed give identical metrics and predictions.
+The split depends only on the data, ``evaluation`` (``split``, ``test_size``, ``time_column``,
+``group_column``) and ``estimator.seed``, so gates can rebuild exactly the held-out rows training used,
+and two trainings with the same data, config and seed give identical metrics and predictions.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import platform
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.config.schema import ModelConfig
@@ -36,6 +36,8 @@ class Split:
     x_test: pd.DataFrame
     y_train: pd.Series
     y_test: pd.Series
+    #: How the rows were split, for lineage (MLflow params ``split.*``).
+    lineage: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,8 @@ class TrainOutcome:
 
 def check_columns(df: pd.DataFrame, config: ModelConfig) -> None:
     """Fail with the missing column names before sklearn fails with a less helpful message."""
-    missing = [c for c in [*config.features.all, config.target] if c not in df.columns]
+    split_columns = [c for c in (config.evaluation.time_column, config.evaluation.group_column) if c]
+    missing = [c for c in [*config.features.all, config.target, *split_columns] if c not in df.columns]
     if missing:
         raise DataError(
             f"data is missing columns {missing} named in the config; it has {len(df.columns)} columns: "
@@ -67,18 +70,96 @@ def _shown_columns(columns: Any, limit: int = 20, width: int = 40) -> list[str]:
 
 
 def split_data(df: pd.DataFrame, config: ModelConfig) -> Split:
-    from sklearn.model_selection import train_test_split
-
+    """The train and held-out rows ``evaluation.split`` chooses (``EvaluationConfig`` says how)."""
     check_columns(df, config)
     x = df[config.features.all].copy()
     # numerics as float64: the logged signature then accepts missing values (NaN) at serving time
     x[config.features.numeric] = x[config.features.numeric].astype("float64")
     y = df[config.target]
-    stratify = y if config.task == "classification" and config.evaluation.stratify else None
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=config.evaluation.test_size, random_state=config.estimator.seed, stratify=stratify
-    )
-    return Split(x_train, x_test, y_train, y_test)
+    train, test, lineage = _held_out(df, config)
+    return Split(x.iloc[train], x.iloc[test], y.iloc[train], y.iloc[test], lineage)
+
+
+def _held_out(df: pd.DataFrame, config: ModelConfig) -> tuple[Any, Any, dict[str, str]]:
+    """Positions of the training and held-out rows, and the split's lineage.
+
+    Without groups, random and stratified splits are ``train_test_split``'s (in its shuffled order), as they
+    always were, so versions trained before ``evaluation.split`` existed split the same rows the same way.
+    """
+    import numpy as np
+
+    evaluation, seed, kind = config.evaluation, config.estimator.seed, config.split
+    lineage = {"split": kind, "split.test_size": str(evaluation.test_size)}
+    positions = np.arange(len(df))
+    groups = None
+    if evaluation.group_column:
+        lineage["split.group_column"] = evaluation.group_column
+        groups = df[evaluation.group_column]
+        if groups.isna().any():
+            raise DataError(f"evaluation.group_column {evaluation.group_column!r}: has missing values")
+    if kind == "time":
+        mask, cutoff = _time_mask(df, evaluation.time_column or "", evaluation.test_size, groups)
+        lineage.update({"split.time_column": evaluation.time_column or "", "split.test_from": cutoff})
+        return positions[~mask], positions[mask], lineage
+    y = df[config.target]
+    try:
+        if groups is None:
+            from sklearn.model_selection import train_test_split
+
+            stratify = y if kind == "stratified" else None
+            train, test = train_test_split(
+                positions, test_size=evaluation.test_size, random_state=seed, stratify=stratify
+            )
+        elif kind == "stratified":
+            from sklearn.model_selection import StratifiedGroupKFold
+
+            folds = max(2, round(1 / evaluation.test_size))
+            splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+            train, test = next(splitter.split(positions, y, groups))
+            lineage["split.folds"] = str(folds)
+        else:
+            from sklearn.model_selection import GroupShuffleSplit
+
+            splitter_ = GroupShuffleSplit(n_splits=1, test_size=evaluation.test_size, random_state=seed)
+            train, test = next(splitter_.split(positions, y, groups))
+    except ValueError as exc:  # too few rows, classes or groups for this split
+        raise DataError(f"evaluation.split {kind!r}: cannot split {len(df)} rows: {exc}") from exc
+    return train, test, lineage
+
+
+def _time_mask(df: pd.DataFrame, column: str, test_size: float, groups: Any) -> tuple[Any, str]:
+    """Hold out the most recent rows: every row at or after the cutoff, where the newest ``test_size`` share
+    begins, so no training row is later than a held-out one. With groups, a group goes where its newest row
+    falls. Returns the mask and the cutoff (as text, for lineage)."""
+    import math
+
+    import numpy as np
+    import pandas as pd
+
+    raw = df[column]
+    if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+        times = raw.astype("float64")
+    else:
+        try:
+            times = pd.to_datetime(raw, utc=True, format="mixed")
+        except (ValueError, TypeError) as exc:
+            raise DataError(f"evaluation.time_column {column!r}: expected numbers or timestamps; {exc}") from exc
+    if times.isna().any():
+        raise DataError(
+            f"evaluation.time_column {column!r}: has {int(times.isna().sum())} missing or unparsable values"
+        )
+    if groups is not None:
+        times = times.groupby(groups.to_numpy()).transform("max")
+    ordered = np.sort(times.to_numpy())
+    n_test = max(1, math.ceil(test_size * len(ordered)))
+    cutoff = ordered[len(ordered) - n_test]
+    mask = (times >= cutoff).to_numpy()
+    if mask.all():
+        raise DataError(
+            f"evaluation.time_column {column!r}: the newest {test_size:.0%} of the rows start at its earliest value "
+            f"({cutoff}); nothing is older to train on"
+        )
+    return mask, str(pd.Timestamp(cutoff).isoformat() if not isinstance(cutoff, float) else cutoff)
 
 
 def predict_scores(model: Any, x: pd.DataFrame, task: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -267,6 +348,7 @@ def log_training(outcome: TrainOutcome, config: ModelConfig, run_id: str, tags: 
                 "test_size": config.evaluation.test_size,
                 "n_train": len(outcome.split.x_train),
                 "n_test": len(outcome.split.x_test),
+                **outcome.split.lineage,
                 **{f"estimator.{k}": v for k, v in sorted(config.estimator.params.items())},
             }
         )
