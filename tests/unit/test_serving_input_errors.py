@@ -187,6 +187,9 @@ class FakeCache:
 
 
 class FakeLog:
+    dropped_rows = 0  # read by the gateway's /metrics, as PredictionLog's
+    pending_rows = 0
+
     def __init__(self) -> None:
         self.rows: list[Any] = []
 

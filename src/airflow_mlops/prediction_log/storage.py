@@ -15,6 +15,7 @@ and an Airflow connection.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from pathlib import Path
@@ -66,9 +67,9 @@ class LocalStorage:
     def write_part(self, rel_path: str, data: bytes) -> None:
         """Readers never see a half-written part file, and a written one survives power loss."""
         path = self.path / rel_path
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")  # dot: readers skip it
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")  # dot: readers skip it
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
                 write_all(fd, data)
@@ -78,6 +79,9 @@ class LocalStorage:
             os.replace(tmp, path)
             fsync_dir(path.parent)
         except OSError as exc:
+            # A full disk must not fill up further with the half-written copies of every retried flush.
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
             raise DataError(f"Cannot write prediction-log part file {str(path)!r}: {exc}") from exc
 
     def filesystem(self) -> tuple[pafs.FileSystem, str]:

@@ -107,6 +107,7 @@ class PredictionLog:
         self._predictions: PredictionRows = []
         self._feedback: FeedbackRows = []
         self._pending_segments: list[Path] = []  # sealed WAL segments whose rows are not in Parquet yet
+        self._writing = 0  # rows taken by the flush in progress (still pending until written)
         self._closed = False
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -127,6 +128,12 @@ class PredictionLog:
     @property
     def mode(self) -> Mode:
         return self._mode
+
+    @property
+    def pending_rows(self) -> int:
+        """Rows appended and not yet in the store: buffered, or taken by a flush that is writing them."""
+        with self._lock:
+            return len(self._predictions) + len(self._feedback) + self._writing
 
     def _resolve_wal_dir(self, wal_dir: str | None) -> Path | None:
         if wal_dir is not None:
@@ -187,9 +194,12 @@ class PredictionLog:
                 with self._lock:
                     self._predictions[:0] = predictions
                     self._feedback[:0] = feedback
+                    self._writing = 0
                     if self._wal is None:
                         self._bound_pending()
                 raise
+            with self._lock:
+                self._writing = 0
             if self._wal is not None:
                 self._wal.discard(self._pending_segments)
             self._pending_segments = []
@@ -222,6 +232,7 @@ class PredictionLog:
         with self._lock:
             predictions, feedback = self._predictions, self._feedback
             self._predictions, self._feedback = [], []
+            self._writing = len(predictions) + len(feedback)
             if self._wal is not None:
                 sealed = self._wal.seal()
                 if sealed is not None:

@@ -101,7 +101,7 @@ class Gateway:
         self.cache = cache
         self.watcher = watcher
         self.plog = plog
-        self.metrics = GatewayMetrics()
+        self.metrics = GatewayMetrics(prediction_log=plog)
         self._shadow_jobs: queue.Queue[_ShadowJob | None] = queue.Queue(maxsize=settings.shadow_queue)
         self._shadow_thread = threading.Thread(target=self._shadow_worker, name="mlops-shadow", daemon=True)
         self.shadow_dropped = 0

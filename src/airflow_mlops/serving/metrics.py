@@ -14,10 +14,10 @@ import math
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Protocol, TypedDict
 
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -33,7 +33,19 @@ _REJECTED = "mlops_gateway_rejected"
 _FALLBACKS = "mlops_gateway_canary_fallbacks"
 _FEEDBACK = "mlops_gateway_feedback"
 _REFUSED = "mlops_gateway_refused_inputs"
+_LOG_DROPPED = "mlops_gateway_prediction_log_dropped_rows"
+_LOG_PENDING = "mlops_gateway_prediction_log_pending_rows"
 _SERIES_LABELS = ["model", "version", "role"]
+
+
+class LogCounts(Protocol):
+    """What the metrics read from the gateway's prediction log (a ``PredictionLog``)."""
+
+    @property
+    def dropped_rows(self) -> int: ...
+
+    @property
+    def pending_rows(self) -> int: ...
 
 
 class SeriesSnapshot(TypedDict):
@@ -79,9 +91,13 @@ class GatewayMetrics:
 
     Label values are whatever the gateway passes (model names from config, registry versions,
     roles ``champion``/``canary``/``shadow``, rejection reasons); the exposition escapes them.
+
+    :param prediction_log: the gateway's prediction log, whose waiting and dropped rows are exported (read
+        at each scrape), so a store that stays down is visible before and while rows are lost.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, prediction_log: LogCounts | None = None) -> None:
+        self._prediction_log = prediction_log
         self._lock = threading.Lock()
         self._series: dict[tuple[str, str, str], _Series] = {}
         self._rejected: dict[tuple[str, str], int] = {}
@@ -206,6 +222,18 @@ class GatewayMetrics:
         for labels, count in refused:
             refused_family.add_metric(list(labels), count)
         yield from (requests, errors, latency, rejections, fallback_family, feedback_family, refused_family)
+        if self._prediction_log is not None:
+            yield CounterMetricFamily(
+                _LOG_DROPPED,
+                "Prediction-log rows dropped, oldest first, because the log's store stayed down with the "
+                "most rows allowed (--max-pending) waiting in memory (batched mode).",
+                value=self._prediction_log.dropped_rows,
+            )
+            yield GaugeMetricFamily(
+                _LOG_PENDING,
+                "Prediction-log rows not in the log's store yet: waiting in memory, or being written.",
+                value=self._prediction_log.pending_rows,
+            )
 
 
 def _cumulative_buckets(bucket_counts: list[int]) -> list[tuple[str, float]]:
