@@ -46,6 +46,9 @@ class Tag:
     SEED: Final = "mlops.seed"
     DAG_RUN_ID: Final = "mlops.dag_run_id"
     MLFLOW_RUN_ID: Final = "mlops.mlflow_run_id"
+    RETRAINED_FOR_DRIFT: Final = "mlops.retrained_for_drift"
+    """On a training run started by drift events: the monitoring run ids of those events (comma-separated), so a
+    duplicated event does not retrain a second time."""
     ENV_PREFIX: Final = "mlops.env."
     """``mlops.env.<library>``: versions of python and the key libraries at training time."""
 

@@ -275,6 +275,7 @@ class EmitDriftEventOperator(RolloutBaseOperator):
             "window": result["window"],
             "reasons": result["reasons"],
             "monitoring_run_id": result["mlflow_run_id"],
+            "champion": result.get("champion"),  # the version judged: a retrain for it is moot once it is replaced
         }
         for outlet in self.outlets:
             context["outlet_events"][outlet].extra = payload

@@ -313,10 +313,17 @@ class CanaryStepOperator(RolloutBaseOperator):
             event.get("reasons") if event and event.get("status") == "breach" else [f"health check error: {event!r}"]
         )
         reason = f"canary step {percent:g}%: " + "; ".join(reasons or [])
-        with self.hook.activate() as client:
-            # champion-only traffic at once, and the candidate loses its aliases (reason recorded on it)
-            self.deployment_target(client).reject(self.model, version, actor=self.actor(context), reason=reason)
-            client.set_model_version_tag(self.model, version, Tag.ROLLBACK_REASON, reason)
+        try:
+            with self.hook.activate() as client:
+                # champion-only traffic at once, and the candidate loses its aliases (reason recorded on it)
+                self.deployment_target(client).reject(self.model, version, actor=self.actor(context), reason=reason)
+                client.set_model_version_tag(self.model, version, Tag.ROLLBACK_REASON, reason)
+        except Exception as exc:  # e.g. MLflow down: the breach must not be lost in a bare client error
+            raise RegistryError(
+                f"{self.model} v{version}: {reason}; but the rollback could not be written "
+                f"({type(exc).__name__}: {exc}): v{version} may still get its canary share. Clear this task to "
+                "check again and roll back, or run the model's rollback DAG"
+            ) from exc
         self.log.error("Rolled back %s to champion-only traffic: %s", self.model, reason)
         raise GateFailedError(f"{self.model} v{version} rolled back: {reason}")
 

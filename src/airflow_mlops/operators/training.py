@@ -7,13 +7,14 @@ tagged with the DAG run id) and does not do it twice.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.exceptions import DataError, DataValidationError
 from airflow_mlops.operators.base import MlopsBaseOperator, given
 from airflow_mlops.ui.links import MlflowModelVersionLink, MlflowRunLink
-from airflow_mlops.vocabulary import Tag
+from airflow_mlops.vocabulary import Alias, AssetKind, Tag, asset_uri
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -27,6 +28,10 @@ class FingerprintDataOperator(MlopsBaseOperator):
     The run carries the lineage tags; later tasks re-read the data and refuse it if the hash changed.
     Wire the later tasks with ``mlflow_run_id=XComArg(fingerprint, key="mlflow_run_id")`` (with
     ``multiple_outputs=True``) or let them find the run by the DAG run id.
+
+    A run started by drift events alone skips (and with it the rest of the DAG run) when retraining is moot:
+    each event is duplicated (another DAG run already retrained for its monitoring run, recorded as
+    ``mlops.retrained_for_drift``) or late (it judged a champion that has been replaced since).
 
     :param data_uri: Training data (templated): a file or folder URI; default: the run's ``data_uri``
         param, else the config's ``data.uri``. A triggering new-data Asset event's ``data_uri`` wins.
@@ -56,8 +61,15 @@ class FingerprintDataOperator(MlopsBaseOperator):
         uri, conn_id = self.data_location(context, given(self.data_uri), given(self.data_conn_id))
         cfg = self.loaded.config
         window = parse_duration(cfg.retraining.window) if cfg.retraining.window is not None else None
+        drift_runs = drift_event_runs(self.model, context.get("triggering_asset_events"))
         with self.hook.activate() as client:
             existing = self.existing_run(client, context)
+            if existing is None and drift_runs is not None:  # a retry of a run that started is never skipped
+                moot = self.moot_drift(client, context, drift_runs)
+                if moot:
+                    from airflow.sdk.exceptions import AirflowSkipException
+
+                    raise AirflowSkipException(f"{self.model}: not retraining: {moot}")
             existing_tags = client.get_run(existing).data.tags if existing else {}
             self.check_config_unchanged(existing_tags.get(Tag.CONFIG_SHA256), context)
             recorded_files = existing_tags.get(Tag.DATA_FILES)
@@ -76,6 +88,11 @@ class FingerprintDataOperator(MlopsBaseOperator):
             tags[Tag.DATA_CONN_ID] = conn_id or ""
             tags[Tag.DATA_FILES] = json.dumps(list(files))
             tags[Tag.CONFIG_PATH] = str(self.loaded.path)
+            retrained_for = sorted(
+                {e["monitoring_run_id"] for e in drift_runs or [] if _is_run_id(e.get("monitoring_run_id"))}
+            )
+            if retrained_for:
+                tags[Tag.RETRAINED_FOR_DRIFT] = ",".join(retrained_for)
             run_id = find_or_create_run(client, cfg.name, self.dag_run_id(context), tags, self.hook.artifact_root)
             recorded = client.get_run(run_id).data.tags.get(Tag.DATA_SHA256)
             if recorded and recorded != sha:
@@ -93,6 +110,67 @@ class FingerprintDataOperator(MlopsBaseOperator):
             "rows": len(snapshot.frame),
             "mlflow_run_id": run_id,
         }
+
+    def moot_drift(self, client: Any, context: Context, events: list[dict[str, Any]]) -> str | None:
+        """Why retraining for these drift events is moot, or ``None`` to train.
+
+        Moot when every event is late (it judged a champion that has been replaced since: the finding is about a
+        model no longer serving) or duplicated (a training run of another DAG run already retrained for the same
+        monitoring run). An event without a usable monitoring run id is never moot.
+        """
+        from airflow_mlops.registry.versions import alias_version
+
+        champion = alias_version(client, self.model, Alias.CHAMPION)
+        reasons = []
+        for event in events:
+            monitoring_run, judged = event.get("monitoring_run_id"), event.get("champion")
+            if not _is_run_id(monitoring_run):
+                return None
+            if judged is not None and champion is not None and str(judged) != champion:
+                reasons.append(
+                    f"the drift event of monitoring run {monitoring_run} judged champion v{judged}, and v{champion} "
+                    "is the champion now (a late event)"
+                )
+                continue
+            handled = [
+                run for run in self._retrained_for(client, str(monitoring_run)) if run != self.dag_run_id(context)
+            ]
+            if not handled:
+                return None
+            reasons.append(
+                f"the drift event of monitoring run {monitoring_run} was already handled by DAG run {handled[0]!r} "
+                "(a duplicated event; re-run that DAG run to retrain again)"
+            )
+        return "; ".join(reasons)
+
+    def _retrained_for(self, client: Any, monitoring_run: str) -> list[str]:
+        """DAG runs whose training run was started for the drift finding of ``monitoring_run``."""
+        from airflow_mlops.registry.versions import experiment_name
+
+        experiment = client.get_experiment_by_name(experiment_name(self.model))
+        if experiment is None:
+            return []
+        runs = client.search_runs(
+            [experiment.experiment_id], filter_string=f"tags.`{Tag.RETRAINED_FOR_DRIFT}` LIKE '%{monitoring_run}%'"
+        )
+        return [str(run.data.tags.get(Tag.DAG_RUN_ID)) for run in runs]
+
+
+def _is_run_id(value: Any) -> bool:
+    return isinstance(value, str) and re.fullmatch(r"[0-9a-f]{32}", value) is not None
+
+
+def drift_event_runs(model: str, events: Any) -> list[dict[str, Any]] | None:
+    """The extras of the drift events that triggered this run; ``None`` unless drift events alone triggered it
+    (a new-data event, a schedule or a manual run always trains)."""
+    drift_uri, found, other = asset_uri(model, AssetKind.DRIFT), [], False
+    for key, asset_events in (events or {}).items():
+        for event in asset_events:
+            if getattr(key, "uri", key) == drift_uri:
+                found.append(dict(getattr(event, "extra", None) or {}))
+            else:
+                other = True
+    return found if found and not other else None
 
 
 class ValidateDataOperator(MlopsBaseOperator):

@@ -91,11 +91,24 @@ def register_version(
     return str(created.version), True
 
 
+#: What MLflow answers when the model or the alias does not exist (an unset alias, not a failure).
+_NOT_FOUND = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
+
+
 def alias_version(client: MlflowClient, model: str, alias: str) -> str | None:
+    """The version ``alias`` points at; ``None`` only when MLflow says the model or the alias does not exist.
+
+    Any other error (MLflow unreachable, a server error) is raised: an alias that could not be read is not an
+    unset alias (the gate would otherwise skip the champion comparison during an MLflow outage).
+    """
+    from mlflow.exceptions import MlflowException
+
     try:
         return str(client.get_model_version_by_alias(model, alias).version)
-    except Exception:
-        return None
+    except MlflowException as exc:
+        if exc.error_code in _NOT_FOUND:
+            return None
+        raise
 
 
 def set_alias_once(client: MlflowClient, model: str, alias: str, version: str) -> bool:
