@@ -20,7 +20,7 @@ Client and servers share the host, so req/s and p99 move with other load on it; 
 column (CPU seconds of the server's process group per request, from ``/proc``) moves much less and
 gives the capacity ratio. "client CPU" shows whether the load generator itself was the limit.
 
-    .venv/bin/python benchmarks/gateway.py [--requests 3000] [--concurrency 16] [--warmup 200]
+    .venv/bin/python benchmarks/gateway.py [--requests 3000] [--concurrency 16] [--warmup 200] [--shadow-mode thread]
 """
 
 from __future__ import annotations
@@ -321,17 +321,21 @@ def drive(
     return result
 
 
-_SERIES = re.compile(r'^mlops_gateway_requests_total\{model="([^"]*)",version="([^"]*)",role="([^"]*)"\} (\d+)$')
+_SERIES = re.compile(r"^mlops_gateway_requests_total\{([^}]*)\} ([0-9.e+]+)$")
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
 def role_counts(url: str) -> Counter[str]:
+    """Requests per ``role vN`` of the benchmark's model, from ``/metrics`` (labels in any order)."""
     import httpx
 
     counts: Counter[str] = Counter()
     for line in httpx.get(f"{url}/metrics", timeout=5.0).text.splitlines():
         match = _SERIES.match(line)
-        if match and match.group(1) == MODEL:
-            counts[f"{match.group(3)} v{match.group(2)}"] += int(match.group(4))
+        if match:
+            labels = dict(_LABEL.findall(match.group(1)))
+            if labels.get("model") == MODEL:
+                counts[f"{labels['role']} v{labels['version']}"] += int(float(match.group(2)))
     return counts
 
 
@@ -339,7 +343,10 @@ def role_counts(url: str) -> Counter[str]:
 def report(results: dict[str, Result], mirrored: Counter[str], args: argparse.Namespace) -> None:
     print()
     print(f"{args.requests} requests per row after {args.warmup} warm-up, concurrency {args.concurrency} unless noted;")
-    print("one process each (mlflow: uvicorn, 1 worker; gateway: uvicorn, 1 process); client on the same host.")
+    print(
+        "one process each (mlflow: uvicorn, 1 worker; gateway: uvicorn, 1 process, shadow: "
+        f"{'its own process' if args.shadow_mode == 'process' else 'a thread'}); client on the same host."
+    )
     print("CPU ms/req: server process(es), and the load generator, per measured request.")
     head = f"{'req/s':>7}{'p50 ms':>9}{'p99 ms':>9}{'server CPU':>11}{'client CPU':>11}{'non-2xx':>8}"
     print(f"{'':4}{'run':47}{head}")
@@ -397,7 +404,7 @@ def run(args: argparse.Namespace, tmp: Path, services: list[Service]) -> dict[st
     )
     services.append(mlflow_serve)
     port = free_port()
-    gateway_args = ["--log-root", str(tmp / "prediction-log"), "--port", str(port)]
+    gateway_args = ["--log-root", str(tmp / "prediction-log"), "--port", str(port), "--shadow-mode", args.shadow_mode]
     gateway = Service(
         "gateway",
         [str(BIN / "airflow-mlops"), "serve", "--model", MODEL, "--tracking-uri", tracking_uri, *gateway_args],
@@ -444,6 +451,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=16, help="requests in flight")
     parser.add_argument("--warmup", type=int, default=200, help="uncounted requests before each run")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, stores)")
+    parser.add_argument(
+        "--shadow-mode",
+        choices=["process", "thread"],
+        default="process",
+        help="the gateway's shadow: its own process at the lowest CPU priority (default), or a thread",
+    )
     args = parser.parse_args(argv)
     if args.requests < 100 or args.concurrency < 1 or args.warmup < 0:
         parser.error("--requests >= 100, --concurrency >= 1, --warmup >= 0")

@@ -240,6 +240,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--rate-burst", type=float, default=50.0, help="burst size of the per-client rate limit")
     serve.add_argument("--max-body-bytes", type=int, default=1 << 20, help="larger request bodies get a 413")
     serve.add_argument("--routing-key-file", default=None, help="secret keying the canary split (same on replicas)")
+    serve.add_argument(
+        "--shadow-mode",
+        choices=["process", "thread"],
+        default="process",
+        help="predict the shadow in its own process at the lowest CPU priority (default) or on a thread",
+    )
+    serve.add_argument(
+        "--shadow-share", type=float, default=100.0, help="percent of live requests mirrored to the shadow"
+    )
+    serve.add_argument(
+        "--shadow-queue", type=int, default=1000, help="mirrored requests waiting beyond this are dropped and counted"
+    )
     intents_parser = sub.add_parser(
         "intents", help="list or discard deployment operations that were interrupted (their recorded intents)"
     )
@@ -301,6 +313,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 rate_burst=args.rate_burst,
                 max_body_bytes=args.max_body_bytes,
                 routing_key_file=args.routing_key_file,
+                shadow_mode=args.shadow_mode,
+                shadow_share=args.shadow_share,
+                shadow_queue=args.shadow_queue,
             )
         )
         return 0

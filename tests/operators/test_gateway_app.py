@@ -157,7 +157,9 @@ def serve(reg: Registry, tmp_path: Path) -> Iterator[Callable[..., Served]]:
     with ExitStack() as stack:
 
         def start(models: tuple[str, ...] = (MODEL,), **options: Any) -> Served:
+            """A gateway in this process; its shadow on a thread unless ``shadow_mode="process"``."""
             log_root = tmp_path / f"plog{next(numbers)}"
+            options.setdefault("shadow_mode", "thread")
             gateway = build_gateway(
                 ServeOptions(
                     models=list(models),
@@ -522,8 +524,12 @@ def test_failing_canary_is_answered_by_the_champion_counted_and_logged(
 SHADOW_TRAFFIC = [record("grocery"), record(UNSEEN), record("travel", amount=3000.0), record(UNSEEN, hour=23)]
 
 
-def test_shadow_never_changes_the_answer_and_its_rows_are_logged(serve: Callable[..., Served], reg: Registry) -> None:
-    served = serve()
+@pytest.mark.parametrize("shadow_mode", ["thread", "process"])
+def test_shadow_never_changes_the_answer_and_its_rows_are_logged(
+    serve: Callable[..., Served], reg: Registry, shadow_mode: str
+) -> None:
+    """Both shadow modes: a thread of the gateway, or its own process (a spawned child, its own writer)."""
+    served = serve(shadow_mode=shadow_mode)
     baseline = [served.predict({"records": r}, request_id=f"plain-{i}").json() for i, r in enumerate(SHADOW_TRAFFIC)]
 
     reg.target.start_shadow(MODEL, reg.v2, actor="test", reason="broken shadow")
@@ -542,7 +548,8 @@ def test_shadow_never_changes_the_answer_and_its_rows_are_logged(serve: Callable
         rows = rows[rows["role"] == "shadow"]
         return rows if len(rows) == len(SHADOW_TRAFFIC) else None
 
-    rows = wait_until(shadow_rows, what="shadow rows in the prediction log").set_index("request_id")
+    # the process starts (imports, loads v2) after the gateway: give it time on a loaded machine
+    rows = wait_until(shadow_rows, timeout=120.0, what="shadow rows in the prediction log").set_index("request_id")
     assert sorted(rows.index) == [f"shadow-{i}" for i in range(len(SHADOW_TRAFFIC))]
     assert set(rows["version"]) == {reg.v2}
     for i, r in enumerate(SHADOW_TRAFFIC):
@@ -552,9 +559,14 @@ def test_shadow_never_changes_the_answer_and_its_rows_are_logged(serve: Callable
             assert row["output"] is None and UNSEEN in row["error"]
         else:  # same training data and seed as v1: the shadow agrees where it does not fail
             assert row["error"] is None and json.loads(row["output"]) == shadowed[i]["predictions"][0]
-    text = served.metrics()
     shadow_series = f'model="{MODEL}",role="shadow",version="{reg.v2}"'
-    assert _metric(text, f"mlops_gateway_requests_total{{{shadow_series}}}") == 4
+    # the shadow process reports its observations right after logging its rows
+
+    def counted() -> str | None:
+        text = served.metrics()
+        return text if _metric(text, f"mlops_gateway_requests_total{{{shadow_series}}}") == 4 else None
+
+    text = wait_until(counted, what="the shadow's requests in /metrics")
     assert _metric(text, f"mlops_gateway_errors_total{{{shadow_series}}}") == 2
     assert "mlops_gateway_canary_fallbacks_total{" not in text
 

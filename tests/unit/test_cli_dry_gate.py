@@ -209,7 +209,8 @@ def test_the_result_is_an_error_not_an_exception_when_the_sample_has_one_class(w
     config = workspace.write_config("fraud")
     result = dry_gate(config, sample_rows=10)  # ~0 fraud rows in 10: stratified split is impossible
     assert not result.passed and result.report is None
-    assert result.error is not None and result.error.startswith(f"{config}: training on the sample failed: ")
+    assert result.error is not None
+    assert result.error.startswith(f"{config}: data: evaluation.split 'stratified': cannot split 10 rows: "), result
 
 
 # --- nothing is written ----------------------------------------------------------------------------------

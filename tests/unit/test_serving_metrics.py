@@ -67,7 +67,19 @@ def test_empty_registry_still_declares_every_family() -> None:
         "mlops_gateway_canary_fallbacks_total": "counter",
         "mlops_gateway_feedback_total": "counter",
         "mlops_gateway_refused_inputs_total": "counter",
+        "mlops_gateway_shadow_dropped_total": "counter",
     }
+
+
+def test_shadow_copies_dropped_are_counted_per_model() -> None:
+    metrics = GatewayMetrics()
+    for _ in range(3):
+        metrics.count_shadow_dropped("fraud")
+    metrics.count_shadow_dropped("churn")
+    samples, _ = parse(metrics.render())
+    assert samples[key("mlops_gateway_shadow_dropped_total", model="fraud")] == 3
+    assert samples[key("mlops_gateway_shadow_dropped_total", model="churn")] == 1
+    assert (metrics.shadow_dropped("fraud"), metrics.shadow_dropped()) == (3, 4)
 
 
 def test_counters_by_model_version_role() -> None:

@@ -3,7 +3,8 @@
 Request path: parse JSON -> pick champion or canary (by request id) -> check inputs against the
 champion's MLflow signature (422 naming the field) -> check categories against the version routed to
 -> predict. If the canary fails, the champion answers and the failure is counted against the canary.
-A shadow version gets a copy of the request on a separate worker thread after the response is ready:
+A shadow version gets a copy of the request after the response is ready, predicted in its own process
+at the lowest CPU priority (:mod:`airflow_mlops.serving.shadow`; or on a thread, ``shadow_worker=None``):
 its output is logged, never returned, and its errors or slowness never change the client's response.
 Every answered record is appended to the prediction log.
 
@@ -44,13 +45,21 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from airflow_mlops.monitoring.labels import label_problem
-from airflow_mlops.prediction_log import FeedbackRecord, PredictionLog, PredictionRecord
+from airflow_mlops.prediction_log import FeedbackRecord, PredictionLog
 from airflow_mlops.serving.batching import Coalescer
 from airflow_mlops.serving.categories import KnownCategories, UnknownCategoryError, known_categories
 from airflow_mlops.serving.guard import Admission, ApiKeys, BodyLimit, RateLimiter, read_json
 from airflow_mlops.serving.metrics import GatewayMetrics
-from airflow_mlops.serving.models import LoadedModel, ModelCache, output_json
+from airflow_mlops.serving.models import LoadedModel, ModelCache
 from airflow_mlops.serving.routing import choose_role
+from airflow_mlops.serving.shadow import (
+    ShadowJob,
+    ShadowPredictor,
+    ShadowProcess,
+    ShadowWorkerOptions,
+    mirrored,
+    prediction_records,
+)
 from airflow_mlops.serving.signature import InputError
 from airflow_mlops.serving.state import RegistryWatcher
 from airflow_mlops.vocabulary import Role
@@ -82,15 +91,10 @@ class GatewaySettings:
     shadow_queue: int = 1000
     #: The shadow worker answers up to this many queued requests with one model call.
     shadow_batch: int = 64
-
-
-@dataclass(frozen=True)
-class _ShadowJob:
-    model: str
-    version: str
-    request_id: str
-    payload: Any
-    raw_inputs: list[str]
+    #: Share (0..1) of live requests mirrored to the shadow (by a hash of the request id).
+    shadow_share: float = 1.0
+    #: Run the shadow in its own process with these options; None: on a thread of this process.
+    shadow_worker: ShadowWorkerOptions | None = None
 
 
 class Gateway:
@@ -102,9 +106,20 @@ class Gateway:
         self.watcher = watcher
         self.plog = plog
         self.metrics = GatewayMetrics(prediction_log=plog)
-        self._shadow_jobs: queue.Queue[_ShadowJob | None] = queue.Queue(maxsize=settings.shadow_queue)
-        self._shadow_thread = threading.Thread(target=self._shadow_worker, name="mlops-shadow", daemon=True)
-        self.shadow_dropped = 0
+        self._shadow_process: ShadowProcess | None = None
+        self._shadow_jobs: queue.Queue[ShadowJob | None] = queue.Queue(maxsize=settings.shadow_queue)
+        self._shadow_thread: threading.Thread | None = None
+        if settings.shadow_worker is not None:
+            self._shadow_process = ShadowProcess(
+                settings.shadow_worker,
+                queue_size=settings.shadow_queue,
+                observe=lambda model, version, latency, error: self.metrics.observe(
+                    model, version, Role.SHADOW, latency, error=error
+                ),
+                dropped=self.metrics.count_shadow_dropped,
+            )
+        else:
+            self._shadow_thread = threading.Thread(target=self._shadow_worker, name="mlops-shadow", daemon=True)
         self._coalescers: dict[tuple[str, str], Coalescer] = {}
         self._coalescers_lock = threading.Lock()
         self._labelled: OrderedDict[tuple[str, str], None] = OrderedDict()
@@ -116,12 +131,18 @@ class Gateway:
     def start(self) -> None:
         self.plog.start()
         self.watcher.start()
-        self._shadow_thread.start()
+        if self._shadow_process is not None:
+            self._shadow_process.start()
+        elif self._shadow_thread is not None:
+            self._shadow_thread.start()
 
     def stop(self) -> None:
         self.watcher.stop()
-        self._shadow_jobs.put(None)
-        self._shadow_thread.join(timeout=10)
+        if self._shadow_process is not None:
+            self._shadow_process.stop()
+        elif self._shadow_thread is not None and self._shadow_thread.is_alive():
+            self._shadow_jobs.put(None)
+            self._shadow_thread.join(timeout=10)
         self.plog.close()
 
     # predict -----------------------------------------------------------------------------------
@@ -143,8 +164,8 @@ class Gateway:
             reason = "unknown_category" if isinstance(exc, UnknownCategoryError) else "invalid_input"
             self.metrics.count_rejected(model, reason)
             return 422, {"detail": exc.problems, "request_id": request_id}
-        if routing.shadow and routing.shadow not in (served_version,):
-            self._enqueue_shadow(_ShadowJob(model, routing.shadow, request_id, payload, raw_inputs))
+        if routing.shadow and routing.shadow != served_version and mirrored(request_id, self.settings.shadow_share):
+            self._enqueue_shadow(ShadowJob(model, routing.shadow, request_id, raw_inputs))
         return 200, {
             "model": model,
             "model_version": served_version,
@@ -262,37 +283,25 @@ class Gateway:
         latency: float,
         error: str | None,
     ) -> None:
-        now = datetime.now(UTC)
-        per_row = latency * 1000.0
-        records = [
-            PredictionRecord(
-                request_id=_row_id(request_id, i, len(raw_inputs)),
-                ts=now,
-                model=model,
-                version=version,
-                role=role,
-                inputs=raw,
-                output=None if outputs is None else output_json(outputs[i]),
-                latency_ms=per_row,
-                error=error,
-            )
-            for i, raw in enumerate(raw_inputs)
-        ]
-        self.plog.append(records)
+        self.plog.append(prediction_records(model, version, role, request_id, raw_inputs, outputs, latency, error))
 
     # shadow ------------------------------------------------------------------------------------
-    def _enqueue_shadow(self, job: _ShadowJob) -> None:
+    def _enqueue_shadow(self, job: ShadowJob) -> None:
+        if self._shadow_process is not None:
+            self._shadow_process.submit(job)  # counts what it drops
+            return
         try:
             self._shadow_jobs.put_nowait(job)
         except queue.Full:
-            self.shadow_dropped += 1
+            self.metrics.count_shadow_dropped(job.model)
 
     def _shadow_worker(self) -> None:
-        """Drain the queue in batches: one model call per version for everything that queued meanwhile.
+        """The in-process shadow (``shadow_worker=None``): drain the queue in batches, one model call per version.
 
-        A model call costs about the same for 1 row as for 64 (scikit-learn's per-call overhead
-        dominates), so batching is what keeps the shadow's CPU, and its pull on the GIL, small.
+        A model call costs about the same for 1 row as for 64 (scikit-learn's per-call overhead dominates), so
+        batching keeps the shadow's CPU, and its pull on the GIL, small; its own process removes that pull.
         """
+        predictor = ShadowPredictor(self.cache, self.plog, max_batch=self.settings.max_batch)
         while True:
             job = self._shadow_jobs.get()
             if job is None:
@@ -307,55 +316,10 @@ class Gateway:
                     stop = True
                     break
                 jobs.append(more)
-            groups: dict[tuple[str, str], list[_ShadowJob]] = {}
-            for item in jobs:
-                groups.setdefault((item.model, item.version), []).append(item)
-            for group in groups.values():
-                self._shadow_batch(group)
+            for model, version, latency, error in predictor.run(jobs):
+                self.metrics.observe(model, version, Role.SHADOW, latency, error=error)
             if stop:
                 return
-
-    def _shadow_batch(self, jobs: list[_ShadowJob]) -> None:
-        """Predict ``jobs`` (same version) together; if that fails, one by one so each error lands on its request.
-
-        The latency logged for each request is the whole batch's.
-        """
-        if len(jobs) > 1:
-            started = time.perf_counter()
-            try:
-                loaded = self._loaded(jobs[0].model, jobs[0].version)
-                rows = [row for item in jobs for row in _records_of(item.payload)]
-                outputs = loaded.predict(loaded.schema.validate({"records": rows}, max_batch=len(rows)))
-            except Exception:  # retried per request below, where each error is logged
-                pass
-            else:
-                latency = time.perf_counter() - started
-                start = 0
-                for item in jobs:
-                    end = start + len(item.raw_inputs)
-                    self.metrics.observe(item.model, item.version, Role.SHADOW, latency, error=False)
-                    part = outputs[start:end]
-                    self._log(
-                        item.model, item.version, Role.SHADOW, item.request_id, item.raw_inputs, part, latency, None
-                    )
-                    start = end
-                return
-        for item in jobs:
-            self._shadow_one(item)
-
-    def _shadow_one(self, job: _ShadowJob) -> None:
-        started = time.perf_counter()
-        try:
-            loaded = self._loaded(job.model, job.version)
-            outputs: list[dict[str, Any]] | None = loaded.predict(
-                loaded.schema.validate(job.payload, max_batch=self.settings.max_batch)
-            )
-            error = None
-        except Exception as exc:  # never reaches a client
-            outputs, error = None, f"{type(exc).__name__}: {exc}"
-        latency = time.perf_counter() - started
-        self.metrics.observe(job.model, job.version, Role.SHADOW, latency, error=error is not None)
-        self._log(job.model, job.version, Role.SHADOW, job.request_id, job.raw_inputs, outputs, latency, error)
 
     # readiness ---------------------------------------------------------------------------------
     def readiness(self) -> tuple[bool, dict[str, dict[str, Any]]]:
@@ -453,11 +417,6 @@ def _records_of(payload: Any) -> list[Any]:
 
 def _raw_inputs(payload: Any) -> list[str]:
     return [json.dumps(row, separators=(",", ":"), allow_nan=True) for row in _records_of(payload)]
-
-
-def _row_id(request_id: str, index: int, count: int) -> str:
-    """A single record keeps the request id; record ``i`` of a batch is ``<request id>#<i>``."""
-    return request_id if count == 1 else f"{request_id}#{index}"
 
 
 #: Why a body was refused, by status, for ``mlops_gateway_rejected_total{reason}``.

@@ -33,6 +33,7 @@ _REJECTED = "mlops_gateway_rejected"
 _FALLBACKS = "mlops_gateway_canary_fallbacks"
 _FEEDBACK = "mlops_gateway_feedback"
 _REFUSED = "mlops_gateway_refused_inputs"
+_SHADOW_DROPPED = "mlops_gateway_shadow_dropped"
 _LOG_DROPPED = "mlops_gateway_prediction_log_dropped_rows"
 _LOG_PENDING = "mlops_gateway_prediction_log_pending_rows"
 _SERIES_LABELS = ["model", "version", "role"]
@@ -104,6 +105,7 @@ class GatewayMetrics:
         self._fallbacks: dict[tuple[str, str], int] = {}
         self._feedback: dict[tuple[str, str], int] = {}
         self._refused: dict[tuple[str, str, str], int] = {}
+        self._shadow_dropped: dict[str, int] = {}
         #: this gateway's own registry (never prometheus_client's process-global REGISTRY)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
@@ -138,6 +140,16 @@ class GatewayMetrics:
         key = (model, version, role)
         with self._lock:
             self._refused[key] = self._refused.get(key, 0) + 1
+
+    def count_shadow_dropped(self, model: str) -> None:
+        """Count a request not mirrored to the shadow: its queue was full or its worker down."""
+        with self._lock:
+            self._shadow_dropped[model] = self._shadow_dropped.get(model, 0) + 1
+
+    def shadow_dropped(self, model: str | None = None) -> int:
+        """Requests not mirrored, for ``model`` or all models."""
+        with self._lock:
+            return self._shadow_dropped.get(model, 0) if model else sum(self._shadow_dropped.values())
 
     def count_fallback(self, model: str, version: str) -> None:
         """Count a request where canary ``version`` failed and the champion answered instead."""
@@ -183,6 +195,7 @@ class GatewayMetrics:
             fallbacks = sorted(self._fallbacks.items())
             feedback = sorted(self._feedback.items())
             refused = sorted(self._refused.items())
+            shadow_dropped = sorted(self._shadow_dropped.items())
         requests = CounterMetricFamily(
             _REQUESTS, "Prediction requests answered or failed, by model version and role.", labels=_SERIES_LABELS
         )
@@ -221,7 +234,24 @@ class GatewayMetrics:
         )
         for labels, count in refused:
             refused_family.add_metric(list(labels), count)
-        yield from (requests, errors, latency, rejections, fallback_family, feedback_family, refused_family)
+        shadow_family = CounterMetricFamily(
+            _SHADOW_DROPPED,
+            "Requests not mirrored to the shadow because its bounded queue was full (or its worker down): the "
+            "shadow drops copies rather than slow the live path.",
+            labels=["model"],
+        )
+        for model, count in shadow_dropped:
+            shadow_family.add_metric([model], count)
+        yield from (
+            requests,
+            errors,
+            latency,
+            rejections,
+            fallback_family,
+            feedback_family,
+            refused_family,
+            shadow_family,
+        )
         if self._prediction_log is not None:
             yield CounterMetricFamily(
                 _LOG_DROPPED,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from airflow_mlops.serving.app import GatewaySettings
+    from airflow_mlops.serving.shadow import ShadowWorkerOptions
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,12 @@ class ServeOptions:
     max_body_bytes: int = 1 << 20
     #: A file holding the secret that keys the canary split (give replicas the same; default: random).
     routing_key_file: str | None = None
+    #: ``process``: the shadow predicts in its own process at the lowest CPU priority; ``thread``: in this one.
+    shadow_mode: Literal["process", "thread"] = "process"
+    #: Percent (0-100) of live requests mirrored to the shadow.
+    shadow_share: float = 100.0
+    #: Mirrored requests waiting beyond this many are dropped (and counted).
+    shadow_queue: int = 1000
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -84,6 +91,32 @@ def build_gateway(options: ServeOptions) -> object:
     return Gateway(_settings(options), cache, watcher, plog)
 
 
+def _shadow_worker(options: ServeOptions) -> ShadowWorkerOptions | None:
+    """The shadow process's options: the same registry and log root; its own spill folder under the WAL's."""
+    from pathlib import Path
+
+    from airflow_mlops.serving.shadow import ShadowWorkerOptions
+
+    if options.shadow_mode == "thread":
+        return None
+    if options.wal_dir:
+        wal_dir: str | None = str(Path(options.wal_dir) / "shadow")
+    elif "://" not in options.log_root:
+        wal_dir = str(Path(options.log_root) / "_wal" / "shadow")
+    else:
+        wal_dir = None
+    return ShadowWorkerOptions(
+        tracking_uri=options.tracking_uri,
+        registry_uri=options.registry_uri,
+        log_root=options.log_root,
+        log_conn_id=options.log_conn_id,
+        flush_interval=options.flush_interval,
+        wal_dir=wal_dir,
+        max_pending=options.max_pending,
+        max_batch=options.max_batch,
+    )
+
+
 def _settings(options: ServeOptions) -> GatewaySettings:
     """The gateway's settings, with its API keys, rate limit and routing key loaded (failing loudly)."""
     from pathlib import Path
@@ -104,7 +137,14 @@ def _settings(options: ServeOptions) -> GatewaySettings:
         api_keys=keys,
         rate_limit=RateLimiter(options.rate_limit, options.rate_burst) if options.rate_limit else None,
         max_body_bytes=options.max_body_bytes,
+        shadow_queue=options.shadow_queue,
+        shadow_share=options.shadow_share / 100.0,
+        shadow_worker=_shadow_worker(options),
     )
+    if not 0.0 <= options.shadow_share <= 100.0:
+        raise ValueError(f"shadow_share: got {options.shadow_share}; expected a percentage from 0 to 100")
+    if options.shadow_queue < 1:
+        raise ValueError(f"shadow_queue: got {options.shadow_queue}; expected at least 1")
     if options.routing_key_file:
         key = Path(options.routing_key_file).read_bytes().strip()
         if len(key) < 16:
