@@ -1,7 +1,7 @@
 """Bounded soak: a real gateway under steady load while two rollouts and an emergency rollback move its aliases.
 
 One ``airflow-mlops serve`` process (batched prediction log, flushed every second) serves ``fraud``; client
-threads post transactions at a steady pace for ``MLOPS_SOAK_SECONDS`` (default 120 s; at most 600, the
+threads post transactions at a steady pace for ``MLOPS_SOAK_SECONDS`` (default 60 s; at most 600, the
 issue's 10-minute bound). Meanwhile, through the real ``LocalGatewayTarget`` (the registry aliases the gateway
 polls, the audit trail, the lock):
 
@@ -44,7 +44,7 @@ from support import GatewayProcess, TrainedRegistry, trained_registry
 pytestmark = pytest.mark.integration
 
 MODEL = "fraud"
-SOAK_SECONDS = min(600.0, float(os.environ.get("MLOPS_SOAK_SECONDS", "120")))
+SOAK_SECONDS = min(600.0, float(os.environ.get("MLOPS_SOAK_SECONDS", "60")))
 CLIENTS = 4
 PACE_S = 0.02  # per client: ~200 requests/s in all, well under what one gateway answers on two cores
 POLL_INTERVAL = 0.5
