@@ -60,6 +60,9 @@ class Tag:
     MODEL_SHA256: Final = "mlops.model_sha256"
     """On a version: its artifacts' checksum, written at registration once the registry's copy matched
     ``TRAINED_MODEL_SHA256``; verified before every load."""
+    CLASSES: Final = "mlops.classes"
+    """On a classifier's training run and version: ``{"classes": [...], "positive": ...}`` as JSON
+    (:class:`airflow_mlops.training.classes.ClassSet`); absent on regressors and on 0/1 versions trained before."""
     TRAINED_MODEL_SHA256: Final = "mlops.trained_model_sha256"
     """On a training run: the checksum of the model folder, computed locally before it was uploaded."""
     MODEL_HMAC: Final = "mlops.model_hmac"

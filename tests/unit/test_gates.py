@@ -49,6 +49,8 @@ def make_config(task: str = "classification", **gates: Any) -> ModelConfig:
 class FixedClassifier:
     """Returns the given positive-class probabilities and labels, and records the columns it was shown."""
 
+    classes_ = np.array([0, 1])
+
     def __init__(self, proba: Sequence[float], labels: Sequence[int] | None = None) -> None:
         self.proba = np.asarray(proba, dtype=float)
         self.labels = np.asarray(labels) if labels is not None else (self.proba >= 0.5).astype(int)
@@ -75,6 +77,8 @@ class FixedRegressor:
 
 class Broken:
     """A model whose every prediction raises."""
+
+    classes_ = np.array([0, 1])
 
     def predict_proba(self, x: pd.DataFrame) -> np.ndarray:
         raise RuntimeError("boom")
@@ -223,10 +227,10 @@ def test_behaviour_bounds_apply_to_the_positive_class_probability() -> None:
     )
 
     assert summary(behaviour_checks(model, cases, config, SOURCE)) == [
-        ("behaviour:under max", "pass", 0.25, "<= 0.3"),
-        ("behaviour:under min", "fail", 0.75, ">= 0.8"),
-        ("behaviour:inside both", "pass", 0.5, ">= 0.4 and <= 0.6"),
-        ("behaviour:label is not the score", "fail", 0.4, ">= 0.5"),
+        ("behaviour:under max", "pass", 0.25, "P(1) <= 0.3"),
+        ("behaviour:under min", "fail", 0.75, "P(1) >= 0.8"),
+        ("behaviour:inside both", "pass", 0.5, "P(1) >= 0.4 and P(1) <= 0.6"),
+        ("behaviour:label is not the score", "fail", 0.4, "P(1) >= 0.5"),
     ]
 
 
@@ -234,8 +238,8 @@ def test_behaviour_label_and_bound_must_both_hold() -> None:
     model = FixedClassifier(proba=[0.65, 0.95], labels=[1, 1])
     cases = cases_frame(2, expected=[1, 1], expected_min=[0.7, 0.7])
     assert summary(behaviour_checks(model, cases, make_config(), SOURCE)) == [
-        ("behaviour:row 1", "fail", 1.0, "== 1 and >= 0.7"),
-        ("behaviour:row 2", "pass", 1.0, "== 1 and >= 0.7"),
+        ("behaviour:row 1", "fail", 0.65, "== 1 and P(1) >= 0.7"),
+        ("behaviour:row 2", "pass", 0.95, "== 1 and P(1) >= 0.7"),
     ]
 
 
@@ -268,7 +272,7 @@ def test_behaviour_nan_score_fails() -> None:
         ),
         pytest.param(
             cases_frame(1, outcome=[1]),
-            "cases.csv: behaviour cases need a column 'expected' or 'expected_min'/'expected_max'",
+            "cases.csv: behaviour cases need a column 'expected' or 'expected_not' or 'expected_min' or 'expected_max'",
             id="no-expected-column",
         ),
         pytest.param(
@@ -278,7 +282,7 @@ def test_behaviour_nan_score_fails() -> None:
         ),
         pytest.param(
             cases_frame(2, case=["ok", "empty"], expected_min=[0.1, math.nan]),
-            "cases.csv: case 'empty' has no expected value or bound",
+            "cases.csv: case 'empty' has no expected class, expected_not or probability bound",
             id="row-without-expectation",
         ),
     ],
@@ -303,7 +307,7 @@ SLICE_PRED = [1.0, 2.0, 4.0, 2.0, 4.0, 6.0, 0.0]  # MAE: a = 1/3, b = 2, c = 10
 )
 def test_slice_gap_excludes_small_groups(max_gap: float, status: str) -> None:
     rule = SliceConfig(column="group", metric="mae", max_gap=max_gap, min_rows=2)
-    result = slice_check(rule, HoldOut(SLICE_X, SLICE_Y), FixedRegressor(SLICE_PRED), "regression")
+    result = slice_check(rule, HoldOut(SLICE_X, SLICE_Y), FixedRegressor(SLICE_PRED), make_config("regression"))
     assert (result.name, result.kind, result.status, result.threshold, result.detail) == (
         "slice:group:mae",
         "slice",
@@ -316,14 +320,14 @@ def test_slice_gap_excludes_small_groups(max_gap: float, status: str) -> None:
 
 def test_slice_counts_every_group_at_min_rows() -> None:
     rule = SliceConfig(column="group", metric="mae", max_gap=20, min_rows=1)
-    result = slice_check(rule, HoldOut(SLICE_X, SLICE_Y), FixedRegressor(SLICE_PRED), "regression")
+    result = slice_check(rule, HoldOut(SLICE_X, SLICE_Y), FixedRegressor(SLICE_PRED), make_config("regression"))
     assert result.detail == "a=0.333, b=2.000, c=10.000"
     assert result.value == pytest.approx(10 - 1 / 3, abs=1e-12)
 
 
 def test_slice_with_fewer_than_two_groups_is_skipped() -> None:
     rule = SliceConfig(column="group", metric="mae", max_gap=1.0, min_rows=4)
-    result = slice_check(rule, HoldOut(SLICE_X, SLICE_Y), FixedRegressor(SLICE_PRED), "regression")
+    result = slice_check(rule, HoldOut(SLICE_X, SLICE_Y), FixedRegressor(SLICE_PRED), make_config("regression"))
     assert result == CheckResult(
         "slice:group:mae", "slice", "skipped", None, "<= 1.0", "fewer than 2 groups with >= 4 held-out rows"
     )
@@ -335,7 +339,7 @@ def test_slice_classification_uses_labels_for_label_metrics() -> None:
     # probabilities say all-positive; labels are perfect for 'a' and inverted for 'b'
     model = FixedClassifier(proba=[0.9, 0.9, 0.9, 0.9], labels=[1, 0, 0, 1])
     rule = SliceConfig(column="group", metric="accuracy", max_gap=0.5, min_rows=2)
-    result = slice_check(rule, HoldOut(x, y), model, "classification")
+    result = slice_check(rule, HoldOut(x, y), model, make_config())
     assert (result.status, result.value, result.detail) == ("fail", 1.0, "a=1.000, b=0.000")
 
 
@@ -379,7 +383,8 @@ def test_evaluate_gate_fails_closed_when_checks_raise() -> None:
             "behaviour",
             "behaviour",
             "error",
-            "ValueError: cases.csv: behaviour cases need a column 'expected' or 'expected_min'/'expected_max'",
+            "ValueError: cases.csv: behaviour cases need a column "
+            "'expected' or 'expected_not' or 'expected_min' or 'expected_max'",
         ),
         ("slice:group:roc_auc", "slice", "error", "RuntimeError: boom"),
     ]
@@ -503,7 +508,7 @@ def test_real_model_against_champions(fraud: tuple[ModelConfig, TrainOutcome]) -
             version="5",
             run_id=None,
         )
-        return next(c for c in report.checks if c.kind == "champion")
+        return next(c for c in report.checks if c.name.startswith("champion:"))
 
     same = gate(outcome.model, outcome.model)
     assert (same.status, same.detail) == ("pass", "improvement +0.0000 over the champion on the same held-out rows")

@@ -17,13 +17,41 @@ from airflow_mlops import settings
 #: deployment setting ``[mlops] estimator_allowlist`` (comma-separated prefixes), never from a config file.
 DEFAULT_ESTIMATOR_PREFIXES: tuple[str, ...] = ("sklearn.",)
 
-CLASSIFICATION_METRICS: tuple[str, ...] = ("roc_auc", "accuracy", "f1", "precision", "recall", "log_loss")
+#: Classification metrics that score the positive class, so need exactly two classes.
+BINARY_METRICS: tuple[str, ...] = ("roc_auc", "f1", "precision", "recall")
+#: Every classification metric but the per-class ones (``PER_CLASS_METRIC``). Averaged names say how the
+#: classes are combined (``_macro``: unweighted mean; ``_weighted``: by support; ``_micro``: over all rows;
+#: ``roc_auc_ovr``/``_ovo``: one-vs-rest / one-vs-one AUC); ``accuracy``, ``balanced_accuracy``, ``log_loss``
+#: and the averaged ones work for any number of classes.
+CLASSIFICATION_METRICS: tuple[str, ...] = (
+    *BINARY_METRICS,
+    "accuracy",
+    "balanced_accuracy",
+    "log_loss",
+    *(f"{name}_{avg}" for name in ("f1", "precision", "recall") for avg in ("macro", "weighted", "micro")),
+    "roc_auc_ovr",
+    "roc_auc_ovr_weighted",
+    "roc_auc_ovo",
+)
+#: One class's precision, recall or F1: ``recall.<class>`` (the class as its label, or its JSON text: ``1``,
+#: ``true``), in characters an MLflow metric name may hold.
+PER_CLASS_METRIC = re.compile(r"^(precision|recall|f1)\.([\w\-. ]{1,100})$")
 REGRESSION_METRICS: tuple[str, ...] = ("rmse", "mae", "r2")
 #: Metrics where smaller is better; every other metric is "higher is better".
 LOWER_IS_BETTER: frozenset[str] = frozenset({"log_loss", "rmse", "mae"})
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def per_class_metric(metric: str) -> tuple[str, str] | None:
+    """``("recall", "setosa")`` for ``recall.setosa``; ``None`` for any other name."""
+    match = PER_CLASS_METRIC.match(metric)
+    return (match.group(1), match.group(2)) if match else None
+
+
+def is_classification_metric(metric: str) -> bool:
+    return metric in CLASSIFICATION_METRICS or per_class_metric(metric) is not None
 
 
 def estimator_prefixes() -> tuple[str, ...]:
@@ -152,9 +180,12 @@ class ExpectationConfig(_Strict):
 
 
 class EstimatorConfig(_Strict):
-    """The estimator: a dotted class path from the allow-list, its params and the seed."""
+    """The estimator: a dotted class path from the allow-list, its params and the seed.
 
-    class_: str = Field(alias="class", min_length=3)
+    With ``training.entrypoint`` there is no ``class``; ``params`` and ``seed`` are the entrypoint's to use.
+    """
+
+    class_: str | None = Field(default=None, alias="class", min_length=3)
     params: dict[str, Any] = Field(default_factory=dict)
     seed: int = Field(default=42, ge=0, le=2**32 - 1)
 
@@ -162,7 +193,9 @@ class EstimatorConfig(_Strict):
 
     @field_validator("class_")
     @classmethod
-    def _allowed(cls, value: str) -> str:
+    def _allowed(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         prefixes = estimator_prefixes()
         if not allow_listed(value, prefixes) or not re.fullmatch(r"[A-Za-z_][\w.]*\.[A-Za-z_]\w*", value):
             raise ValueError(
@@ -179,6 +212,32 @@ class EstimatorConfig(_Strict):
             raise ValueError(
                 f"{named} may not be set: joblib caching reads and writes pickles at a path of the config's "
                 "choosing (leave it unset)"
+            )
+        return value
+
+
+#: ``package.module:function``: a module path, a colon, a function name.
+_ENTRYPOINT = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
+
+
+class TrainingConfig(_Strict):
+    """Bring your own training code instead of ``estimator.class``."""
+
+    #: ``package.module:function``, under the same allow-list as ``estimator.class`` (extend it with
+    #: ``[mlops] estimator_allowlist``). It is called as ``function(frame, config)`` with the training rows
+    #: (feature columns and the target; the held-out rows stay unseen) and the ``ModelConfig``, and returns
+    #: a fitted scikit-learn-compatible estimator or pipeline that predicts from the feature columns
+    #: (classifiers: ``predict_proba`` and ``classes_`` too).
+    entrypoint: str
+
+    @field_validator("entrypoint")
+    @classmethod
+    def _allowed(cls, value: str) -> str:
+        prefixes = estimator_prefixes()
+        if not _ENTRYPOINT.fullmatch(value) or not allow_listed(value.replace(":", "."), prefixes):
+            raise ValueError(
+                f"expected package.module:function under the allow-list {list(prefixes)} "
+                f"(extend it with [mlops] estimator_allowlist or ${settings.OPTIONS['estimator_allowlist'].env})"
             )
         return value
 
@@ -402,9 +461,15 @@ class ModelConfig(_Strict):
     task: Literal["classification", "regression"]
     data: DataConfig
     target: str = Field(min_length=1)
+    #: Classification with two classes: the class whose probability is the answer's ``score`` and which
+    #: ``roc_auc``/``f1``/``precision``/``recall`` score (default: the second class in sorted order — ``1``,
+    #: ``True`` or the later label). Must be one of the training data's classes.
+    positive_class: str | bool | int | float | None = None
     features: FeaturesConfig
     expectations: list[ExpectationConfig] = Field(default_factory=list)
-    estimator: EstimatorConfig
+    estimator: EstimatorConfig = Field(default_factory=EstimatorConfig)
+    #: Your own training function instead of ``estimator.class``.
+    training: TrainingConfig | None = None
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     gates: GatesConfig = Field(default_factory=GatesConfig)
     approval: ApprovalConfig = Field(default_factory=ApprovalConfig)
@@ -416,7 +481,6 @@ class ModelConfig(_Strict):
 
     @model_validator(mode="after")
     def _cross_field(self) -> ModelConfig:
-        allowed = CLASSIFICATION_METRICS if self.task == "classification" else REGRESSION_METRICS
         if self.target in self.features.all:
             raise ValueError(f"target: got {self.target!r}; expected a column that is not also a feature")
         used: list[tuple[str, str]] = [(f"evaluation.metrics[{i}]", m) for i, m in enumerate(self.evaluation.metrics)]
@@ -427,11 +491,32 @@ class ModelConfig(_Strict):
         if self.gates.champion:
             used.append(("gates.champion.metric", self.gates.champion.metric))
         for where, metric in used:
-            if metric not in allowed:
-                raise ValueError(f"{where}: got {metric!r}; expected one of {list(allowed)} for task {self.task!r}")
+            known = is_classification_metric(metric) if self.task == "classification" else metric in REGRESSION_METRICS
+            if not known:
+                allowed = [*CLASSIFICATION_METRICS, "precision|recall|f1.<class>"]
+                raise ValueError(
+                    f"{where}: got {metric!r}; expected one of "
+                    f"{allowed if self.task == 'classification' else list(REGRESSION_METRICS)} for task {self.task!r}"
+                )
+        if self.positive_class is not None and self.task != "classification":
+            raise ValueError(f"positive_class: got {self.positive_class!r}; expected it only with task classification")
         for i, s in enumerate(self.gates.slices):
             if s.column not in self.features.all:
                 raise ValueError(f"gates.slices[{i}].column: got {s.column!r}; expected one of the features")
+        return self
+
+    @model_validator(mode="after")
+    def _one_way_to_train(self) -> ModelConfig:
+        if self.estimator.class_ is None and self.training is None:
+            raise ValueError(
+                "estimator.class: missing; expected an allow-listed estimator class (or training.entrypoint: your "
+                "own training function)"
+            )
+        if self.estimator.class_ is not None and self.training is not None:
+            raise ValueError(
+                f"training.entrypoint: got {self.training.entrypoint!r} next to estimator.class "
+                f"{self.estimator.class_!r}; expected only one of them"
+            )
         return self
 
     @model_validator(mode="after")
@@ -464,6 +549,11 @@ class ModelConfig(_Strict):
             if column is not None and column == self.target:
                 raise ValueError(f"evaluation.{field}: got {column!r}; expected a column other than the target")
         return self
+
+    @property
+    def trainer(self) -> str:
+        """What fits the model: the estimator class, or ``entrypoint:<package.module:function>``."""
+        return self.estimator.class_ or f"entrypoint:{self.training.entrypoint if self.training else ''}"
 
     @property
     def split(self) -> str:

@@ -39,7 +39,7 @@ def _doc(loaded: LoadedConfig) -> str:
     return (
         f"### {cfg.name}: training pipeline\n\n{cfg.description}\n\n"
         f"* config: `{loaded.path}` (sha256 `{loaded.sha256[:12]}`)\n"
-        f"* estimator: `{cfg.estimator.class_}` seed {cfg.estimator.seed}\n"
+        f"* estimator: `{cfg.trainer}` seed {cfg.estimator.seed}\n"
         f'* data: `{cfg.data.uri}` (override with `conf={{"{PARAM_DATA_URI}": "..."}}`)\n'
         f"* on pass: alias `challenger` and an event on `{candidate_asset_uri(cfg.name)}`\n"
         f"* also runs on `{asset_uri(cfg.name, AssetKind.DRIFT)}` and `{asset_uri(cfg.name, AssetKind.DATA)}` events"

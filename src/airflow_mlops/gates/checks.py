@@ -15,6 +15,7 @@ from airflow_mlops.config.schema import (
     ThresholdConfig,
 )
 from airflow_mlops.gates.report import CheckResult, GateReport
+from airflow_mlops.training.classes import ClassSet, same_label
 from airflow_mlops.training.metrics import compute_metric, higher_is_better
 
 if TYPE_CHECKING:
@@ -30,10 +31,22 @@ class HoldOut:
     y: pd.Series
 
 
-def _scores(model: Any, x: pd.DataFrame, task: str) -> tuple[np.ndarray, np.ndarray | None]:
+def _classes(model: Any, config: ModelConfig) -> ClassSet | None:
+    """A classifier's classes (its own ``classes_``, the config's positive class); ``None`` for a regressor."""
+    from airflow_mlops.training.trainer import model_classes
+
+    return model_classes(model, config) if config.task == "classification" else None
+
+
+def _scores(model: Any, x: pd.DataFrame, config: ModelConfig) -> tuple[np.ndarray, np.ndarray | None]:
     from airflow_mlops.training.trainer import predict_scores
 
-    return predict_scores(model, x, task)
+    return predict_scores(model, x, config.task, _classes(model, config))
+
+
+def _metric(model: Any, metric: str, x: pd.DataFrame, y: Any, config: ModelConfig) -> float:
+    scores, labels = _scores(model, x, config)
+    return compute_metric(metric, y, scores, labels, _classes(model, config))
 
 
 def threshold_check(metrics: dict[str, float], rule: ThresholdConfig) -> CheckResult:
@@ -81,58 +94,160 @@ def champion_check(
     )
 
 
-def behaviour_checks(model: Any, cases: pd.DataFrame, config: ModelConfig, source: str) -> list[CheckResult]:
-    """One result per case row; a case needs ``expected`` or ``expected_min``/``expected_max``."""
-    import numpy as np
+#: Columns of a behaviour-cases CSV that state what the model must answer.
+BEHAVIOUR_COLUMNS = ("expected", "expected_not", "expected_min", "expected_max")
 
+
+def behaviour_checks(model: Any, cases: pd.DataFrame, config: ModelConfig, source: str) -> list[CheckResult]:
+    """One result per case row.
+
+    A case states ``expected`` (the class, or a regressor's exact value), ``expected_not`` (a class the model
+    must not answer), and/or ``expected_min``/``expected_max``: bounds on a regressor's value, or on the
+    probability of the class in ``probability_of`` (default: the positive class with two classes, the
+    ``expected`` class with more).
+    """
     missing = [c for c in config.features.all if c not in cases.columns]
     if missing:
         raise ValueError(f"{source}: behaviour cases lack feature columns {missing}")
-    if not {"expected", "expected_min", "expected_max"} & set(cases.columns):
-        raise ValueError(f"{source}: behaviour cases need a column 'expected' or 'expected_min'/'expected_max'")
+    if not set(BEHAVIOUR_COLUMNS) & set(cases.columns):
+        raise ValueError(f"{source}: behaviour cases need a column {' or '.join(map(repr, BEHAVIOUR_COLUMNS))}")
+    if "expected_not" in cases.columns and config.task != "classification":
+        raise ValueError(f"{source}: 'expected_not' names a class; model {config.name!r} is a regressor")
     if cases.empty:
         raise ValueError(f"{source}: behaviour cases file has no rows")
-    scores, labels = _scores(model, cases[config.features.all], config.task)
-    outputs = labels if labels is not None else scores
-    results = []
-    for i, row in enumerate(cases.to_dict("records")):
-        label = str(row.get("case") or f"row {i + 1}")
-        expected = row.get("expected")
-        lo, hi = row.get("expected_min"), row.get("expected_max")
-        checks, bounds = [], []
-        if expected is not None and not _is_nan(expected):
-            checks.append(float(outputs[i]) == float(expected))
-            bounds.append(f"== {expected}")
-        if lo is not None and not _is_nan(lo):
-            checks.append(float(scores[i]) >= float(lo))
-            bounds.append(f">= {lo}")
-        if hi is not None and not _is_nan(hi):
-            checks.append(float(scores[i]) <= float(hi))
-            bounds.append(f"<= {hi}")
-        if not checks:
-            raise ValueError(f"{source}: case {label!r} has no expected value or bound")
-        value = float(scores[i]) if (bounds and not bounds[0].startswith("==")) else float(outputs[i])
-        results.append(
-            CheckResult(
-                name=f"behaviour:{label}",
-                kind="behaviour",
-                status="pass" if all(checks) and bool(np.isfinite(value)) else "fail",
-                value=value,
-                threshold=" and ".join(bounds),
-            )
+    x = cases[config.features.all]
+    if config.task != "classification":
+        values = _scores(model, x, config)[0]
+        return [_regression_case(i, row, float(values[i]), source) for i, row in enumerate(cases.to_dict("records"))]
+    import numpy as np
+
+    classes = _classes(model, config)
+    assert classes is not None
+    proba = np.asarray(model.predict_proba(x))
+    labels = classes.labels(model.predict(x))
+    return [
+        _classification_case(i, row, labels[i], proba[i], classes, source)
+        for i, row in enumerate(cases.to_dict("records"))
+    ]
+
+
+def _case_label(i: int, row: dict[str, Any]) -> str:
+    return str(row.get("case") or f"row {i + 1}")
+
+
+def _given(row: dict[str, Any], column: str) -> Any:
+    value = row.get(column)
+    return None if value is None or _is_nan(value) or (isinstance(value, str) and not value.strip()) else value
+
+
+def _regression_case(i: int, row: dict[str, Any], value: float, source: str) -> CheckResult:
+    label = _case_label(i, row)
+    checks, bounds = [], []
+    expected, lo, hi = _given(row, "expected"), _given(row, "expected_min"), _given(row, "expected_max")
+    if expected is not None:
+        checks.append(value == float(expected))
+        bounds.append(f"== {expected}")
+    if lo is not None:
+        checks.append(value >= float(lo))
+        bounds.append(f">= {lo}")
+    if hi is not None:
+        checks.append(value <= float(hi))
+        bounds.append(f"<= {hi}")
+    if not checks:
+        raise ValueError(f"{source}: case {label!r} has no expected value or bound")
+    ok = all(checks) and math.isfinite(value)
+    return CheckResult(f"behaviour:{label}", "behaviour", "pass" if ok else "fail", value, " and ".join(bounds))
+
+
+def _named_class(row: dict[str, Any], column: str, classes: ClassSet, where: str) -> Any:
+    """The class a case's ``column`` names (``None`` if empty); a name that is no class is an error."""
+    value = _given(row, column)
+    if value is None:
+        return None
+    found = classes.find(value)
+    if found is None:
+        raise ValueError(f"{where}: {column} {value!r} is not one of the model's classes {list(classes.classes)[:20]}")
+    return found
+
+
+def _classification_case(
+    i: int, row: dict[str, Any], answered: Any, proba: Any, classes: ClassSet, source: str
+) -> CheckResult:
+    label = _case_label(i, row)
+    where = f"{source}: case {label!r}"
+    expected = _named_class(row, "expected", classes, where)
+    unwanted = _named_class(row, "expected_not", classes, where)
+    answer = answered.item() if hasattr(answered, "item") else answered
+    checks, bounds = [], []
+    if expected is not None:
+        checks.append(same_label(answer, expected))
+        bounds.append(f"== {expected!r}")
+    if unwanted is not None:
+        checks.append(not same_label(answer, unwanted))
+        bounds.append(f"!= {unwanted!r}")
+    value: float | str = (
+        float(answer) if isinstance(answer, int | float) and not isinstance(answer, bool) else str(answer)
+    )
+    probability = _probability_bounds(row, proba, classes, expected, where)
+    if probability is not None:
+        value, ok, shown = probability
+        checks += ok
+        bounds += shown
+    if not checks:
+        raise ValueError(f"{where} has no expected class, expected_not or probability bound")
+    return CheckResult(
+        f"behaviour:{label}",
+        "behaviour",
+        "pass" if all(checks) and np_isfinite(proba) else "fail",
+        value,
+        " and ".join(bounds),
+        f"answered {answer!r}" if isinstance(value, float) else "",
+    )
+
+
+def _probability_bounds(
+    row: dict[str, Any], proba: Any, classes: ClassSet, expected: Any, where: str
+) -> tuple[float, list[bool], list[str]] | None:
+    """``expected_min``/``expected_max`` on the probability of ``probability_of`` (default: the positive class
+    with two classes, the expected class with more): the probability, the checks and their bounds."""
+    lo, hi = _given(row, "expected_min"), _given(row, "expected_max")
+    if lo is None and hi is None:
+        return None
+    of = _named_class(row, "probability_of", classes, where)
+    if of is None:
+        of = classes.positive if classes.binary else expected
+    if of is None:
+        raise ValueError(
+            f"{where}: expected_min/expected_max bound a class's probability; with {len(classes.classes)} classes "
+            "name the class in 'probability_of' (or 'expected')"
         )
-    return results
+    value = float(proba[classes.find_index(of)])
+    checks, bounds = [], []
+    if lo is not None:
+        checks.append(value >= float(lo))
+        bounds.append(f"P({of!r}) >= {lo}")
+    if hi is not None:
+        checks.append(value <= float(hi))
+        bounds.append(f"P({of!r}) <= {hi}")
+    return value, checks, bounds
+
+
+def np_isfinite(values: Any) -> bool:
+    import numpy as np
+
+    return bool(np.isfinite(np.asarray(values, dtype=float)).all())
 
 
 def _is_nan(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
 
-def slice_check(rule: SliceConfig, holdout: HoldOut, model: Any, task: str) -> CheckResult:
+def slice_check(rule: SliceConfig, holdout: HoldOut, model: Any, config: ModelConfig) -> CheckResult:
     """Spread of ``rule.metric`` over the groups of ``rule.column`` with at least ``min_rows`` rows."""
     import numpy as np
 
-    scores, labels = _scores(model, holdout.x, task)
+    scores, labels = _scores(model, holdout.x, config)
+    classes = _classes(model, config)
     groups = holdout.x[rule.column].astype(str).to_numpy()
     y = holdout.y.to_numpy()
     per_group: dict[str, float] = {}
@@ -140,7 +255,9 @@ def slice_check(rule: SliceConfig, holdout: HoldOut, model: Any, task: str) -> C
         mask = groups == group
         if mask.sum() < rule.min_rows:
             continue
-        per_group[group] = compute_metric(rule.metric, y[mask], scores[mask], None if labels is None else labels[mask])
+        per_group[group] = compute_metric(
+            rule.metric, y[mask], scores[mask], None if labels is None else labels[mask], classes
+        )
     name = f"slice:{rule.column}:{rule.metric}"
     if len(per_group) < 2:
         return CheckResult(
@@ -179,8 +296,7 @@ class GateInputs:
 
 
 def _metric_on_holdout(model: Any, metric: str, inputs: GateInputs) -> float:
-    scores, labels = _scores(model, inputs.holdout.x, inputs.config.task)
-    return compute_metric(metric, inputs.holdout.y, scores, labels)
+    return _metric(model, metric, inputs.holdout.x, inputs.holdout.y, inputs.config)
 
 
 def _threshold_results(inputs: GateInputs) -> list[CheckResult]:
@@ -188,9 +304,10 @@ def _threshold_results(inputs: GateInputs) -> list[CheckResult]:
     metrics: dict[str, float] = {}
 
     def evaluate() -> list[CheckResult]:
-        scores, labels = _scores(inputs.candidate, inputs.holdout.x, inputs.config.task)
+        scores, labels = _scores(inputs.candidate, inputs.holdout.x, inputs.config)
+        classes = _classes(inputs.candidate, inputs.config)
         for name in sorted({r.metric for r in rules}):
-            metrics[name] = compute_metric(name, inputs.holdout.y, scores, labels)
+            metrics[name] = compute_metric(name, inputs.holdout.y, scores, labels, classes)
         return []
 
     results = guarded("evaluate:candidate", "gate", evaluate) if rules else []
@@ -213,6 +330,32 @@ def _champion_results(inputs: GateInputs, rule: ChampionComparisonConfig) -> lis
     return guarded(f"champion:{rule.metric}", "champion", compare)
 
 
+def classes_check(candidate: ClassSet, champion: ClassSet, champion_version: str | None, seen: Any) -> CheckResult:
+    """The champion must know every class the candidate and the held-out rows have: a class it never saw
+    cannot be compared (its answers can never be right) and means the problem changed — a human decides."""
+    new = [c for c in (*candidate.classes, *seen) if champion.find(c) is None]
+    new = list(dict.fromkeys(new))
+    positive_moved = candidate.binary and champion.binary and candidate.positive != champion.positive
+    name = "classes:champion"
+    threshold = f"within champion v{champion_version}'s classes {list(champion.classes)[:20]}"
+    if new:
+        detail = (
+            f"classes {new[:20]} are new: champion v{champion_version} never saw them; retire it or promote by hand"
+        )
+        return CheckResult(name, "champion", "fail", f"{len(new)} new", threshold, detail)
+    if positive_moved:
+        detail = f"positive class {candidate.positive!r}; champion v{champion_version}'s is {champion.positive!r}"
+        return CheckResult(name, "champion", "fail", "positive class changed", threshold, detail)
+    return CheckResult(name, "champion", "pass", f"{len(candidate.classes)} classes", threshold)
+
+
+def _classes_results(inputs: GateInputs) -> list[CheckResult]:
+    candidate, champion = _classes(inputs.candidate, inputs.config), _classes(inputs.champion, inputs.config)
+    assert candidate is not None and champion is not None
+    seen = candidate.labels(inputs.holdout.y.unique()).tolist()
+    return [classes_check(candidate, champion, inputs.champion_version, seen)]
+
+
 def _behaviour_results(inputs: GateInputs) -> list[CheckResult]:
     loader = inputs.behaviour_cases
     if loader is None:
@@ -227,7 +370,7 @@ def _behaviour_results(inputs: GateInputs) -> list[CheckResult]:
 
 def _slice_results(inputs: GateInputs, rule: SliceConfig) -> list[CheckResult]:
     def check() -> list[CheckResult]:
-        return [slice_check(rule, inputs.holdout, inputs.candidate, inputs.config.task)]
+        return [slice_check(rule, inputs.holdout, inputs.candidate, inputs.config)]
 
     return guarded(f"slice:{rule.column}:{rule.metric}", "slice", check)
 
@@ -236,6 +379,8 @@ def evaluate_gate(inputs: GateInputs, *, model: str, version: str | None, run_id
     """Evaluate every configured check. Never raises: errors are reported and fail the gate."""
     gates = inputs.config.gates
     report = GateReport(model=model, version=version, run_id=run_id)
+    if inputs.config.task == "classification" and inputs.champion is not None:
+        report.checks += guarded("classes:champion", "champion", partial(_classes_results, inputs))
     report.checks += _threshold_results(inputs)
     if gates.champion is not None:
         report.checks += _champion_results(inputs, gates.champion)

@@ -238,7 +238,7 @@ class TrainModelOperator(MlopsBaseOperator):
             if key is not None:
                 client.set_tag(run_id, Tag.MODEL_HMAC, sign(key, self.model, logged.sha256))
             client.set_tag(run_id, Tag.MODEL_URI, logged.uri)  # last: marks training complete
-        self.log.info("Trained %s: %s; model sha256 %s", cfg.estimator.class_, outcome.metrics, logged.sha256)
+        self.log.info("Trained %s: %s; model sha256 %s", cfg.trainer, outcome.metrics, logged.sha256)
         return {"mlflow_run_id": run_id, "model_uri": logged.uri, "metrics": outcome.metrics}
 
 
@@ -271,7 +271,9 @@ class RegisterModelOperator(MlopsBaseOperator):
                 raise SigningKeyError(f"{self.model} (MLflow run {run_id}): cannot verify the model: {exc}") from exc
             tags = {k: run.data.tags[k] for k in LINEAGE_KEYS if k in run.data.tags}
             tags[Tag.MLFLOW_RUN_ID] = run_id
-            tags.update({k: run.data.tags[k] for k in (Tag.DATA_FILES, Tag.DATA_CONN_ID) if k in run.data.tags})
+            tags.update(
+                {k: run.data.tags[k] for k in (Tag.DATA_FILES, Tag.DATA_CONN_ID, Tag.CLASSES) if k in run.data.tags}
+            )
             tags.update({k: v for k, v in run.data.tags.items() if k.startswith(Tag.ENV_PREFIX)})
             version, created = register_version(
                 client, self.model, run_id, model_uri, run.data.tags.get(Tag.MODEL_ID), tags

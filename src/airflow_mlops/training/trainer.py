@@ -7,6 +7,7 @@ and two trainings with the same data, config and seed give identical metrics and
 
 from __future__ import annotations
 
+import json
 import logging
 import platform
 import warnings
@@ -15,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.config.schema import ModelConfig
 from airflow_mlops.exceptions import DataError
-from airflow_mlops.training.estimator import build_pipeline
+from airflow_mlops.training.classes import ClassSet
+from airflow_mlops.training.estimator import build_pipeline, fit_with_entrypoint
 from airflow_mlops.training.metrics import compute_metrics
 from airflow_mlops.vocabulary import Tag
 
@@ -42,10 +44,15 @@ class Split:
 
 @dataclass(frozen=True)
 class TrainOutcome:
-    model: Pipeline
+    #: The fitted model: our pipeline, or what ``training.entrypoint`` returned.
+    model: Any
     split: Split
     metrics: dict[str, float]
+    #: Held-out scores: see :func:`predict_scores`.
     scores: np.ndarray
+    #: The classes the classifier learned (``None`` for a regressor).
+    classes: ClassSet | None = None
+    labels: np.ndarray | None = None
 
 
 def check_columns(df: pd.DataFrame, config: ModelConfig) -> None:
@@ -58,9 +65,31 @@ def check_columns(df: pd.DataFrame, config: ModelConfig) -> None:
             f"{_shown_columns(df.columns)}"
         )
     if config.task == "classification":
-        values = set(df[config.target].dropna().unique().tolist())
-        if not values <= {0, 1}:
-            raise DataError(f"target {config.target!r}: got values {sorted(values, key=str)[:10]}; expected 0/1")
+        check_labels(df[config.target], config.target)
+
+
+def check_labels(target: pd.Series, name: str) -> None:
+    """A classification target: no missing labels, and all of one kind (strings, numbers or booleans)."""
+    missing = int(target.isna().sum())
+    if missing:
+        raise DataError(f"target {name!r}: {missing} rows have no label; a classifier learns from labelled rows only")
+    kinds = {_label_kind(v) for v in _plain_values(target.unique())}
+    if len(kinds) > 1 or kinds - {"boolean", "string", "number"}:
+        raise DataError(
+            f"target {name!r}: expected labels of one kind (strings, numbers or booleans); got {sorted(kinds)}"
+        )
+
+
+def _label_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, str):
+        return "string"
+    return "number" if isinstance(value, int | float) else type(value).__name__
+
+
+def _plain_values(values: Any) -> list[Any]:
+    return [v.item() if hasattr(v, "item") else v for v in values]
 
 
 def _shown_columns(columns: Any, limit: int = 20, width: int = 40) -> list[str]:
@@ -162,22 +191,73 @@ def _time_mask(df: pd.DataFrame, column: str, test_size: float, groups: Any) -> 
     return mask, str(pd.Timestamp(cutoff).isoformat() if not isinstance(cutoff, float) else cutoff)
 
 
-def predict_scores(model: Any, x: pd.DataFrame, task: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """Positive-class probability and hard labels (classification), or predictions (regression)."""
+def model_classes(model: Any, config: ModelConfig) -> ClassSet:
+    """The classes a fitted classifier answers, with the config's positive class."""
+    return ClassSet.learned(model.classes_, config.positive_class)
+
+
+def predict_scores(
+    model: Any, x: pd.DataFrame, task: str, classes: ClassSet | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Classification: the positive class's probability (two classes) or the probability matrix in class order
+    (more), and the hard labels; regression: the predictions and ``None``. ``classes`` defaults to the model's
+    own with the second one positive."""
     import numpy as np
 
     if task == "classification":
-        return np.asarray(model.predict_proba(x))[:, 1], np.asarray(model.predict(x))
+        classes = classes or ClassSet.learned(model.classes_)
+        proba = np.asarray(model.predict_proba(x))
+        return (proba[:, classes.positive_index] if classes.binary else proba), np.asarray(model.predict(x))
     return np.asarray(model.predict(x), dtype=float), None
+
+
+def metric_uses(config: ModelConfig) -> list[tuple[str, str]]:
+    """Every metric the config names, with where it names it (for errors)."""
+    gates = config.gates
+    used = [("evaluation.metrics" if config.evaluation.metrics else "the default metrics", m) for m in config.metrics]
+    used += [(f"gates.thresholds[{i}].metric", t.metric) for i, t in enumerate(gates.thresholds)]
+    used += [(f"gates.slices[{i}].metric", s.metric) for i, s in enumerate(gates.slices)]
+    if gates.champion:
+        used.append(("gates.champion.metric", gates.champion.metric))
+    if config.evaluation.primary_metric:
+        used.append(("evaluation.primary_metric", config.evaluation.primary_metric))
+    return used
+
+
+def check_metrics(config: ModelConfig, classes: ClassSet) -> None:
+    """Refuse a metric that cannot score these classes (``f1`` for three classes) before anything is logged."""
+    from airflow_mlops.training.metrics import metric_problem
+
+    for where, metric in metric_uses(config):
+        problem = metric_problem(metric, classes)
+        if problem:
+            raise DataError(f"{where}: {problem}")
 
 
 def fit_and_evaluate(df: pd.DataFrame, config: ModelConfig) -> TrainOutcome:
     split = split_data(df, config)
-    model = build_pipeline(config)
-    model.fit(split.x_train, split.y_train)
-    scores, labels = predict_scores(model, split.x_test, config.task)
-    metrics = compute_metrics(config.metrics, split.y_test, scores, labels)
-    return TrainOutcome(model=model, split=split, metrics=metrics, scores=scores)
+    model = build_pipeline(config) if config.training is None else None  # a bad estimator fails before the fit
+    classes = None
+    if config.task == "classification":
+        # fail on the labels before paying for the fit
+        classes = ClassSet.learned(sorted(_plain_values(split.y_train.unique())), config.positive_class)
+        check_metrics(config, classes)
+        unseen = [c for c in _plain_values(split.y_test.unique()) if classes.find(c) is None]
+        if unseen:
+            raise DataError(
+                f"target {config.target!r}: the held-out rows hold classes {sorted(map(str, unseen))[:20]} that no "
+                f"training row has (evaluation.split {config.split!r}); a model cannot be evaluated on classes it "
+                "never learned"
+            )
+    if model is None:
+        model = fit_with_entrypoint(config, split.x_train, split.y_train)
+    else:
+        model.fit(split.x_train, split.y_train)
+    if classes is not None:
+        classes = model_classes(model, config)
+    scores, labels = predict_scores(model, split.x_test, config.task, classes)
+    metrics = compute_metrics(config.metrics, split.y_test, scores, labels, classes)
+    return TrainOutcome(model=model, split=split, metrics=metrics, scores=scores, classes=classes, labels=labels)
 
 
 def environment_tags() -> dict[str, str]:
@@ -268,6 +348,7 @@ def log_model_files(
     metrics: dict[str, float],
     signature: Any,
     input_example: pd.DataFrame,
+    metadata: dict[str, Any] | None = None,
 ) -> LoggedModelFiles:
     """Save ``model`` to a local folder, hash it, then upload exactly that folder as a LoggedModel of ``run_id``.
 
@@ -314,6 +395,7 @@ def log_model_files(
                     model_uuid=logged.model_id,
                     run_id=run_id,
                     model_id=logged.model_id,
+                    metadata=metadata,
                 ),
                 signature=signature,
                 input_example=input_example,
@@ -332,6 +414,24 @@ def log_model_files(
     return LoggedModelFiles(uri=f"models:/{logged.model_id}", model_id=logged.model_id, sha256=sha256)
 
 
+def holdout_predictions(outcome: TrainOutcome) -> pd.DataFrame:
+    """The held-out rows' answers, the monitor's reference for prediction drift.
+
+    Columns ``row``, ``y_true`` and ``score`` (positive-class probability, or a regressor's prediction);
+    with more than two classes, ``prediction`` and one ``proba:<class>`` column per class instead of ``score``.
+    """
+    import pandas as pd
+
+    frame = pd.DataFrame({"row": outcome.split.x_test.index, "y_true": outcome.split.y_test.to_numpy()})
+    classes = outcome.classes
+    if classes is None or classes.binary:
+        return frame.assign(score=outcome.scores)
+    frame["prediction"] = outcome.labels
+    for i, key in enumerate(classes.keys):
+        frame[f"proba:{key}"] = outcome.scores[:, i]
+    return frame
+
+
 def log_training(outcome: TrainOutcome, config: ModelConfig, run_id: str, tags: dict[str, str]) -> LoggedModelFiles:
     """Log params, metrics, held-out predictions and the model into ``run_id``; return the uploaded model."""
     import mlflow
@@ -339,24 +439,28 @@ def log_training(outcome: TrainOutcome, config: ModelConfig, run_id: str, tags: 
     from mlflow.models import infer_signature
 
     x_example = outcome.split.x_test.head(5)
-    signature = infer_signature(x_example, outcome.model.predict(x_example))
+    answers = outcome.model.predict(x_example)
+    # string labels: a named string column in the signature, not an object tensor
+    if getattr(getattr(answers, "dtype", None), "kind", None) == "O":
+        answers = pd.Series([str(a) for a in answers], name=config.target, dtype="string")
+    signature = infer_signature(x_example, answers)
+    if outcome.classes is not None:
+        tags = {**tags, Tag.CLASSES: outcome.classes.to_json()}
     with mlflow.start_run(run_id=run_id):
         mlflow.log_params(
             {
-                "estimator": config.estimator.class_,
+                "estimator": config.trainer,
                 "seed": config.estimator.seed,
                 "test_size": config.evaluation.test_size,
                 "n_train": len(outcome.split.x_train),
                 "n_test": len(outcome.split.x_test),
                 **outcome.split.lineage,
+                **({"n_classes": len(outcome.classes.classes)} if outcome.classes else {}),
                 **{f"estimator.{k}": v for k, v in sorted(config.estimator.params.items())},
             }
         )
         mlflow.set_tags({**tags, **environment_tags()})
-        predictions = pd.DataFrame(
-            {"row": outcome.split.x_test.index, "y_true": outcome.split.y_test.to_numpy(), "score": outcome.scores}
-        )
-        mlflow.log_text(predictions.to_csv(index=False), PREDICTIONS_ARTIFACT)
+        mlflow.log_text(holdout_predictions(outcome).to_csv(index=False), PREDICTIONS_ARTIFACT)
         log_datasets(outcome.split, config, tags.get(Tag.DATA_URI))
         with warnings.catch_warnings():  # see _trusted_types
             warnings.simplefilter("ignore")
@@ -367,4 +471,6 @@ def log_training(outcome: TrainOutcome, config: ModelConfig, run_id: str, tags: 
                 metrics=outcome.metrics,
                 signature=signature,
                 input_example=x_example,
+                # the MLmodel file says what the signature's output cannot: which classes the label takes
+                metadata={"mlops_classes": json.loads(outcome.classes.to_json())} if outcome.classes else None,
             )

@@ -1,0 +1,88 @@
+"""A model from the user's own training function goes through the unchanged loop (issue 13): lineage,
+registration with a checksum, the gate, and the gateway's verified model cache."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from sklearn.datasets import load_iris
+
+from airflow_mlops.vocabulary import Tag
+from support import train_version
+
+pytestmark = pytest.mark.integration
+
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+def test_entrypoint_model_is_registered_gated_and_served(workspace: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_mlops.serving.models import ModelCache
+
+    monkeypatch.setenv("AIRFLOW_MLOPS_ESTIMATOR_ALLOWLIST", "byo_training")
+    data = load_iris()
+    frame = pd.DataFrame(data.data, columns=FEATURES)
+    frame["species"] = np.array(["setosa", "versicolor", "virginica"])[data.target]
+    frame.to_csv(workspace.root / "iris.csv", index=False)
+    raw = {
+        "name": "iris",
+        "task": "classification",
+        "data": {"uri": str(workspace.root / "iris.csv")},
+        "target": "species",
+        "features": {"numeric": FEATURES},
+        "training": {"entrypoint": "byo_training:fit_boosted"},
+        "estimator": {"params": {"max_iter": 30}},
+        "evaluation": {"metrics": ["f1_macro"]},
+        "gates": {"thresholds": [{"metric": "f1_macro", "min": 0.8}]},
+    }
+    path = workspace.config_dir / "iris.yaml"
+    path.write_text(yaml.safe_dump(raw))
+
+    version = train_version(path, "manual__byo_1")
+
+    client = workspace.client()
+    mv = client.get_model_version("iris", version)
+    run = client.get_run(mv.run_id)
+    assert mv.tags[Tag.GATE] == "passed" and Tag.MODEL_SHA256 in mv.tags
+    assert run.data.params["estimator"] == "entrypoint:byo_training:fit_boosted"
+    assert json.loads(mv.tags[Tag.CLASSES])["classes"] == ["setosa", "versicolor", "virginica"]
+    loaded = ModelCache(client).load("iris", version)
+    answers = loaded.predict(frame[FEATURES].head(3).astype("float64"))
+    assert [a["prediction"] for a in answers] == ["setosa", "setosa", "setosa"]
+
+
+def test_an_allow_listed_lightgbm_classifier_goes_through_the_loop(
+    workspace: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``estimator.class: lightgbm.LGBMClassifier`` (installed for the tests) once ``lightgbm.`` is allow-listed."""
+    from airflow_mlops.serving.models import ModelCache
+
+    monkeypatch.setenv("AIRFLOW_MLOPS_ESTIMATOR_ALLOWLIST", "lightgbm.")
+    data = load_iris()
+    frame = pd.DataFrame(data.data, columns=FEATURES)
+    frame["species"] = np.array(["setosa", "versicolor", "virginica"])[data.target]
+    frame.to_csv(workspace.root / "iris.csv", index=False)
+    raw = {
+        "name": "iris",
+        "task": "classification",
+        "data": {"uri": str(workspace.root / "iris.csv")},
+        "target": "species",
+        "features": {"numeric": FEATURES},
+        "estimator": {"class": "lightgbm.LGBMClassifier", "params": {"n_estimators": 20, "verbose": -1}},
+        "evaluation": {"metrics": ["f1_macro", "roc_auc_ovr"]},
+        "gates": {"thresholds": [{"metric": "f1_macro", "min": 0.8}]},
+    }
+    path = workspace.config_dir / "iris.yaml"
+    path.write_text(yaml.safe_dump(raw))
+
+    version = train_version(path, "manual__lgbm_1")
+
+    client = workspace.client()
+    assert client.get_model_version("iris", version).tags[Tag.GATE] == "passed"
+    loaded = ModelCache(client).load("iris", version)
+    assert type(loaded.estimator.steps[-1][1]).__name__ == "LGBMClassifier"
+    assert [a["prediction"] for a in loaded.predict(frame[FEATURES].head(2).astype("float64"))] == ["setosa"] * 2
