@@ -288,6 +288,7 @@ def test_canary_execute_sets_traffic_and_defers(env: Env) -> None:
         "check_interval": 1.0,
         "limits": CanaryConfig.model_validate(ROLLOUT["canary"]).model_dump(mode="json"),
         "metric": "roc_auc",
+        "classes": {env.v2: '{"classes":[0,1],"positive":1}', env.v1: '{"classes":[0,1],"positive":1}'},
     }
     state = env.state()
     assert (state.champion, state.canary, state.canary_percent) == (env.v1, env.v2, 25.0)

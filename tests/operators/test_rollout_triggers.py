@@ -179,6 +179,7 @@ def test_canary_serialize_names_every_init_argument(plog: PredictionLog) -> None
         "check_interval": 0.2,
         "limits": CANARY_LIMITS,
         "metric": "roc_auc",
+        "classes": None,
     }
     assert CanaryConfig.model_validate(kwargs["limits"]).max_error_rate == 0.1
 

@@ -40,7 +40,8 @@ __all__ = [
     "summarize_hour",
 ]
 
-#: The model's served score (classifiers) or prediction (regressors), scored for drift like a feature.
+#: The model's served score (binary classifiers), predicted class (more classes: a categorical column) or
+#: prediction (regressors), scored for drift like a feature.
 PREDICTION_FEATURE: Final = "__prediction__"
 #: Expected size of the window's sample of served answers joined with delayed labels.
 PERFORMANCE_SAMPLE_ROWS: Final = 50_000
@@ -105,8 +106,8 @@ def summarize_hour(
     from airflow_mlops.monitoring.window import served_predictions, window_columns
 
     columns: dict[str, Any] = window_columns(rows, config)
-    if PREDICTION_FEATURE in reference:
-        columns[PREDICTION_FEATURE] = served_predictions(rows)
+    if PREDICTION_FEATURE in reference:  # categorical: a classifier of more than two classes (its predicted class)
+        columns[PREDICTION_FEATURE] = served_predictions(rows, PREDICTION_FEATURE in reference.categorical)
     summary = summarize(reference, columns)
     served = _served(rows)
     answered = served[served["output"].notna()]
@@ -174,7 +175,8 @@ def evaluate_window(
 ) -> WindowEvaluation:
     """Merge the hours, score drift and prediction drift, check performance on the labelled sample, decide.
 
-    :param plan: The window plan: ``start``, ``end``, ``champion``, ``champion_metric``, ``reference``.
+    :param plan: The window plan: ``start``, ``end``, ``champion``, ``champion_metric``, ``reference``, and
+        ``classes`` (the champion's ``mlops.classes``; absent or ``None``: a regressor or a 0/1 classifier).
     :param hours: :func:`summarize_hour` results.
     :param feedback: The delayed labels that may belong to the window's answers (read once by the caller).
     """
@@ -195,7 +197,7 @@ def evaluate_window(
         scores = {name: score.to_dict() for name, score in feature_scores.items()}
         decision = decided.to_dict()
     answers = [answer for hour in hours for answer in hour.get("answers", [])]
-    performance = _performance(answers, feedback, config, plan.get("champion_metric"))
+    performance = _performance(answers, feedback, config, plan.get("champion_metric"), plan.get("classes"))
     reasons = []
     if decision.get("dataset_drift"):
         reasons.append(f"dataset drift: {decision.get('message', '')}")
@@ -221,18 +223,24 @@ def report_inputs(hours: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _performance(
-    answers: Sequence[Sequence[str]], feedback: pd.DataFrame, config: ModelConfig, champion_eval: float | None
+    answers: Sequence[Sequence[str]],
+    feedback: pd.DataFrame,
+    config: ModelConfig,
+    champion_eval: float | None,
+    classes: str | None = None,
 ) -> dict[str, Any]:
     import pandas as pd
 
     from airflow_mlops.monitoring.window import performance_on_labels
+    from airflow_mlops.training.classes import ClassSet
     from airflow_mlops.training.metrics import higher_is_better
 
     metric = config.primary_metric
     if feedback.empty or not answers:
         return {"metric": metric, "value": None, "labelled": 0, "champion_eval": champion_eval, "breached": False}
     served = pd.DataFrame(list(answers), columns=["request_id", "output"])
-    perf = performance_on_labels(served, feedback, metric, champion_eval)
+    champion_classes = ClassSet.from_json(classes) if config.task == "classification" else None
+    perf = performance_on_labels(served, feedback, metric, champion_eval, champion_classes)
     breached = perf.breached(
         config.monitoring.max_performance_drop, higher_is_better(metric), config.rollout.canary.min_labels
     )
@@ -244,5 +252,6 @@ def _performance(
         "breached": breached,
         "invalid_labels": perf.invalid_labels,
         "duplicate_labels": perf.duplicate_labels,
+        "invalid_answers": perf.invalid_answers,
         "error": perf.error,
     }

@@ -16,43 +16,37 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from airflow_mlops.config.schema import CLASSIFICATION_METRICS
+from airflow_mlops.config.schema import is_classification_metric
+from airflow_mlops.training.classes import same_label
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["BINARY_CLASSES", "LabelSet", "label_problem", "task_of_metric", "usable_labels"]
 
-#: The classes of today's classifiers (the trainer refuses targets other than 0/1).
+#: The classes of classifiers trained before classes were recorded (:data:`~airflow_mlops.training.classes.LEGACY`).
 BINARY_CLASSES: Final[tuple[int, ...]] = (0, 1)
 
 
 def task_of_metric(metric: str) -> str:
     """``"classification"`` or ``"regression"``: which task's labels ``metric`` scores."""
-    return "classification" if metric in CLASSIFICATION_METRICS else "regression"
+    return "classification" if is_classification_metric(metric) else "regression"
 
 
 def label_problem(value: Any, task: str, classes: Sequence[Any] = BINARY_CLASSES) -> str | None:
     """Why ``value`` (a decoded JSON label) is not a valid label for ``task``; ``None`` when it is.
 
     Classification: one of ``classes`` (compared as JSON values: ``1`` is not ``"1"``, ``true`` is not
-    ``1``). Regression: a finite number (not a boolean).
+    ``1``; ``true`` is a label only of a model whose classes are booleans). Regression: a finite number (not a
+    boolean).
     """
     if task == "classification":
-        if isinstance(value, bool) or not any(_same(value, c) for c in classes):
-            return f"expected one of the model's classes {list(classes)}, got {value!r}"
+        if not any(same_label(value, c) for c in classes):
+            return f"expected one of the model's classes {list(classes)[:20]}, got {value!r}"[:500]
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return f"expected a finite number, got {value!r}"
     return None
-
-
-def _same(value: Any, cls: Any) -> bool:
-    if isinstance(cls, bool) or isinstance(value, bool):
-        return type(value) is type(cls) and value == cls
-    if isinstance(cls, int | float) and isinstance(value, int | float):
-        return bool(value == cls)
-    return type(value) is type(cls) and value == cls
 
 
 @dataclass(frozen=True)

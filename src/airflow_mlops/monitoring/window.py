@@ -3,7 +3,8 @@
 The reference is found through the champion's lineage: its ``mlops.data_uri`` is read again and must
 still hash to its ``mlops.data_sha256`` (a reference that changed is refused, not silently used).
 The window is the prediction log's champion/canary rows between two instants, with their inputs
-parsed from JSON into one numpy array per feature.
+parsed from JSON into one numpy array per feature. The champion's classes (``mlops.classes``) say how its
+answers are read: the positive class's ``score`` (two classes), the predicted class (more classes).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.exceptions import DataError
+from airflow_mlops.training.classes import ClassSet, class_key
 from airflow_mlops.vocabulary import SERVED_ROLES, Alias, Tag
 
 if TYPE_CHECKING:
@@ -30,6 +32,23 @@ class Reference:
     data_uri: str
     data_sha256: str
     frame: pd.DataFrame
+    #: The champion's classes as its version records them; ``None`` for a regressor or a 0/1 version trained
+    #: before classes were recorded.
+    classes: ClassSet | None = None
+
+
+def recorded_classes(tags: dict[str, str], where: str) -> ClassSet | None:
+    """A version's ``mlops.classes`` tag; ``None`` without one.
+
+    :raises DataError: the tag is not a class set (edited by hand): its answers cannot be read safely.
+    """
+    text = tags.get(Tag.CLASSES)
+    if not text:
+        return None
+    try:
+        return ClassSet.from_json(text)
+    except ValueError as exc:
+        raise DataError(f"{where}: {Tag.CLASSES}: {exc}") from exc
 
 
 def champion_reference(client: MlflowClient, config: ModelConfig) -> Reference:
@@ -51,7 +70,8 @@ def champion_reference(client: MlflowClient, config: ModelConfig) -> Reference:
             f"{config.name} v{version}: training data {uri} now hashes to {actual}, not {expected} as recorded; "
             "the reference changed since training"
         )
-    return Reference(version=version, data_uri=uri, data_sha256=expected, frame=frame)
+    classes = recorded_classes(tags, f"{config.name} v{version}")
+    return Reference(version=version, data_uri=uri, data_sha256=expected, frame=frame, classes=classes)
 
 
 def reference_columns(reference: Reference, config: ModelConfig) -> dict[str, np.ndarray]:
@@ -91,16 +111,88 @@ def _as_float(value: Any) -> float:
         return float("nan")
 
 
-def served_predictions(rows: pd.DataFrame) -> np.ndarray:
-    """The served score (classifiers) or prediction (regressors) of each served row, for prediction drift."""
+def served_predictions(rows: pd.DataFrame, categorical: bool = False) -> np.ndarray:
+    """What prediction drift compares, per served row: the score (binary classifiers) or prediction (regressors)
+    as floats; with ``categorical`` (more classes) the predicted class's key (``"setosa"``, ``"1"``, ``"true"``).
+
+    An answer without one (not this kind of model's answer) is a missing value — reported as the column's
+    ``nan_share``, never a number or class it did not say.
+    """
     import numpy as np
 
     served = rows[rows["role"].isin(SERVED_ROLES) & rows["error"].isna() & rows["output"].notna()]
-    values = []
-    for text in served["output"]:
+    answers = [_answer(text) for text in served["output"]]
+    if categorical:
+        return np.array([_class_label(a.get("prediction")) for a in answers], dtype=object)
+    return np.array([_finite(a.get("score", a.get("prediction"))) for a in answers], dtype=float)
+
+
+def holdout_predictions(text: str, classes: ClassSet | None) -> np.ndarray:
+    """The reference of prediction drift from the champion's ``evaluation/holdout_predictions.csv``: its
+    ``score`` column (binary classifiers, regressors) as floats, or (``classes`` with more than two) its
+    ``prediction`` column as class keys, like :func:`served_predictions`.
+
+    :raises DataError: the column is missing, or holds a value that is not a score / one of ``classes``.
+    """
+    import io
+
+    import numpy as np
+    import pandas as pd
+
+    multiclass = classes is not None and not classes.binary
+    column = "prediction" if multiclass else "score"
+    try:  # y_true may be text with commas and quotes: a CSV reader, not a split on ","
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise DataError(f"holdout predictions: not a CSV ({exc})") from exc
+    if column not in frame.columns:
+        raise DataError(f"holdout predictions: no {column!r} column (columns {list(frame.columns)[:10]})")
+    if not multiclass:
+        values: np.ndarray = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+        if not np.isfinite(values).all():
+            raise DataError(f"holdout predictions: {column!r} holds values that are not finite numbers")
+        return values
+    assert classes is not None
+    keys = []
+    for cell in frame[column]:
+        found = classes.find(cell)
+        if found is None:
+            found = classes.find(_float_or_none(cell))
+        if found is None:
+            raise DataError(f"holdout predictions: {cell[:100]!r} is not one of the classes {classes.keys[:20]}")
+        keys.append(class_key(found))
+    return np.array(keys, dtype=object)
+
+
+def _float_or_none(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _answer(text: Any) -> dict[str, Any]:
+    """A logged answer as a mapping; ``{}`` for text that is not a JSON object."""
+    try:
         parsed = json.loads(text)
-        values.append(float(parsed.get("score", parsed.get("prediction"))))
-    return np.array(values, dtype=float)
+    except (TypeError, ValueError):
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _finite(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return float("nan")
+    return float(value) if value == value and abs(value) != float("inf") else float("nan")
+
+
+def _class_label(value: Any) -> str | None:
+    """A served prediction as its class key (``1.0`` is the class ``1``); ``None`` for one that is not a label."""
+    if isinstance(value, float):
+        if value != value or abs(value) == float("inf"):
+            return None
+        return class_key(int(value) if value.is_integer() else value)
+    return class_key(value) if isinstance(value, str | bool | int) else None
 
 
 @dataclass(frozen=True)
@@ -113,6 +205,8 @@ class Performance:
     invalid_labels: int = 0
     duplicate_labels: int = 0
     error: str | None = None
+    #: Labelled answers left out: not an answer of the champion's kind (no probability, not a class).
+    invalid_answers: int = 0
 
     def breached(self, max_drop: float, higher_is_better: bool, min_labels: int) -> bool:
         if self.value is None or self.champion_eval is None or self.labelled < min_labels:
@@ -122,12 +216,19 @@ class Performance:
 
 
 def performance_on_labels(
-    answers: pd.DataFrame, feedback: pd.DataFrame, metric: str, champion_eval: float | None
+    answers: pd.DataFrame,
+    feedback: pd.DataFrame,
+    metric: str,
+    champion_eval: float | None,
+    classes: ClassSet | None = None,
 ) -> Performance:
     """The primary metric of served answers that received a delayed label, vs the champion's evaluation.
 
     Labels go through :func:`~airflow_mlops.monitoring.labels.usable_labels` (first label per request,
-    valid for the task; the others are counted).
+    valid for the task and ``classes``; the others are counted). A classifier's answers are scored with
+    ``classes`` (the champion's; ``None``: the 0/1 models of before classes were recorded); an answer that is
+    not one of its answers (no probability for a class, a prediction that is not a class) is left out and
+    counted in :attr:`Performance.invalid_answers`.
 
     :param answers: ``request_id`` and ``output`` (the logged answer JSON) of served rows; other rows of
         the prediction log (shadow, errors) are left out when ``role``/``error`` columns are present.
@@ -135,6 +236,7 @@ def performance_on_labels(
     import numpy as np
 
     from airflow_mlops.monitoring.labels import task_of_metric, usable_labels
+    from airflow_mlops.training.classes import LEGACY
     from airflow_mlops.training.metrics import compute_metric
 
     served = answers[answers["output"].notna()]
@@ -144,24 +246,58 @@ def performance_on_labels(
         served = served[served["error"].isna()]
     if feedback.empty or served.empty:
         return Performance(metric, None, 0, champion_eval)
-    found = usable_labels(feedback, task_of_metric(metric))
+    task = task_of_metric(metric)
+    judge = (classes or LEGACY) if task == "classification" else None
+    found = usable_labels(feedback, task, judge.classes) if judge is not None else usable_labels(feedback, task)
     invalid, duplicates = found.invalid, found.duplicates
     joined = served[served["request_id"].isin(found.labels.index)]
+    outputs = [_answer(text) for text in joined["output"]]
+    if judge is None:
+        scores = np.array([_finite(o.get("score", o.get("prediction"))) for o in outputs], dtype=float)
+        fits = np.isfinite(scores)
+        hard = None
+    else:
+        fits = np.array([_fits(o, judge) for o in outputs], dtype=bool)
+    bad = int((~fits).sum())
+    joined, outputs = joined[fits], [o for o, ok in zip(outputs, fits, strict=True) if ok]
     if joined.empty:
-        return Performance(metric, None, 0, champion_eval, invalid_labels=invalid, duplicate_labels=duplicates)
-    outputs = [json.loads(text) for text in joined["output"]]
-    scores = np.array([float(o.get("score", o.get("prediction"))) for o in outputs])
-    hard = np.array([o.get("prediction") for o in outputs])
+        return Performance(
+            metric, None, 0, champion_eval, invalid_labels=invalid, duplicate_labels=duplicates, invalid_answers=bad
+        )
+    if judge is not None:
+        scores = judge.scores(outputs)
+        hard = judge.labels([judge.find(o["prediction"]) for o in outputs])
+    else:
+        scores = scores[fits]
     y = found.labels.loc[joined["request_id"]].to_numpy()
     value: float | None = None
     error: str | None = None
     try:
-        value = compute_metric(metric, y, scores, hard if "score" in outputs[0] else None)
+        value = compute_metric(metric, y, scores, hard, judge)
     except ValueError as exc:
         error = str(exc)
     return Performance(
-        metric, value, len(joined), champion_eval, invalid_labels=invalid, duplicate_labels=duplicates, error=error
+        metric,
+        value,
+        len(joined),
+        champion_eval,
+        invalid_labels=invalid,
+        duplicate_labels=duplicates,
+        error=error,
+        invalid_answers=bad,
     )
+
+
+def _fits(answer: dict[str, Any], classes: ClassSet) -> bool:
+    """Whether ``answer`` is one a model of ``classes`` gives: a class, and its probabilities as numbers."""
+    import numpy as np
+
+    if classes.find(answer.get("prediction")) is None:
+        return False
+    try:
+        return bool(np.isfinite(classes.scores([answer])).all())
+    except (KeyError, TypeError, ValueError):
+        return False
 
 
 def window_bounds(end: datetime, length_seconds: float) -> tuple[datetime, datetime]:

@@ -42,12 +42,11 @@ class PlanMonitoringWindowOperator(RolloutBaseOperator):
     def execute(self, context: Context) -> list[list[str]]:
         """Returns the hour groups to map over; the plan (window, reference, sample rates) goes to XCom ``plan``."""
         import mlflow
-        import numpy as np
 
         from airflow_mlops.hooks.object_storage import prediction_log_storage
         from airflow_mlops.monitoring.drift import build_reference
         from airflow_mlops.monitoring.evaluation import PREDICTION_FEATURE, SampleRates
-        from airflow_mlops.monitoring.window import champion_reference, reference_columns
+        from airflow_mlops.monitoring.window import champion_reference, holdout_predictions, reference_columns
         from airflow_mlops.prediction_log import count_prediction_parts, hour_partitions
 
         cfg = self.loaded.config
@@ -60,10 +59,14 @@ class PlanMonitoringWindowOperator(RolloutBaseOperator):
             columns = reference_columns(reference, cfg)
             run = client.get_run(str(client.get_model_version(cfg.name, reference.version).run_id))
             holdout = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/evaluation/holdout_predictions.csv")
-        scores = np.loadtxt(holdout.splitlines()[1:], delimiter=",", usecols=2, ndmin=1)
-        if cfg.monitoring.prediction_drift:
-            columns[PREDICTION_FEATURE] = scores
-        drift_reference = build_reference(columns, categorical=cfg.features.categorical)
+        classes = reference.classes  # None: a regressor, or a 0/1 classifier trained before classes were recorded
+        multiclass = classes is not None and not classes.binary
+        categorical = list(cfg.features.categorical)
+        if cfg.monitoring.prediction_drift:  # the score (binary), the predicted class (more classes), the value
+            columns[PREDICTION_FEATURE] = holdout_predictions(holdout, classes)
+            if multiclass:
+                categorical.append(PREDICTION_FEATURE)
+        drift_reference = build_reference(columns, categorical=categorical)
         groups = hour_partitions(storage, cfg.name, start, end)
         total = count_prediction_parts(storage, [path for group in groups for path in group])
         rates = SampleRates.for_window(total)
@@ -83,6 +86,7 @@ class PlanMonitoringWindowOperator(RolloutBaseOperator):
             "champion": reference.version,
             "champion_run_id": run.info.run_id,
             "champion_metric": run.data.metrics.get(cfg.primary_metric),
+            "classes": classes.to_json() if classes is not None else None,
             "reference_uri": reference.data_uri,
             "reference": drift_reference.to_dict(),
             "logged_rows": total,

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from airflow_mlops.config.schema import CanaryConfig, ShadowConfig
     from airflow_mlops.deploy.targets import DeploymentTarget
+    from airflow_mlops.training.classes import ClassSet
 
     M = TypeVar("M", bound=BaseModel)
 
@@ -82,6 +83,18 @@ class RolloutBaseOperator(MlopsBaseOperator):
                 "the rollout reads the gateway's prediction log from there"
             )
         return root, conn_id
+
+
+def version_classes(client: Any, model: str, version: str) -> ClassSet | None:
+    """``version``'s classes (its ``mlops.classes`` tag); ``None`` for a regressor or a 0/1 classifier trained
+    before classes were recorded.
+
+    :raises DataError: the tag is not a class set (edited by hand): its answers cannot be scored safely.
+    """
+    from airflow_mlops.monitoring.window import recorded_classes
+
+    tags = client.get_model_version(model, version).tags or {}
+    return recorded_classes(dict(tags), f"{model} v{version}")
 
 
 def _required_version(task_id: str, field: str, value: Any) -> str:
@@ -284,9 +297,12 @@ class CanaryStepOperator(RolloutBaseOperator):
         champion = _required_version(self.task_id, "champion", self.champion)
         root, conn_id = self.log_location  # before traffic moves: no canary without a log to judge it by
         with self.hook.activate() as client:
+            classes = self._classes(client, metric, version, champion)  # a bad tag fails before traffic moves
             self.deployment_target(client).set_traffic(
                 self.model, version, percent, actor=self.actor(context), reason=f"canary step {percent:g}%"
             )
+        if classes:
+            self.log.info("Labelled answers of v%s and v%s are scored with classes %s", version, champion, classes)
         self.defer(
             trigger=CanaryStepTrigger(
                 log_root=root,
@@ -299,9 +315,20 @@ class CanaryStepOperator(RolloutBaseOperator):
                 check_interval=parse_duration(policy.check_interval).total_seconds(),
                 limits=policy.model_dump(mode="json"),
                 metric=metric,
+                classes=classes,
             ),
             method_name="execute_complete",
         )
+
+    def _classes(self, client: Any, metric: str | None, *versions: str) -> dict[str, str | None]:
+        """Each version's ``mlops.classes`` (JSON, ``None`` without one) when ``metric`` scores classes: how the
+        health check reads their answers and which labels it accepts."""
+        from airflow_mlops.monitoring.labels import task_of_metric
+
+        if metric is None or task_of_metric(metric) != "classification":
+            return {}
+        found = {version: version_classes(client, self.model, version) for version in versions}
+        return {version: c.to_json() if c is not None else None for version, c in found.items()}
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         version = _required_version(self.task_id, "version", self.version)

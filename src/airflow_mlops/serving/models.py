@@ -16,9 +16,10 @@ import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.monitoring.labels import BINARY_CLASSES
+from airflow_mlops.exceptions import DataError
 from airflow_mlops.registry.checksum import ModelIntegrityError, download_verified
 from airflow_mlops.registry.signing import SigningKeyError
+from airflow_mlops.training.classes import LEGACY, ClassSet
 from airflow_mlops.vocabulary import Tag
 
 if TYPE_CHECKING:
@@ -47,33 +48,77 @@ class LoadedModel:
     version: str
     estimator: Any
     schema: InputSchema
-    #: "classification" answers a label and the positive-class score; "regression" a value.
+    #: "classification" answers a class and its probabilities (:meth:`ClassSet.answers`); "regression" a value.
     task: str
     #: ``predict`` is ``classes_[argmax(predict_proba)]``, so one pass over the pipeline gives both.
     labels_from_proba: bool = True
+    #: A classifier's classes as its version records them (``mlops.classes``), checked against ``classes_`` at
+    #: load; ``None``: learned from ``classes_`` (positive = the second class, as before classes were recorded).
+    class_set: ClassSet | None = None
+
+    def __post_init__(self) -> None:
+        if self.task == "classification" and self.class_set is None:
+            object.__setattr__(self, "class_set", estimator_classes(self.estimator))
 
     @property
     def classes(self) -> tuple[Any, ...]:
         """The labels a classifier answers (``classes_`` as plain JSON values); ``()`` for a regressor."""
-        if self.task != "classification":
-            return ()
-        found = getattr(self.estimator, "classes_", None)
-        return tuple(found.tolist()) if found is not None else BINARY_CLASSES
+        return self.class_set.classes if self.class_set is not None else ()
 
     def predict(self, frame: pd.DataFrame) -> list[dict[str, Any]]:
-        """One output per input row, JSON-ready."""
-        if self.task == "classification":
+        """One output per input row, JSON-ready: binary ``prediction`` + ``score`` (the positive class's
+        probability), more classes ``prediction`` + ``probabilities``, regression ``prediction``."""
+        if self.class_set is not None:
             proba = self.estimator.predict_proba(frame)
-            scores = proba[:, 1]
             if self.labels_from_proba:  # one pass over the pipeline, labels derived from it
                 labels = self.estimator.classes_[proba.argmax(axis=1)]
             else:
                 labels = self.estimator.predict(frame)
-            return [
-                {"prediction": _plain(label), "score": float(score)}
-                for label, score in zip(labels, scores, strict=True)
-            ]
+            return self.class_set.answers(labels, proba)
         return [{"prediction": float(value)} for value in self.estimator.predict(frame)]
+
+
+def estimator_classes(estimator: Any) -> ClassSet:
+    """The classes of a classifier whose version records none: its ``classes_``, positive the second class
+    (what the gateway answered before classes were recorded); 0/1 when it has no ``classes_``."""
+    found = getattr(estimator, "classes_", None)
+    return ClassSet.learned(found) if found is not None else LEGACY
+
+
+def version_classes(tags: dict[str, str], estimator: Any, where: str) -> ClassSet:
+    """The classes a classifier version answers: its ``mlops.classes`` tag, which must name exactly the
+    estimator's ``classes_`` in their order; without the tag, :func:`estimator_classes`.
+
+    A tag edited by hand would silently change which probability is the ``score`` (or which column is which
+    class): it is refused instead (:class:`NotServableError`; served again once the tag is put right).
+    """
+    try:
+        learned = estimator_classes(estimator)
+    except DataError as exc:
+        raise ModelLoadError(f"{where}: its classes cannot be served: {exc}") from exc
+    text = tags.get(Tag.CLASSES)
+    if text is None:
+        return learned
+    try:
+        recorded = ClassSet.from_json(text)
+    except ValueError as exc:
+        raise NotServableError(f"{where}: {Tag.CLASSES}: {exc}") from exc
+    if recorded.keys != learned.keys:
+        raise NotServableError(
+            f"{where}: {Tag.CLASSES} names classes {list(recorded.classes)[:20]}, but the model's classes_ are "
+            f"{list(learned.classes)[:20]} (same classes in the same order expected); the tag was changed"
+        )
+    if any(type(a) is not type(b) for a, b in zip(recorded.classes, learned.classes, strict=True)):
+        raise NotServableError(
+            f"{where}: {Tag.CLASSES} types the classes as {[type(c).__name__ for c in recorded.classes][:20]}, "
+            f"the model's classes_ are {[type(c).__name__ for c in learned.classes][:20]}; the tag was changed"
+        )
+    if not recorded.binary and recorded.positive is not None:
+        raise NotServableError(
+            f"{where}: {Tag.CLASSES} names positive class {recorded.positive!r} for {len(recorded.classes)} "
+            "classes; only a binary model has one"
+        )
+    return ClassSet(learned.classes, recorded.positive) if recorded.binary else learned
 
 
 def labels_follow_proba(estimator: Any) -> bool:
@@ -87,10 +132,6 @@ def labels_follow_proba(estimator: Any) -> bool:
         return False
     params = final.get_params(deep=False) if callable(getattr(final, "get_params", None)) else {}
     return not params.get("probability", False)
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
 
 
 def output_json(output: dict[str, Any]) -> str:
@@ -166,5 +207,20 @@ class ModelCache:
                 raise ModelLoadError(f"{model} v{version} has no signature; the gateway cannot check inputs")
             estimator = mlflow.sklearn.load_model(local)
         task = "classification" if hasattr(estimator, "predict_proba") else "regression"
+        where = f"{model} v{version}"
+        if task == "classification":
+            classes: ClassSet | None = version_classes(tags, estimator, where)
+        elif Tag.CLASSES in tags:
+            raise NotServableError(f"{where} has {Tag.CLASSES} but no predict_proba: it cannot answer classes")
+        else:
+            classes = None
         schema = InputSchema.from_mlflow(info.signature)
-        return LoadedModel(model, version, estimator, schema, task, labels_from_proba=labels_follow_proba(estimator))
+        return LoadedModel(
+            model,
+            version,
+            estimator,
+            schema,
+            task,
+            labels_from_proba=labels_follow_proba(estimator),
+            class_set=classes,
+        )

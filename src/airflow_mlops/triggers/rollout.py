@@ -106,12 +106,15 @@ class CanaryStepTrigger(BaseTrigger):
         check_interval: float,
         limits: dict[str, Any],
         metric: str | None,
+        classes: dict[str, str | None] | None = None,
     ) -> None:
         super().__init__()
         self.log_root, self.log_conn_id, self.model = log_root, log_conn_id, model
         self.champion, self.canary = champion, canary
         self.start, self.duration, self.check_interval = start, duration, check_interval
         self.limits, self.metric = limits, metric
+        #: version -> its ``mlops.classes`` JSON (None: none recorded), read by the operator from the registry
+        self.classes = classes
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -127,21 +130,27 @@ class CanaryStepTrigger(BaseTrigger):
                 "check_interval": self.check_interval,
                 "limits": self.limits,
                 "metric": self.metric,
+                "classes": self.classes,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow_mlops.config.schema import CanaryConfig
-        from airflow_mlops.deploy.health import canary_stats, decide_canary
+        from airflow_mlops.deploy.health import canary_stats, classes_by_version, decide_canary
 
         limits = CanaryConfig.model_validate(self.limits)
+        try:
+            classes = classes_by_version(self.classes)
+        except ValueError as exc:
+            yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
+            return
         while True:
             await asyncio.sleep(min(self.check_interval, max(0.0, self.start + self.duration - time.time())))
             try:
                 rows, feedback = await asyncio.to_thread(
                     _read_window, self.log_root, self.log_conn_id, self.model, self.start, self.metric is not None
                 )
-                stats = canary_stats(rows, feedback, self.canary, self.champion, self.metric)
+                stats = canary_stats(rows, feedback, self.canary, self.champion, self.metric, classes=classes)
             except Exception as exc:
                 yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
                 return
