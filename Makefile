@@ -13,7 +13,7 @@ export DO_NOT_TRACK := 1
 export GX_ANALYTICS_ENABLED := False
 export SCARF_ANALYTICS := false
 
-.PHONY: demo test test-fast lint docs venv tools browser prometheus lock build clean
+.PHONY: demo demo-tickets test test-fast lint docs venv tools browser prometheus lock build clean
 
 venv: $(STAMP)
 
@@ -51,6 +51,10 @@ prometheus:
 demo: $(STAMP)
 	$(BIN)/airflow-mlops demo --home .demo
 
+# The multiclass example (dags/configs/tickets.yaml: string labels, time split) through its real train DAG.
+demo-tickets: $(STAMP)
+	$(BIN)/airflow-mlops demo-tickets --home .demo-tickets
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests dags benchmarks plugins
 	$(BIN)/mypy
@@ -76,4 +80,4 @@ lock: $(STAMP)
 	  echo "constraints.new written; review the diff and keep the header of constraints.txt"
 
 clean:
-	rm -rf .demo .pytest_cache .mypy_cache .ruff_cache dist build
+	rm -rf .demo .demo-tickets .pytest_cache .mypy_cache .ruff_cache dist build

@@ -157,6 +157,18 @@ _STATE_COMMANDS: dict[str, Callable[[argparse.ArgumentParser, argparse.Namespace
 }
 
 
+def _demo_tickets_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from airflow_mlops.examples.tickets_demo import run_tickets_demo
+
+    return run_tickets_demo(Path(args.home))
+
+
+#: The short example demos besides ``demo`` (each on embedded SQLite Airflow + MLflow under ``--home``).
+_DEMO_COMMANDS: dict[str, Callable[[argparse.ArgumentParser, argparse.Namespace], int]] = {
+    "demo-tickets": _demo_tickets_command,
+}
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -204,6 +216,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     promote.add_argument("--reason", default="promoted from the command line")
     demo = sub.add_parser("demo", help="run the fraud model's train DAG twice on embedded SQLite Airflow + MLflow")
     demo.add_argument("--home", default=".demo", help="project-local folder for Airflow, MLflow and data")
+    tickets = sub.add_parser(
+        "demo-tickets",
+        help="train and gate the multiclass tickets example (string labels, time split) with its real train DAG",
+    )
+    tickets.add_argument("--home", default=".demo-tickets", help="project-local folder for Airflow, MLflow and data")
     serve = sub.add_parser("serve", help="start the serving gateway for one or more models")
     serve.add_argument("--model", dest="models", action="append", required=True, help="repeat for more models")
     serve.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"), help="MLflow tracking URI")
@@ -267,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     data.add_argument("folder", nargs="?", default="dags/data")
     args = parser.parse_args(argv)
 
-    handler = {**_CONFIG_COMMANDS, **_STATE_COMMANDS}.get(args.command)
+    handler = {**_CONFIG_COMMANDS, **_STATE_COMMANDS, **_DEMO_COMMANDS}.get(args.command)
     if handler is not None:
         return handler(parser, args)
     if args.command == "promote":

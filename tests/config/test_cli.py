@@ -32,7 +32,10 @@ def copy_fraud(folder: Path, *, with_cases: bool = True) -> Path:
 def test_shipped_configs_are_valid(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate-config", str(EXAMPLES)]) == 0
     out, err = capsys.readouterr()
-    assert out == f"ok   {EXAMPLES / 'diabetes.yaml'} (diabetes)\nok   {EXAMPLES / 'fraud.yaml'} (fraud)\n"
+    assert out == (
+        f"ok   {EXAMPLES / 'diabetes.yaml'} (diabetes)\nok   {EXAMPLES / 'fraud.yaml'} (fraud)\n"
+        f"ok   {EXAMPLES / 'tickets.yaml'} (tickets)\n"
+    )
     assert err == ""
 
 
@@ -80,7 +83,7 @@ def test_every_argument_is_checked(tmp_path: Path, capsys: pytest.CaptureFixture
     missing = tmp_path / "absent.yaml"
     assert main(["validate-config", str(EXAMPLES), str(missing)]) == 1
     out, err = capsys.readouterr()
-    assert out.count("ok   ") == 2
+    assert out.count("ok   ") == 3
     assert err.splitlines() == [f"FAIL {missing}", f"  {missing}: cannot read file: No such file or directory"]
 
 
@@ -117,7 +120,8 @@ def test_paths_are_required(capsys: pytest.CaptureFixture[str]) -> None:
         pytest.param(
             "dags/configs",
             0,
-            "ok   dags/configs/diabetes.yaml (diabetes)\nok   dags/configs/fraud.yaml (fraud)\n",
+            "ok   dags/configs/diabetes.yaml (diabetes)\nok   dags/configs/fraud.yaml (fraud)\n"
+            "ok   dags/configs/tickets.yaml (tickets)\n",
             "",
             id="valid",
         ),

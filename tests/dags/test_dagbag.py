@@ -52,6 +52,10 @@ def test_repository_dags_parse_without_errors_or_heavy_imports() -> None:
         "fraud__monitor",
         "fraud__rollback",
         "fraud__train",
+        "tickets__deploy",
+        "tickets__monitor",
+        "tickets__rollback",
+        "tickets__train",
     ]
     assert result["heavy"] == []
 

@@ -172,6 +172,7 @@ def test_write_example_data_reproduces_shipped_files(tmp_path: Path) -> None:
     assert [p.relative_to(tmp_path).as_posix() for p in written] == [
         "fraud/transactions_batch_001.csv",
         "diabetes/diabetes.csv",
+        "tickets/tickets.csv",
     ]
     for path in written:
         shipped = REPO / "dags" / "data" / path.relative_to(tmp_path)

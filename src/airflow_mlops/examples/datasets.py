@@ -1,7 +1,8 @@
-"""The example datasets shipped with ``dags/configs``: fraud batches and scikit-learn's diabetes data.
+"""The example datasets shipped with ``dags/configs``: fraud batches, scikit-learn's diabetes data and support
+tickets.
 
-Both come from code (a seeded generator, a dataset bundled with scikit-learn), so nothing is
-downloaded and ``write_example_data`` reproduces the shipped files.
+All come from code (seeded generators, a dataset bundled with scikit-learn), so nothing is downloaded and
+``write_example_data`` reproduces the shipped files.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 FRAUD_ROWS = 6000
+TICKETS_ROWS = 5000
 
 
 def fraud_batch(batch: int, *, data_drift: float = 0.0, concept_drift: float = 0.0) -> pd.DataFrame:
@@ -36,6 +38,13 @@ def diabetes_frame() -> pd.DataFrame:
     return frame.rename(columns={"target": "progression"})
 
 
+def tickets_frame(seed: int = 1) -> pd.DataFrame:
+    """Four months of support tickets routed to a queue (the shipped file is ``seed=1``)."""
+    from airflow_mlops.examples.tickets import generate_tickets
+
+    return generate_tickets(TICKETS_ROWS, seed=seed)
+
+
 def write_example_data(data_dir: Path) -> list[Path]:
     """Write the example datasets under ``data_dir`` (what ``dags/data`` ships)."""
     written = []
@@ -47,4 +56,8 @@ def write_example_data(data_dir: Path) -> list[Path]:
     diabetes.parent.mkdir(parents=True, exist_ok=True)
     diabetes_frame().to_csv(diabetes, index=False)
     written.append(diabetes)
+    tickets = data_dir / "tickets" / "tickets.csv"
+    tickets.parent.mkdir(parents=True, exist_ok=True)
+    tickets_frame().to_csv(tickets, index=False)
+    written.append(tickets)
     return written

@@ -91,18 +91,30 @@ def write_demo_config(home: Path, dags_folder: Path, *, broken: bool = False, ga
 
 def run_demo(home: Path, dags_folder: Path = Path("dags")) -> int:
     """Reset ``home``, migrate Airflow's database, then run the demo in a child with the right environment."""
-    if home.exists():
-        shutil.rmtree(home)
-    (home / "airflow").mkdir(parents=True)
+    reset_home(home)
     first = home / "data" / MODEL / "transactions_batch_001.csv"
     first.parent.mkdir(parents=True)
     shutil.copy(dags_folder / "data" / MODEL / first.name, first)
     write_demo_config(home, dags_folder)
+    return run_in_demo_environment(home, dags_folder, "airflow_mlops.examples.demo")
+
+
+def reset_home(home: Path) -> None:
+    """Delete ``home`` and recreate it with an empty Airflow home."""
+    if home.exists():
+        shutil.rmtree(home)
+    (home / "airflow").mkdir(parents=True)
+
+
+def run_in_demo_environment(home: Path, dags_folder: Path, module: str) -> int:
+    """Migrate the demo's Airflow database, then run ``python -m module <home> <dags_folder>`` in a child with
+    :func:`demo_environment` (Airflow reads its configuration at import, so the demo proper needs its own
+    process); return the child's exit code."""
     env = {**os.environ, **demo_environment(home, dags_folder)}
     airflow = Path(sys.executable).with_name("airflow")
     print(f"[demo] Airflow metadata DB: {home / 'airflow' / 'airflow.db'} (airflow db migrate)", flush=True)
     subprocess.run([str(airflow), "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
-    child = [sys.executable, "-m", "airflow_mlops.examples.demo", str(home), str(dags_folder.resolve())]
+    child = [sys.executable, "-m", module, str(home), str(dags_folder.resolve())]
     return subprocess.run(child, env=env, check=False).returncode
 
 
@@ -112,6 +124,10 @@ class _Clock:
 
     def say(self, text: str) -> None:
         print(f"[demo {time.monotonic() - self.start:6.1f}s] {text}", flush=True)
+
+
+#: The demo's clock: prints ``[demo  12.3s] text`` lines.
+DemoClock = _Clock
 
 
 def _stage_batch(home: Path, batch: int) -> str:
@@ -124,9 +140,14 @@ def _stage_batch(home: Path, batch: int) -> str:
 
 
 def _dag(kind: str) -> Any:
+    return model_dag(MODEL, kind)
+
+
+def model_dag(model: str, kind: str) -> Any:
+    """The ``<model>__<kind>`` DAG built from the configured config folder (run it with ``.test()``)."""
     from airflow_mlops.factories import build_dags
 
-    return build_dags(None)[f"{MODEL}__{kind}"]
+    return build_dags(None)[f"{model}__{kind}"]
 
 
 def _free_port() -> int:
@@ -215,7 +236,12 @@ class _Traffic(threading.Thread):
 
 
 def _gate_lines(client: Any, version: str) -> list[str]:
-    mv = client.get_model_version(MODEL, version)
+    return gate_lines(client, MODEL, version)
+
+
+def gate_lines(client: Any, model: str, version: str) -> list[str]:
+    """A version's gate verdict, one line per check of its gate report, and where the report is."""
+    mv = client.get_model_version(model, version)
     report = Path(mv.tags.get(Tag.GATE_REPORT, "").replace("gate_report.md", "gate_report.json"))
     lines = [f"  v{version}: gate={mv.tags.get(Tag.GATE)}  data={Path(mv.tags.get(Tag.DATA_URI, '')).name}"]
     if report.is_file():
