@@ -4,6 +4,7 @@ registration with a checksum, the gate, and the gateway's verified model cache."
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,10 +21,8 @@ pytestmark = pytest.mark.integration
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
 
-def test_entrypoint_model_is_registered_gated_and_served(workspace: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow_mlops.serving.models import ModelCache
-
-    monkeypatch.setenv("AIRFLOW_MLOPS_ESTIMATOR_ALLOWLIST", "byo_training")
+def iris_workspace(workspace: Any, **sections: Any) -> tuple[pd.DataFrame, Path]:
+    """Iris with string labels as the workspace's data, and an ``iris`` config over it with ``sections``."""
     data = load_iris()
     frame = pd.DataFrame(data.data, columns=FEATURES)
     frame["species"] = np.array(["setosa", "versicolor", "virginica"])[data.target]
@@ -34,13 +33,24 @@ def test_entrypoint_model_is_registered_gated_and_served(workspace: Any, monkeyp
         "data": {"uri": str(workspace.root / "iris.csv")},
         "target": "species",
         "features": {"numeric": FEATURES},
-        "training": {"entrypoint": "byo_training:fit_boosted"},
-        "estimator": {"params": {"max_iter": 30}},
-        "evaluation": {"metrics": ["f1_macro"]},
         "gates": {"thresholds": [{"metric": "f1_macro", "min": 0.8}]},
+        **sections,
     }
     path = workspace.config_dir / "iris.yaml"
     path.write_text(yaml.safe_dump(raw))
+    return frame, path
+
+
+def test_entrypoint_model_is_registered_gated_and_served(workspace: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_mlops.serving.models import ModelCache
+
+    monkeypatch.setenv("AIRFLOW_MLOPS_ESTIMATOR_ALLOWLIST", "byo_training")
+    frame, path = iris_workspace(
+        workspace,
+        training={"entrypoint": "byo_training:fit_boosted"},
+        estimator={"params": {"max_iter": 30}},
+        evaluation={"metrics": ["f1_macro"]},
+    )
 
     version = train_version(path, "manual__byo_1")
 
@@ -62,22 +72,11 @@ def test_an_allow_listed_lightgbm_classifier_goes_through_the_loop(
     from airflow_mlops.serving.models import ModelCache
 
     monkeypatch.setenv("AIRFLOW_MLOPS_ESTIMATOR_ALLOWLIST", "lightgbm.")
-    data = load_iris()
-    frame = pd.DataFrame(data.data, columns=FEATURES)
-    frame["species"] = np.array(["setosa", "versicolor", "virginica"])[data.target]
-    frame.to_csv(workspace.root / "iris.csv", index=False)
-    raw = {
-        "name": "iris",
-        "task": "classification",
-        "data": {"uri": str(workspace.root / "iris.csv")},
-        "target": "species",
-        "features": {"numeric": FEATURES},
-        "estimator": {"class": "lightgbm.LGBMClassifier", "params": {"n_estimators": 20, "verbose": -1}},
-        "evaluation": {"metrics": ["f1_macro", "roc_auc_ovr"]},
-        "gates": {"thresholds": [{"metric": "f1_macro", "min": 0.8}]},
-    }
-    path = workspace.config_dir / "iris.yaml"
-    path.write_text(yaml.safe_dump(raw))
+    frame, path = iris_workspace(
+        workspace,
+        estimator={"class": "lightgbm.LGBMClassifier", "params": {"n_estimators": 20, "verbose": -1}},
+        evaluation={"metrics": ["f1_macro", "roc_auc_ovr"]},
+    )
 
     version = train_version(path, "manual__lgbm_1")
 

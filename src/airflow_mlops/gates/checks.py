@@ -342,11 +342,11 @@ def classes_check(candidate: ClassSet, champion: ClassSet, champion_version: str
         detail = (
             f"classes {new[:20]} are new: champion v{champion_version} never saw them; retire it or promote by hand"
         )
-        return CheckResult(name, "champion", "fail", f"{len(new)} new", threshold, detail)
+        return CheckResult(name, "classes", "fail", f"{len(new)} new", threshold, detail)
     if positive_moved:
         detail = f"positive class {candidate.positive!r}; champion v{champion_version}'s is {champion.positive!r}"
-        return CheckResult(name, "champion", "fail", "positive class changed", threshold, detail)
-    return CheckResult(name, "champion", "pass", f"{len(candidate.classes)} classes", threshold)
+        return CheckResult(name, "classes", "fail", "positive class changed", threshold, detail)
+    return CheckResult(name, "classes", "pass", f"{len(candidate.classes)} classes", threshold)
 
 
 def _classes_results(inputs: GateInputs) -> list[CheckResult]:
@@ -380,7 +380,7 @@ def evaluate_gate(inputs: GateInputs, *, model: str, version: str | None, run_id
     gates = inputs.config.gates
     report = GateReport(model=model, version=version, run_id=run_id)
     if inputs.config.task == "classification" and inputs.champion is not None:
-        report.checks += guarded("classes:champion", "champion", partial(_classes_results, inputs))
+        report.checks += guarded("classes:champion", "classes", partial(_classes_results, inputs))
     report.checks += _threshold_results(inputs)
     if gates.champion is not None:
         report.checks += _champion_results(inputs, gates.champion)

@@ -13,7 +13,7 @@ Status = Literal["pass", "fail", "skipped", "error"]
 @dataclass(frozen=True)
 class CheckResult:
     name: str
-    kind: Literal["threshold", "champion", "behaviour", "slice", "gate"]
+    kind: Literal["threshold", "champion", "classes", "behaviour", "slice", "gate"]
     status: Status
     value: float | str | None = None
     threshold: str | None = None
