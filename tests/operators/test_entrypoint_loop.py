@@ -65,23 +65,32 @@ def test_entrypoint_model_is_registered_gated_and_served(workspace: Any, monkeyp
     assert [a["prediction"] for a in answers] == ["setosa", "setosa", "setosa"]
 
 
-def test_an_allow_listed_lightgbm_classifier_goes_through_the_loop(
-    workspace: Any, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("prefix", "estimator"),
+    [
+        ("lightgbm.", {"class": "lightgbm.LGBMClassifier", "params": {"n_estimators": 20, "verbose": -1}}),
+        ("xgboost.", {"class": "xgboost.XGBClassifier", "params": {"n_estimators": 20, "verbosity": 0}}),
+    ],
+    ids=["lightgbm", "xgboost"],
+)
+def test_an_allow_listed_classifier_from_outside_sklearn_goes_through_the_loop(
+    workspace: Any, monkeypatch: pytest.MonkeyPatch, prefix: str, estimator: dict[str, Any]
 ) -> None:
-    """``estimator.class: lightgbm.LGBMClassifier`` (installed for the tests) once ``lightgbm.`` is allow-listed."""
+    """LightGBM and XGBoost (``xgboost-cpu``), installed for the tests, once allow-listed. XGBoost takes only the
+    codes 0..k-1 as classes: the pipeline teaches it codes and answers in the string labels."""
     from airflow_mlops.serving.models import ModelCache
 
-    monkeypatch.setenv("AIRFLOW_MLOPS_ESTIMATOR_ALLOWLIST", "lightgbm.")
-    frame, path = iris_workspace(
-        workspace,
-        estimator={"class": "lightgbm.LGBMClassifier", "params": {"n_estimators": 20, "verbose": -1}},
-        evaluation={"metrics": ["f1_macro", "roc_auc_ovr"]},
-    )
+    monkeypatch.setenv("AIRFLOW_MLOPS_ESTIMATOR_ALLOWLIST", prefix)
+    frame, path = iris_workspace(workspace, estimator=estimator, evaluation={"metrics": ["f1_macro", "roc_auc_ovr"]})
 
-    version = train_version(path, "manual__lgbm_1")
+    version = train_version(path, f"manual__{prefix}1")
 
     client = workspace.client()
     assert client.get_model_version("iris", version).tags[Tag.GATE] == "passed"
     loaded = ModelCache(client).load("iris", version)
-    assert type(loaded.estimator.steps[-1][1]).__name__ == "LGBMClassifier"
-    assert [a["prediction"] for a in loaded.predict(frame[FEATURES].head(2).astype("float64"))] == ["setosa"] * 2
+    final = loaded.estimator.steps[-1][1]
+    assert type(final.estimator_).__name__ == estimator["class"].rsplit(".", 1)[1]
+    assert final.classes_.tolist() == ["setosa", "versicolor", "virginica"]
+    answers = loaded.predict(frame[FEATURES].head(2).astype("float64"))
+    assert [a["prediction"] for a in answers] == ["setosa"] * 2
+    assert set(answers[0]["probabilities"]) == {"setosa", "versicolor", "virginica"}

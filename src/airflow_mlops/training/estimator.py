@@ -6,7 +6,7 @@ import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
-from airflow_mlops.config.schema import ModelConfig, allow_listed, estimator_prefixes
+from airflow_mlops.config.schema import DEFAULT_ESTIMATOR_PREFIXES, ModelConfig, allow_listed, estimator_prefixes
 from airflow_mlops.exceptions import ConfigError, DataError
 
 if TYPE_CHECKING:
@@ -91,4 +91,8 @@ def build_pipeline(config: ModelConfig) -> Pipeline:
             ]
         )
         transformers.append(("categorical", categorical, list(config.features.categorical)))
+    if config.task == "classification" and not allow_listed(config.estimator.class_, DEFAULT_ESTIMATOR_PREFIXES):
+        from airflow_mlops.training.encoded import EncodedLabels
+
+        estimator = EncodedLabels(estimator)  # XGBoost takes only 0..k-1 as classes
     return Pipeline([("preprocess", ColumnTransformer(transformers)), ("estimator", estimator)])
