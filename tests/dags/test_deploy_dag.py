@@ -7,17 +7,21 @@ shortened through the test config. The deferrable waits run in ``dag.test()``'s 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
+import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from support import GatewayProcess, train_version
+from support import GatewayProcess, conftest_module, train_version
 
 pytestmark = pytest.mark.integration
 
@@ -64,16 +68,72 @@ class Traffic:
                 time.sleep(0.005)
 
 
+@dataclass
+class TrainedTemplate:
+    """An MLflow store and state DB, trained once for the module: champion v1, candidate v2, broken v3."""
+
+    root: Path
+    v1: str
+    v2: str  # a good candidate (the same config as v1)
+    v3: str  # passed its offline gates, but raises on a merchant category it never saw
+
+
+def _sqlite_copy(source: Path, destination: Path) -> None:
+    """A consistent copy of a SQLite file (the backup API, not a byte copy of a file that may be open)."""
+    with sqlite3.connect(source) as src, sqlite3.connect(destination) as dst:
+        src.backup(dst)
+    src.close()
+    dst.close()
+
+
+@pytest.fixture(scope="module")
+def trained_template(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> TrainedTemplate:
+    """Train and register v1, v2 and the broken v3 once; every test gets its own copy (``rollout_env``).
+
+    Training and gating are as in each test before: v1 becomes champion first, so v2 and v3 are gated
+    against it. The tests change aliases, tags and the audit trail only in their own copy of the stores;
+    the model artifacts (absolute paths in the store) are shared and only read.
+    """
+    from airflow_mlops.deploy.targets import LocalGatewayTarget
+
+    root = tmp_path_factory.mktemp("deploy-template")
+    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+    state_url = f"sqlite:///{root / 'state.db'}"
+    conn = {"conn_type": "mlflow", "host": tracking_uri, "extra": {"artifact_root": str(root / "artifacts")}}
+    workspace = conftest_module(request.config).Workspace(root=root, tracking_uri=tracking_uri)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps(conn))
+        mp.setenv("AIRFLOW_MLOPS_STATE_DB", state_url)
+        try:
+            config = workspace.write_config("fraud", {"rollout": FAST_ROLLOUT})
+            v1 = train_version(config, "manual__v1")
+            target = LocalGatewayTarget.from_options(client=workspace.client(), state_url=state_url)
+            target.promote("fraud", v1, actor="test", reason="first champion")
+            target.audit.dispose()
+            v2 = train_version(config, "manual__v2")
+            broken = workspace.write_config("fraud", {"features": {"unknown_categories": "error"}})
+            v3 = train_version(broken, "manual__broken")
+        finally:
+            for old in workspace.config_dir.iterdir():
+                old.unlink()
+    return TrainedTemplate(root=root, v1=v1, v2=v2, v3=v3)
+
+
 @pytest.fixture
-def rollout_env(workspace: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+def rollout_env(
+    workspace: Any, trained_template: TrainedTemplate, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, Any]]:
+    """This test's own copy of the module's stores (v1 champion, v2 and v3 registered) and its own gateway."""
     from airflow_mlops.deploy.targets import LocalGatewayTarget
 
     log_root = tmp_path / "prediction-log"
+    _sqlite_copy(trained_template.root / "mlflow.db", tmp_path / "mlflow.db")
+    _sqlite_copy(trained_template.root / "state.db", tmp_path / "state.db")
     monkeypatch.setenv("AIRFLOW_MLOPS_STATE_DB", f"sqlite:///{tmp_path / 'state.db'}")
     config = workspace.write_config("fraud", {"rollout": FAST_ROLLOUT, "serving": {"prediction_log": str(log_root)}})
-    v1 = train_version(config, "manual__v1")
+    v1 = trained_template.v1
     target = LocalGatewayTarget.from_options(client=workspace.client(), state_url=f"sqlite:///{tmp_path / 'state.db'}")
-    target.promote("fraud", v1, actor="test", reason="first champion")
+    assert target.state("fraud").champion == v1
     gateway = GatewayProcess(
         models=["fraud"],
         tracking_uri=workspace.tracking_uri,
@@ -81,7 +141,15 @@ def rollout_env(workspace: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         extra=["--poll-interval", "0.5", "--flush-interval", "0.5"],
     )
     gateway.wait_ready()
-    yield {"config": config, "v1": v1, "target": target, "gateway": gateway, "log_root": log_root}
+    yield {
+        "config": config,
+        "v1": v1,
+        "v2": trained_template.v2,
+        "broken": trained_template.v3,
+        "target": target,
+        "gateway": gateway,
+        "log_root": log_root,
+    }
     gateway.kill()
 
 
@@ -94,7 +162,7 @@ def test_good_candidate_goes_shadow_canary_champion(
 ) -> None:
     from airflow_mlops.factories import build_dags
 
-    v2 = train_version(rollout_env["config"], "manual__v2")
+    v2 = rollout_env["v2"]
     gateway = rollout_env["gateway"]
 
     with Traffic(gateway.url) as traffic:
@@ -126,7 +194,7 @@ def test_broken_candidate_is_rolled_back_by_the_canary_check(
     from airflow_mlops.factories import build_dags
 
     client = workspace.client()
-    broken_config = workspace.write_config(
+    workspace.write_config(  # the rollout the deploy DAG runs with; v3 raises on unseen categories
         "fraud",
         {
             "features": {"unknown_categories": "error"},
@@ -138,7 +206,7 @@ def test_broken_candidate_is_rolled_back_by_the_canary_check(
             "serving": {"prediction_log": str(rollout_env["log_root"])},
         },
     )
-    v2 = train_version(broken_config, "manual__broken")
+    v2 = rollout_env["broken"]
     gateway = rollout_env["gateway"]
 
     with Traffic(gateway.url, unknown_share=0.1) as traffic:
@@ -165,7 +233,7 @@ def test_rollback_dag_serves_previous_within_seconds(
 ) -> None:
     from airflow_mlops.factories import build_dags
 
-    v2 = train_version(rollout_env["config"], "manual__v2b")
+    v2 = rollout_env["v2"]
     target = rollout_env["target"]
     target.promote("fraud", v2, actor="test", reason="setup")
     gateway = rollout_env["gateway"]
@@ -194,7 +262,7 @@ def test_candidate_failing_the_shadow_gate_is_rejected(
     from airflow_mlops.factories import build_dags
 
     client = workspace.client()
-    broken_config = workspace.write_config(
+    workspace.write_config(  # the rollout the deploy DAG runs with; v3 raises on unseen categories
         "fraud",
         {
             "features": {"unknown_categories": "error"},
@@ -202,7 +270,7 @@ def test_candidate_failing_the_shadow_gate_is_rejected(
             "serving": {"prediction_log": str(rollout_env["log_root"])},
         },
     )
-    v2 = train_version(broken_config, "manual__shadow_broken")
+    v2 = rollout_env["broken"]
 
     with Traffic(rollout_env["gateway"].url, unknown_share=0.1) as traffic:
         run = build_dags(None, workspace.config_dir)["fraud__deploy"].test(run_conf={"version": v2})
@@ -247,7 +315,7 @@ def test_hand_written_rollout_dag_without_yaml(
     """``dags/examples/example_rollout.py``: the same rollout from explicit arguments, no model config."""
     from airflow.dag_processing.dagbag import DagBag
 
-    v2 = train_version(rollout_env["config"], "manual__v2-example")
+    v2 = rollout_env["v2"]
     for old in workspace.config_dir.iterdir():  # no YAML anywhere: the operators must not need one
         old.unlink()
     # dag.test() runs what the DAG bundle holds: put the example into the test DAG folder

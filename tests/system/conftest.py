@@ -11,6 +11,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,3 +80,112 @@ def azurite_container(
     )
     BlobServiceClient.from_connection_string(target.connection_string).create_container(target.container)
     return target
+
+
+# --- one live Airflow for test_rest_api.py and test_browser.py ----------------------------------------------
+
+SHARED_LIVE_AIRFLOW = "shared_live_airflow"
+
+
+class SharedLiveAirflow:
+    """One :class:`~live_airflow.LiveAirflow` (``test_rest_api.live_setup`` with every model of ``LIVE_MODELS``)
+    for the tests that request ``shared_live_airflow``; each test drives its own model's DAGs and registry entries.
+
+    ``start()`` writes the setup and begins the database migration (a test may do its own work meanwhile);
+    ``ready()`` waits for the components and every DAG, and pauses every model's deploy and monitor DAGs (their
+    triggers are not under test). The users run next to each other (``pytest_collection_modifyitems``) and
+    the components stop after the last of them (``pytest_runtest_teardown``), so no idle Airflow competes
+    with other tests for the CPU.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.setup: dict[str, Any] | None = None
+        self.airflow: Any = None  # LiveAirflow
+        self._ready = False
+        self._starts = 0
+
+    def start(self) -> dict[str, Any]:
+        from test_rest_api import LIVE_MODELS, live_setup
+
+        from live_airflow import LiveAirflow
+
+        if self._ready and any(proc.poll() is not None for proc in self.airflow.procs.values()):
+            self.stop()  # a component died during an earlier test: this test gets an Airflow of its own
+        if self.airflow is None:
+            self._starts += 1
+            tmp = self.root / f"live-{self._starts}"
+            tmp.mkdir()
+            self.setup = live_setup(tmp, models=LIVE_MODELS)
+            self.airflow = LiveAirflow(tmp / "airflow", self.setup["dags"], self.setup["env"])
+            self._ready = False
+            try:
+                self.airflow.start()
+            except BaseException:
+                self.stop()
+                raise
+        assert self.setup is not None
+        return self.setup
+
+    def ready(self) -> Any:
+        from test_rest_api import LIVE_MODELS
+
+        self.start()
+        airflow = self.airflow
+        if not self._ready:
+            try:
+                airflow.wait_ready()
+                for model in LIVE_MODELS:
+                    airflow.wait_dag(f"{model}__train")
+                    for dag_id in (f"{model}__deploy", f"{model}__monitor"):
+                        airflow.wait_dag(dag_id)
+                        airflow.client().patch(f"/api/v2/dags/{dag_id}", json={"is_paused": True}).raise_for_status()
+            except BaseException:
+                self.stop()
+                raise
+            self._ready = True
+        airflow._check_alive()
+        return airflow
+
+    def stop(self) -> None:
+        airflow, self.airflow, self._ready = self.airflow, None, False
+        if airflow is not None:
+            airflow.stop()
+
+
+_shared_live: SharedLiveAirflow | None = None
+
+
+@pytest.fixture(scope="session")
+def shared_live_airflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedLiveAirflow]:
+    global _shared_live
+    _shared_live = SharedLiveAirflow(tmp_path_factory.mktemp("shared-live-airflow"))
+    try:
+        yield _shared_live
+    finally:
+        _shared_live.stop()
+        _shared_live = None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the users of ``shared_live_airflow`` one after the other, where the first of them was collected."""
+    users = [item for item in items if SHARED_LIVE_AIRFLOW in getattr(item, "fixturenames", ())]
+    if len(users) < 2:
+        return
+    first = items.index(users[0])
+    user_ids = {id(item) for item in users}
+    others = [item for item in items if id(item) not in user_ids]
+    items[:] = [*others[:first], *users, *others[first:]]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Stop the shared live Airflow after its last user's teardown (the session teardown then has nothing left)."""
+    try:
+        return (yield)
+    finally:
+        last_user = SHARED_LIVE_AIRFLOW in getattr(item, "fixturenames", ()) and (
+            nextitem is None or SHARED_LIVE_AIRFLOW not in getattr(nextitem, "fixturenames", ())
+        )
+        if last_user and _shared_live is not None:
+            _shared_live.stop()

@@ -1,8 +1,10 @@
 """The Models page in a real browser: Debian's headless Chromium driven by Playwright, against a live Airflow.
 
-Setup (this process): v1 and v2 of ``fraud`` are trained with the real operators; v1 is made champion and v2
-gets 10 % canary traffic through :class:`~airflow_mlops.deploy.targets.LocalGatewayTarget`. A live Airflow
-(``live_airflow.py``) runs ``fraud__train`` with ``approval.required: true`` until its ``approve`` task waits.
+Setup (this process): v1 and v2 of ``fraud_ui`` (the fraud example under its own name) are trained with the real
+operators; v1 is made champion and v2 gets 10 % canary traffic through
+:class:`~airflow_mlops.deploy.targets.LocalGatewayTarget`. A live Airflow (``live_airflow.py``, shared with
+``test_rest_api.py``, which drives ``fraud``: ``shared_live_airflow`` in ``conftest.py``) runs ``fraud_ui__train``
+with ``approval.required: true`` until its ``approve`` task waits.
 
 Browser (``tools/browser/models_page.mjs``, Node + ``playwright-core`` with ``executablePath: /usr/bin/chromium``;
 no browser download): sign in on the simple auth manager's login page, open ``/plugin/models`` (the plugin's
@@ -26,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_rest_api import MODEL, TRAIN, live_setup, log, wait_pending_approval, wait_success
+from test_rest_api import UI_MODEL, log, wait_pending_approval, wait_success
 
-from live_airflow import API_USER, LiveAirflow
+from live_airflow import API_USER
 from support import train_version
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
@@ -40,6 +42,8 @@ SCRIPT = BROWSER_TOOLS / "models_page.mjs"
 ARTIFACTS = REPO / "test-artifacts" / "browser"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CANARY_PERCENT = 10
+MODEL = UI_MODEL
+TRAIN = f"{MODEL}__train"
 
 
 def _skip_or_fail(reason: str) -> None:
@@ -49,7 +53,7 @@ def _skip_or_fail(reason: str) -> None:
 
 
 @pytest.fixture
-def browser_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+def browser_env(shared_live_airflow: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     node = shutil.which("node")
     if not CHROMIUM.exists():
         _skip_or_fail(f"{CHROMIUM} missing: apt-get install -y --no-install-recommends chromium")
@@ -57,10 +61,10 @@ def browser_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dic
         _skip_or_fail("node is not installed")
     if not (BROWSER_TOOLS / "node_modules" / "playwright-core" / "package.json").exists():
         _skip_or_fail("playwright-core missing: npm ci --prefix tools/browser")
-    setup = live_setup(tmp_path)
+    setup = shared_live_airflow.start()  # the database migrates (if not done yet) while v1 and v2 train
     for key in ("AIRFLOW_CONN_MLFLOW_DEFAULT", "AIRFLOW_MLOPS_STATE_DB"):
         monkeypatch.setenv(key, setup["env"][key])
-    yield {**setup, "node": node}
+    yield {**setup, "node": node, "live": shared_live_airflow}
 
 
 def run_browser(node: str, options: dict[str, Any], timeout: float = 300.0) -> dict[str, Any]:
@@ -84,50 +88,45 @@ def test_models_page_and_approval_in_chromium(browser_env: dict[str, Any]) -> No
     began = time.monotonic()
     if ARTIFACTS.exists():
         shutil.rmtree(ARTIFACTS)
-    airflow = LiveAirflow(browser_env["tmp"] / "airflow", browser_env["dags"], browser_env["env"])
-    try:
-        airflow.start()  # the database migrates while v1 and v2 train
-        config = browser_env["config"]
-        v1 = train_version(config, "manual__v1")
-        v2 = train_version(config, "manual__v2")
-        target = LocalGatewayTarget.from_options(client=browser_env["client"], state_url=browser_env["state_url"])
-        target.promote(MODEL, v1, actor="test", reason="first champion")
-        target.set_traffic(MODEL, v2, CANARY_PERCENT, actor="test", reason="canary for the browser test")
-        log(f"v{v1} champion, v{v2} canary {CANARY_PERCENT} % after {time.monotonic() - began:.1f} s")
+    config = browser_env["configs"][MODEL]
+    v1 = train_version(config, "manual__v1")
+    v2 = train_version(config, "manual__v2")
+    target = LocalGatewayTarget.from_options(client=browser_env["client"], state_url=browser_env["state_url"])
+    target.promote(MODEL, v1, actor="test", reason="first champion")
+    target.set_traffic(MODEL, v2, CANARY_PERCENT, actor="test", reason="canary for the browser test")
+    log(f"v{v1} champion, v{v2} canary {CANARY_PERCENT} % after {time.monotonic() - began:.1f} s")
 
-        airflow.wait_ready()
-        airflow.wait_dag(TRAIN)
-        for dag_id in (f"{MODEL}__deploy", f"{MODEL}__monitor"):
-            airflow.wait_dag(dag_id)
-            airflow.client().patch(f"/api/v2/dags/{dag_id}", json={"is_paused": True}).raise_for_status()
-        run_id = airflow.trigger(TRAIN)["dag_run_id"]
-        api = airflow.client()
-        pending = wait_pending_approval(api, airflow, run_id)
-        log(f"{run_id} awaits approval after {time.monotonic() - began:.1f} s: {pending['subject']}")
+    airflow = browser_env["live"].ready()
+    airflow.wait_dag(TRAIN)
+    for dag_id in (f"{MODEL}__deploy", f"{MODEL}__monitor"):
+        airflow.wait_dag(dag_id)
+        airflow.client().patch(f"/api/v2/dags/{dag_id}", json={"is_paused": True}).raise_for_status()
+    run_id = airflow.trigger(TRAIN)["dag_run_id"]
+    api = airflow.client()
+    pending = wait_pending_approval(api, airflow, run_id, dag_id=TRAIN)
+    log(f"{run_id} awaits approval after {time.monotonic() - began:.1f} s: {pending['subject']}")
 
-        result = run_browser(
-            browser_env["node"],
-            {
-                "base": airflow.url,
-                "username": API_USER,
-                "password": airflow.password,
-                "model": MODEL,
-                "expect": [f"champion v{v1} {100 - CANARY_PERCENT}%", f"canary v{v2} {CANARY_PERCENT}%"],
-                "approve": True,
-                "approvalSubject": pending["subject"],
-                "artifacts": str(ARTIFACTS),
-                "executablePath": str(CHROMIUM),
-            },
-        )
-        log(f"browser: {result.get('steps')}")
-        assert result["ok"], result.get("error")
+    result = run_browser(
+        browser_env["node"],
+        {
+            "base": airflow.url,
+            "username": API_USER,
+            "password": airflow.password,
+            "model": MODEL,
+            "expect": [f"champion v{v1} {100 - CANARY_PERCENT}%", f"canary v{v2} {CANARY_PERCENT}%"],
+            "approve": True,
+            "approvalSubject": pending["subject"],
+            "artifacts": str(ARTIFACTS),
+            "executablePath": str(CHROMIUM),
+        },
+    )
+    log(f"browser: {result.get('steps')}")
+    assert result["ok"], result.get("error")
 
-        answered = api.get(f"/api/v2/dags/{TRAIN}/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails").json()
-        assert answered["response_received"] and answered["chosen_options"] == ["Approve"], answered
-        assert answered["responded_by_user"]["name"] == API_USER, answered
-        wait_success(api, airflow, run_id)
-    finally:
-        airflow.stop()
+    answered = api.get(f"/api/v2/dags/{TRAIN}/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails").json()
+    assert answered["response_received"] and answered["chosen_options"] == ["Approve"], answered
+    assert answered["responded_by_user"]["name"] == API_USER, answered
+    wait_success(api, airflow, run_id, dag_id=TRAIN)
     log(f"whole test: {time.monotonic() - began:.1f} s")
 
     version = browser_env["client"].get_model_version(MODEL, "3")
