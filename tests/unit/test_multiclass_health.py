@@ -135,11 +135,13 @@ def test_shadow_stats_survive_logged_answers_that_are_not_answers() -> None:
         ("r3", "shadow", "2", "[1, 2]"),  # not an object: no prediction, disagrees
         ("r4", "champion", "1", good),
         ("r4", "shadow", "2", "null"),
+        ("r5", "champion", "1", good),
+        ("r5", "shadow", "2", '{"prediction": "setosa", "probabil'),  # not JSON (a torn write): disagrees
     ]
 
     stats = shadow_stats(frame(items), champion="1", shadow="2")
 
-    assert (stats.pairs, stats.agreement, stats.mean_abs_delta) == (4, 0.5, 0.0)
+    assert (stats.pairs, stats.agreement, stats.mean_abs_delta) == (5, 0.4, 0.0)
 
 
 # --- canary --------------------------------------------------------------------------------------------------

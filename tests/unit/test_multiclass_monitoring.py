@@ -17,7 +17,7 @@ from airflow_mlops.exceptions import DataError
 from airflow_mlops.monitoring.drift import DriftReference, build_reference
 from airflow_mlops.monitoring.evaluation import PREDICTION_FEATURE, SampleRates, evaluate_window, summarize_hour
 from airflow_mlops.monitoring.window import (
-    holdout_predictions,
+    holdout_reference,
     performance_on_labels,
     recorded_classes,
     served_predictions,
@@ -80,7 +80,7 @@ def test_served_predictions_are_the_class_for_multiclass_and_the_score_for_binar
     )  # binary: the score; an answer without a number is missing, never a crash
 
 
-def test_holdout_predictions_read_the_class_column_with_quoted_labels() -> None:
+def test_holdout_reference_read_the_class_column_with_quoted_labels() -> None:
     classes = ClassSet(("a, b", 'say "hi"', "c"))
     frame = pd.DataFrame(
         {
@@ -91,15 +91,15 @@ def test_holdout_predictions_read_the_class_column_with_quoted_labels() -> None:
         }
     )
 
-    assert holdout_predictions(frame.to_csv(index=False), classes).tolist() == ["c", "a, b", 'say "hi"']
+    assert holdout_reference(frame.to_csv(index=False), classes).tolist() == ["c", "a, b", 'say "hi"']
 
 
-def test_holdout_predictions_of_typed_classes_are_their_keys() -> None:
+def test_holdout_reference_of_typed_classes_are_their_keys() -> None:
     text = "row,y_true,prediction,proba:1,proba:2,proba:3\n0,1,2,0.1,0.8,0.1\n1,3,3.0,0.1,0.1,0.8\n"
-    assert holdout_predictions(text, ClassSet((1, 2, 3))).tolist() == ["2", "3"]
+    assert holdout_reference(text, ClassSet((1, 2, 3))).tolist() == ["2", "3"]
     booleans = "row,y_true,score\n0,True,0.9\n1,False,0.2\n"  # binary (any classes): the score
-    assert holdout_predictions(booleans, ClassSet((False, True), True)).tolist() == [0.9, 0.2]
-    assert holdout_predictions("row,y_true,score\n0,1.5,1.25\n", None).tolist() == [1.25]  # regression / 0/1
+    assert holdout_reference(booleans, ClassSet((False, True), True)).tolist() == [0.9, 0.2]
+    assert holdout_reference("row,y_true,score\n0,1.5,1.25\n", None).tolist() == [1.25]  # regression / 0/1
 
 
 @pytest.mark.parametrize(
@@ -112,9 +112,9 @@ def test_holdout_predictions_of_typed_classes_are_their_keys() -> None:
         ("row,y_true,score\n0,1,\n", None, "not finite numbers"),
     ],
 )
-def test_holdout_predictions_that_do_not_fit_are_a_data_error(text: str, classes: Any, match: str) -> None:
+def test_holdout_reference_that_do_not_fit_are_a_data_error(text: str, classes: Any, match: str) -> None:
     with pytest.raises(DataError, match=match):
-        holdout_predictions(text, classes)
+        holdout_reference(text, classes)
 
 
 def test_a_classes_tag_edited_by_hand_stops_the_monitor() -> None:

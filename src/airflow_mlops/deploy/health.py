@@ -10,7 +10,6 @@ that is not this model's is an error of the check, never a pass).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.config.schema import CanaryConfig, ShadowConfig
 from airflow_mlops.monitoring.labels import LabelSet, task_of_metric, usable_labels
+from airflow_mlops.prediction_log.records import finite_number, logged_answer
 from airflow_mlops.training.classes import LEGACY, ClassSet
 from airflow_mlops.training.metrics import compute_metric, higher_is_better
 from airflow_mlops.vocabulary import Role, Tag
@@ -73,25 +73,6 @@ def _p95(values: Any) -> float | None:
     return float(np.percentile(array, 95)) if array.size else None
 
 
-def _answer(output: str | None) -> dict[str, Any]:
-    """A logged answer as a mapping; ``{}`` for none, or for one that is not a JSON object (not an answer)."""
-    if output is None:
-        return {}
-    parsed = json.loads(output)
-    return parsed if isinstance(parsed, dict) else {}
-
-
-def _prediction(output: str | None) -> Any:
-    return _answer(output).get("prediction")
-
-
-def _number(value: Any) -> float | None:
-    """A finite probability or regression value; ``None`` for anything else (bool, text, NaN)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
 def answer_distance(a: Mapping[str, Any], b: Mapping[str, Any]) -> float | None:
     """How far apart two answers to one request are; ``None`` when they cannot be compared.
 
@@ -106,15 +87,15 @@ def answer_distance(a: Mapping[str, Any], b: Mapping[str, Any]) -> float | None:
             return None
         total = 0.0
         for key in {*p, *q}:
-            x, y = _number(p.get(key, 0.0)), _number(q.get(key, 0.0))
+            x, y = finite_number(p.get(key, 0.0)), finite_number(q.get(key, 0.0))
             if x is None or y is None:
                 return None
             total += abs(x - y)
         return 0.5 * total
     if "score" in a or "score" in b:
-        x, y = _number(a.get("score")), _number(b.get("score"))
+        x, y = finite_number(a.get("score")), finite_number(b.get("score"))
     else:
-        x, y = _number(a.get("prediction")), _number(b.get("prediction"))
+        x, y = finite_number(a.get("prediction")), finite_number(b.get("prediction"))
     return None if x is None or y is None else abs(x - y)
 
 
@@ -132,7 +113,8 @@ def shadow_stats(rows: pd.DataFrame, champion: str, shadow: str) -> ShadowStats:
     agreement = delta = None
     if len(merged):
         pairs = [
-            (_answer(a), _answer(b)) for a, b in zip(merged["output_shadow"], merged["output_champion"], strict=True)
+            (logged_answer(a), logged_answer(b))
+            for a, b in zip(merged["output_shadow"], merged["output_champion"], strict=True)
         ]
         same = [a.get("prediction") == b.get("prediction") for a, b in pairs]
         agreement = sum(same) / len(same)
@@ -261,7 +243,7 @@ def _classes_of(
     given = classes.get(version) if classes is not None else None
     if given is not None:
         return given, None
-    answers = [_answer(o) for o in outputs]
+    answers = [logged_answer(o) for o in outputs]
     if all("score" in a and LEGACY.find(a.get("prediction")) is not None for a in answers):
         return LEGACY, None
     return None, (
@@ -285,7 +267,7 @@ def _label_metric(
         if classes is None:  # regression: the answers' predictions
             scores, hard = _scores(outputs), None
         else:
-            answers = [_answer(o) for o in outputs]
+            answers = [logged_answer(o) for o in outputs]
             scores = classes.scores(answers)
             hard = _hard(answers, classes)
         value = compute_metric(metric, y, scores, hard, classes)
@@ -308,7 +290,7 @@ def _hard(answers: list[dict[str, Any]], classes: ClassSet) -> Any:
 def _scores(outputs: pd.Series) -> Any:
     import numpy as np
 
-    values = [_number(_answer(o).get("prediction")) for o in outputs]
+    values = [finite_number(logged_answer(o).get("prediction")) for o in outputs]
     if any(v is None for v in values):
         raise ValueError("an answer has no numeric prediction")
     return np.asarray(values, dtype=float)

@@ -147,12 +147,9 @@ def _regression_case(i: int, row: dict[str, Any], value: float, source: str) -> 
     if expected is not None:
         checks.append(value == float(expected))
         bounds.append(f"== {expected}")
-    if lo is not None:
-        checks.append(value >= float(lo))
-        bounds.append(f">= {lo}")
-    if hi is not None:
-        checks.append(value <= float(hi))
-        bounds.append(f"<= {hi}")
+    more_checks, more_bounds = _within(value, lo, hi, "")
+    checks += more_checks
+    bounds += more_bounds
     if not checks:
         raise ValueError(f"{source}: case {label!r} has no expected value or bound")
     ok = all(checks) and math.isfinite(value)
@@ -198,7 +195,7 @@ def _classification_case(
     return CheckResult(
         f"behaviour:{label}",
         "behaviour",
-        "pass" if all(checks) and np_isfinite(proba) else "fail",
+        "pass" if all(checks) and _all_finite(proba) else "fail",
         value,
         " and ".join(bounds),
         f"answered {answer!r}" if isinstance(value, float) else "",
@@ -222,17 +219,22 @@ def _probability_bounds(
             "name the class in 'probability_of' (or 'expected')"
         )
     value = float(proba[classes.find_index(of)])
+    return value, *_within(value, lo, hi, f"P({of!r}) ")
+
+
+def _within(value: float, lo: Any, hi: Any, prefix: str) -> tuple[list[bool], list[str]]:
+    """The checks of ``lo <= value <= hi`` (either bound may be ``None``) and how each reads (``P('a') >= 0.5``)."""
     checks, bounds = [], []
     if lo is not None:
         checks.append(value >= float(lo))
-        bounds.append(f"P({of!r}) >= {lo}")
+        bounds.append(f"{prefix}>= {lo}")
     if hi is not None:
         checks.append(value <= float(hi))
-        bounds.append(f"P({of!r}) <= {hi}")
-    return value, checks, bounds
+        bounds.append(f"{prefix}<= {hi}")
+    return checks, bounds
 
 
-def np_isfinite(values: Any) -> bool:
+def _all_finite(values: Any) -> bool:
     import numpy as np
 
     return bool(np.isfinite(np.asarray(values, dtype=float)).all())

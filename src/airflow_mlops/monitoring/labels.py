@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from airflow_mlops.config.schema import is_classification_metric
-from airflow_mlops.training.classes import same_label
+from airflow_mlops.training.classes import LEGACY, same_label
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 __all__ = ["BINARY_CLASSES", "LabelSet", "label_problem", "task_of_metric", "usable_labels"]
 
 #: The classes of classifiers trained before classes were recorded (:data:`~airflow_mlops.training.classes.LEGACY`).
-BINARY_CLASSES: Final[tuple[int, ...]] = (0, 1)
+BINARY_CLASSES: Final[tuple[Any, ...]] = LEGACY.classes
 
 
 def task_of_metric(metric: str) -> str:

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.exceptions import DataError
+from airflow_mlops.prediction_log.records import finite_number, logged_answer
 from airflow_mlops.training.classes import ClassSet, class_key
 from airflow_mlops.vocabulary import SERVED_ROLES, Alias, Tag
 
@@ -121,13 +122,13 @@ def served_predictions(rows: pd.DataFrame, categorical: bool = False) -> np.ndar
     import numpy as np
 
     served = rows[rows["role"].isin(SERVED_ROLES) & rows["error"].isna() & rows["output"].notna()]
-    answers = [_answer(text) for text in served["output"]]
+    answers = [logged_answer(text) for text in served["output"]]
     if categorical:
         return np.array([_class_label(a.get("prediction")) for a in answers], dtype=object)
     return np.array([_finite(a.get("score", a.get("prediction"))) for a in answers], dtype=float)
 
 
-def holdout_predictions(text: str, classes: ClassSet | None) -> np.ndarray:
+def holdout_reference(text: str, classes: ClassSet | None) -> np.ndarray:
     """The reference of prediction drift from the champion's ``evaluation/holdout_predictions.csv``: its
     ``score`` column (binary classifiers, regressors) as floats, or (``classes`` with more than two) its
     ``prediction`` column as class keys, like :func:`served_predictions`.
@@ -171,19 +172,9 @@ def _float_or_none(text: str) -> float | None:
         return None
 
 
-def _answer(text: Any) -> dict[str, Any]:
-    """A logged answer as a mapping; ``{}`` for text that is not a JSON object."""
-    try:
-        parsed = json.loads(text)
-    except (TypeError, ValueError):
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
-
-
 def _finite(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return float("nan")
-    return float(value) if value == value and abs(value) != float("inf") else float("nan")
+    number = finite_number(value)
+    return float("nan") if number is None else number
 
 
 def _class_label(value: Any) -> str | None:
@@ -251,7 +242,7 @@ def performance_on_labels(
     found = usable_labels(feedback, task, judge.classes) if judge is not None else usable_labels(feedback, task)
     invalid, duplicates = found.invalid, found.duplicates
     joined = served[served["request_id"].isin(found.labels.index)]
-    outputs = [_answer(text) for text in joined["output"]]
+    outputs = [logged_answer(text) for text in joined["output"]]
     if judge is None:
         scores = np.array([_finite(o.get("score", o.get("prediction"))) for o in outputs], dtype=float)
         fits = np.isfinite(scores)

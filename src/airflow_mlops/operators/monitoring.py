@@ -46,8 +46,9 @@ class PlanMonitoringWindowOperator(RolloutBaseOperator):
         from airflow_mlops.hooks.object_storage import prediction_log_storage
         from airflow_mlops.monitoring.drift import build_reference
         from airflow_mlops.monitoring.evaluation import PREDICTION_FEATURE, SampleRates
-        from airflow_mlops.monitoring.window import champion_reference, holdout_predictions, reference_columns
+        from airflow_mlops.monitoring.window import champion_reference, holdout_reference, reference_columns
         from airflow_mlops.prediction_log import count_prediction_parts, hour_partitions
+        from airflow_mlops.training.trainer import PREDICTIONS_ARTIFACT
 
         cfg = self.loaded.config
         params = context.get("params") or {}
@@ -58,12 +59,12 @@ class PlanMonitoringWindowOperator(RolloutBaseOperator):
             reference = champion_reference(client, cfg)
             columns = reference_columns(reference, cfg)
             run = client.get_run(str(client.get_model_version(cfg.name, reference.version).run_id))
-            holdout = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/evaluation/holdout_predictions.csv")
+            holdout = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/{PREDICTIONS_ARTIFACT}")
         classes = reference.classes  # None: a regressor, or a 0/1 classifier trained before classes were recorded
         multiclass = classes is not None and not classes.binary
         categorical = list(cfg.features.categorical)
         if cfg.monitoring.prediction_drift:  # the score (binary), the predicted class (more classes), the value
-            columns[PREDICTION_FEATURE] = holdout_predictions(holdout, classes)
+            columns[PREDICTION_FEATURE] = holdout_reference(holdout, classes)
             if multiclass:
                 categorical.append(PREDICTION_FEATURE)
         drift_reference = build_reference(columns, categorical=categorical)

@@ -7,10 +7,12 @@ poison a whole flush later. Role names are the serving roles of :mod:`airflow_ml
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_mlops.vocabulary import ROLES
 
@@ -29,7 +31,9 @@ __all__ = [
     "check_model",
     "check_prediction",
     "columns",
+    "finite_number",
     "hour_of",
+    "logged_answer",
     "schema",
 ]
 
@@ -155,3 +159,23 @@ def schema(kind: Kind) -> pa.Schema:
             pa.field(ROW_ID, string, nullable=False),
         ]
     )
+
+
+def logged_answer(output: Any) -> dict[str, Any]:
+    """A row's ``output`` (the answer's JSON) as a mapping; ``{}`` for none, or for text that is not a JSON object.
+
+    Readers judge answers from the log; one they cannot read is no answer (their checks then count or fail it),
+    never an exception that ends the check.
+    """
+    try:
+        parsed = json.loads(output)
+    except (TypeError, ValueError):
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def finite_number(value: Any) -> float | None:
+    """A finite number from an answer (a probability, a regressor's value); ``None`` for anything else."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)

@@ -24,7 +24,7 @@ from airflow_mlops.exceptions import DataError
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["LEGACY", "MAX_RECORDED_CHARS", "ClassSet", "class_key", "same_label"]
+__all__ = ["LEGACY", "MAX_RECORDED_CHARS", "ClassSet", "class_key", "plain_label", "same_label"]
 
 #: The longest JSON the classes may take: what an MLflow model-version tag value holds.
 MAX_RECORDED_CHARS: Final = 5000
@@ -44,7 +44,7 @@ def class_key(cls: Any) -> str:
     return cls if isinstance(cls, str) else json.dumps(cls)
 
 
-def _plain(value: Any) -> Any:
+def plain_label(value: Any) -> Any:
     """A numpy scalar as the Python value JSON writes (``np.int64(1)`` -> ``1``, ``np.str_`` -> ``str``)."""
     value = value.item() if hasattr(value, "item") else value
     if isinstance(value, float) and value.is_integer():
@@ -55,7 +55,7 @@ def _plain(value: Any) -> Any:
 def _find(classes: Sequence[Any], value: Any) -> Any:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
-    value = _plain(value)
+    value = plain_label(value)
     for c in classes:
         if same_label(value, c):
             return c
@@ -103,7 +103,7 @@ class ClassSet:
         :raises DataError: fewer than two classes, or ``positive_class`` is not among them or is set for a
             model with more than two classes (which has no single positive class).
         """
-        found = tuple(_plain(c) for c in classes)
+        found = tuple(plain_label(c) for c in classes)
         if len(found) < 2:
             raise DataError(f"the training target holds a single class {list(found)}; a classifier needs two or more")
         if positive_class is None:
@@ -144,12 +144,12 @@ class ClassSet:
         if self.binary:
             index = self.positive_index
             return [
-                {"prediction": _plain(label), "score": float(row[index])}
+                {"prediction": plain_label(label), "score": float(row[index])}
                 for label, row in zip(labels, proba, strict=True)
             ]
         keys = self.keys
         return [
-            {"prediction": _plain(label), "probabilities": dict(zip(keys, map(float, row), strict=True))}
+            {"prediction": plain_label(label), "probabilities": dict(zip(keys, map(float, row), strict=True))}
             for label, row in zip(labels, proba, strict=True)
         ]
 
@@ -174,7 +174,7 @@ class ClassSet:
         """Class labels as one typed array (ints stay ints, strings strings), as scikit-learn's metrics need."""
         import numpy as np
 
-        items = [_plain(v) for v in values]
+        items = [plain_label(v) for v in values]
         if not items:
             return np.asarray([self.classes[0]])[:0]
         return np.asarray(items)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.config.schema import ModelConfig
 from airflow_mlops.exceptions import DataError
-from airflow_mlops.training.classes import ClassSet
+from airflow_mlops.training.classes import ClassSet, plain_label
 from airflow_mlops.training.estimator import build_pipeline, fit_with_entrypoint
 from airflow_mlops.training.metrics import compute_metrics
 from airflow_mlops.vocabulary import Tag
@@ -73,7 +73,7 @@ def check_labels(target: pd.Series, name: str) -> None:
     missing = int(target.isna().sum())
     if missing:
         raise DataError(f"target {name!r}: {missing} rows have no label; a classifier learns from labelled rows only")
-    kinds = {_label_kind(v) for v in _plain_values(target.unique())}
+    kinds = {_label_kind(v) for v in map(plain_label, target.unique())}
     if len(kinds) > 1 or kinds - {"boolean", "string", "number"}:
         raise DataError(
             f"target {name!r}: expected labels of one kind (strings, numbers or booleans); got {sorted(kinds)}"
@@ -86,10 +86,6 @@ def _label_kind(value: Any) -> str:
     if isinstance(value, str):
         return "string"
     return "number" if isinstance(value, int | float) else type(value).__name__
-
-
-def _plain_values(values: Any) -> list[Any]:
-    return [v.item() if hasattr(v, "item") else v for v in values]
 
 
 def _shown_columns(columns: Any, limit: int = 20, width: int = 40) -> list[str]:
@@ -240,9 +236,9 @@ def fit_and_evaluate(df: pd.DataFrame, config: ModelConfig) -> TrainOutcome:
     classes = None
     if config.task == "classification":
         # fail on the labels before paying for the fit
-        classes = ClassSet.learned(sorted(_plain_values(split.y_train.unique())), config.positive_class)
+        classes = ClassSet.learned(sorted(map(plain_label, split.y_train.unique())), config.positive_class)
         check_metrics(config, classes)
-        unseen = [c for c in _plain_values(split.y_test.unique()) if classes.find(c) is None]
+        unseen = [c for c in map(plain_label, split.y_test.unique()) if classes.find(c) is None]
         if unseen:
             raise DataError(
                 f"target {config.target!r}: the held-out rows hold classes {sorted(map(str, unseen))[:20]} that no "
