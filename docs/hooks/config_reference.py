@@ -52,6 +52,8 @@ class Section:
     path: str
     model: type[BaseModel]
     rows: list[dict[str, str]] = field(default_factory=list)
+    #: For one model of a tagged union: its tag (e.g. the target kind whose options it holds).
+    tag: str | None = None
 
 
 def _key(name: str, info: FieldInfo) -> str:
@@ -269,8 +271,9 @@ def _cell(text: str) -> str:
 # --- rendering ---------------------------------------------------------------------------------------------------
 
 
-def _anchor(path: str) -> str:
-    return "config-" + ("".join(c if c.isalnum() else "-" for c in path).strip("-") or "top-level")
+def _anchor(path: str, tag: str | None = None) -> str:
+    anchor = "config-" + ("".join(c if c.isalnum() else "-" for c in path).strip("-") or "top-level")
+    return f"{anchor}-{tag}" if tag else anchor
 
 
 def _full_annotation(info: FieldInfo) -> Any:
@@ -278,16 +281,45 @@ def _full_annotation(info: FieldInfo) -> Any:
     return Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
 
 
+def _union_tags(annotation: Any) -> dict[type[BaseModel], str]:
+    """The tag of each model in a tagged union (``Annotated[Model, Tag("sagemaker")]``): which variant it is."""
+    from pydantic import Tag
+
+    found: dict[type[BaseModel], str] = {}
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        tags = [m.tag for m in args[1:] if isinstance(m, Tag)]
+        if tags and inspect.isclass(args[0]) and issubclass(args[0], BaseModel):
+            found[args[0]] = tags[0]
+        found.update(_union_tags(args[0]))
+    elif origin in (Union, types.UnionType):
+        for arg in args:
+            found.update(_union_tags(arg))
+    return found
+
+
+def _all_union_tags(model: type[BaseModel]) -> dict[type[BaseModel], str]:
+    found: dict[type[BaseModel], str] = {}
+    for _, sub in walk(model):
+        for info in sub.model_fields.values():
+            found.update(_union_tags(info.annotation))
+    return found
+
+
 def sections(model: type[BaseModel]) -> list[Section]:
-    """One section per path; a model reached at two paths is listed at both."""
+    """One section per path; a model reached at two paths is listed at both. The models of a tagged union at
+    one path (``rollout.target_options``: one per target) get a section each, titled by their tag."""
     out = []
+    tagged = _all_union_tags(model)
     for path, sub in walk(model):
         comments = field_comments(sub)
-        section = Section(path, sub)
+        section = Section(path, sub, tag=tagged.get(sub))
         for name, info in sub.model_fields.items():
             key = _key(name, info)
             row_path = f"{path}.{key}" if path else key
-            links = iter([_anchor(row_path + suffix) for suffix, _ in _nested_models(info.annotation)])
+            links = iter(
+                [_anchor(row_path + suffix, tagged.get(nested)) for suffix, nested in _nested_models(info.annotation)]
+            )
             description = " ".join(t for t in (info.description, comments.get(name)) if t)
             section.rows.append(
                 {
@@ -307,7 +339,9 @@ def render_model_reference(model: type[BaseModel], *, heading_level: int = 2) ->
     out: list[str] = []
     for section in sections(model):
         title = f"`{section.path}`" if section.path else "Top level"
-        out.append(f"{hashes} {title} {{ #{_anchor(section.path)} }}\n")
+        if section.tag:
+            title += f" for `{section.tag}`"
+        out.append(f"{hashes} {title} {{ #{_anchor(section.path, section.tag)} }}\n")
         doc = _doc(section.model)
         if doc:
             out.append(_cell(doc.replace("\n\n", "\x00")).replace("\x00", "\n\n") + "\n")

@@ -262,6 +262,70 @@ RULES = [
         ["monitoring.thresholds: got {'psi_warn': 0.3, 'psi_act': 0.2}; expected psi_act >= psi_warn"],
         id="psi-act-below-warn",
     ),
+    pytest.param(
+        MINIMAL + "rollout:\n  target: sagemaker\n  shadow: {enabled: false}\n",
+        [
+            "rollout.target_options.endpoint_name: this field is required",
+            "rollout.target_options.execution_role_arn: this field is required",
+            "rollout.target_options.image_uri: this field is required",
+            "rollout.target_options.model_data_s3_uri: this field is required",
+        ],
+        id="sagemaker-target-needs-its-options",
+    ),
+    pytest.param(
+        MINIMAL
+        + "rollout:\n  target: sagemaker\n  shadow: {enabled: false}\n  target_options:\n"
+        + "    endpoint_name: fraud_prod\n    execution_role_arn: arn:aws:iam::12:role/x\n"
+        + "    image_uri: 1.dkr.ecr.us-east-1.amazonaws.com/serve:1\n    model_data_s3_uri: s3://bkt/m\n"
+        + "    instance_count: 0\n    aws_secret_access_key: abc\n",
+        [
+            "rollout.target_options.endpoint_name: got 'fraud_prod'; expected: string should match pattern "
+            "'^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$'",
+            "rollout.target_options.execution_role_arn: got 'arn:aws:iam::12:role/x'; expected: string should match "
+            "pattern '^arn:aws[a-z\\-]*:iam::\\d{12}:role/[\\w+=,.@\\-/]+$'",
+            "rollout.target_options.instance_count: got 0; expected: input should be greater than or equal to 1",
+            "rollout.target_options.aws_secret_access_key: got 'abc'; unknown field; allowed 'sagemaker' options: "
+            "['aws_conn_id', 'data_capture_s3_uri', 'endpoint_name', 'execution_role_arn', 'image_uri', "
+            "'instance_count', 'instance_type', 'latency_statistic', 'model_data_s3_uri', 'region', 'update_timeout']",
+        ],
+        id="sagemaker-options-are-checked-and-hold-no-secrets",
+    ),
+    pytest.param(
+        MINIMAL + "rollout:\n  target_options: {endpoint_name: x}\n",
+        ["rollout.target_options.endpoint_name: got 'x'; unknown field; the 'local' target takes no options"],
+        id="local-target-takes-no-options",
+    ),
+    pytest.param(
+        MINIMAL + "rollout:\n  target: azureml\n  target_options: {endpoint_name: fraud-ep}\n",
+        [
+            "rollout.target_options: got {'endpoint_name': 'fraud-ep'}; expected azure_conn_id, or all of "
+            "subscription_id, resource_group and workspace (missing: ['subscription_id', 'resource_group', "
+            "'workspace'])"
+        ],
+        id="azureml-needs-a-workspace",
+    ),
+    pytest.param(
+        MINIMAL + "rollout:\n  target: sagemaker\n  target_options: [endpoint]\n",
+        [
+            "rollout.target_options: got list; expected a mapping of the 'sagemaker' target's options "
+            "['aws_conn_id', 'data_capture_s3_uri', 'endpoint_name', 'execution_role_arn', 'image_uri', "
+            "'instance_count', 'instance_type', 'latency_statistic', 'model_data_s3_uri', 'region', 'update_timeout']"
+        ],
+        id="target-options-must-be-a-mapping",
+    ),
+    pytest.param(
+        MINIMAL
+        + "rollout:\n  target: sagemaker\n  target_options:\n    endpoint_name: fraud-prod\n"
+        + "    execution_role_arn: arn:aws:iam::123456789012:role/r\n"
+        + "    image_uri: 1.dkr.ecr.us-east-1.amazonaws.com/serve:1\n    model_data_s3_uri: s3://bucket/m\n",
+        [
+            "rollout.shadow.enabled: got true; expected false with target 'sagemaker': the shadow gate compares the "
+            "shadow's answers with the champion's, and reading a SageMaker endpoint's answers (data capture) is not "
+            "supported yet, so the gate could only fail. Set rollout.shadow.enabled: false (the canary steps judge "
+            "errors and latency from CloudWatch)"
+        ],
+        id="sagemaker-shadow-gate-needs-answers",
+    ),
 ]
 
 

@@ -20,7 +20,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from airflow_mlops import settings
-from airflow_mlops.config.schema import ModelConfig
+from airflow_mlops.config.schema import _TARGET_KIND_KEY, TARGET_OPTIONS, ModelConfig
 from airflow_mlops.exceptions import ConfigError
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
@@ -125,6 +125,14 @@ def _fields_by_path(model: type[Any], prefix: str = "") -> dict[str, list[str]]:
 _MODEL_FIELDS = _fields_by_path(ModelConfig)
 
 
+def _without_target_tag(loc: list[Any]) -> tuple[list[Any], str | None]:
+    """``loc`` without the union tag pydantic puts after ``target_options`` (which target's options), and the tag."""
+    for i, part in enumerate(loc[:-1]):
+        if part == "target_options" and loc[i + 1] in TARGET_OPTIONS:
+            return [*loc[: i + 1], *loc[i + 2 :]], str(loc[i + 1])
+    return loc, None
+
+
 def problems_from_validation(
     path: Path, exc: ValidationError, model: type[BaseModel] = ModelConfig
 ) -> list[ConfigProblem]:
@@ -134,13 +142,25 @@ def problems_from_validation(
     for error in exc.errors():
         loc = [p for p in error["loc"] if p not in ("function-after[_check_duration(), union[str,int]]",)]
         got = _NOTHING if error["type"] in ("missing",) else error.get("input", _NOTHING)
-        if error["type"] == "value_error" and not loc:
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "value_error" and (not loc or message.startswith(f"{_field_path(loc)}.")):
             # model-level validator: the message already carries its field path when it has one
-            problems.append(ConfigProblem(path, "", _NOTHING, str(error["msg"]).removeprefix("Value error, ")))
+            problems.append(ConfigProblem(path, "", _NOTHING, message))
             continue
+        loc, target_kind = _without_target_tag(loc)
+        if isinstance(got, dict):
+            got = {k: v for k, v in got.items() if k != _TARGET_KIND_KEY}
         if isinstance(got, dict) and error["type"] != "extra_forbidden" and error["type"] != "value_error":
             got = _NOTHING
-        problems.append(ConfigProblem(path, _field_path(loc), got, _allowed_text(error, fields)))
+        allowed = _allowed_text(error, fields)
+        if target_kind is not None and error["type"] == "extra_forbidden":
+            known = sorted(TARGET_OPTIONS[target_kind].model_fields)
+            allowed = (
+                f"unknown field; allowed {target_kind!r} options: {known}"
+                if known
+                else (f"unknown field; the {target_kind!r} target takes no options")
+            )
+        problems.append(ConfigProblem(path, _field_path(loc), got, allowed))
     return problems
 
 

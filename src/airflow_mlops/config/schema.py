@@ -9,7 +9,17 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from airflow_mlops import settings
 
@@ -357,16 +367,138 @@ class CanaryConfig(_Strict):
         return steps
 
 
+#: The key the rollout section adds to ``target_options`` so its union knows which target's model applies.
+_TARGET_KIND_KEY = "__target__"
+TARGET_KINDS: tuple[str, ...] = ("local", "sagemaker", "azureml")
+
+
+class _TargetOptions(_Strict):
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_kind(cls, data: Any) -> Any:
+        if isinstance(data, dict) and _TARGET_KIND_KEY in data:
+            data = {k: v for k, v in data.items() if k != _TARGET_KIND_KEY}
+        return data
+
+
+class LocalTargetOptions(_TargetOptions):
+    """The bundled gateway follows the registry: it takes no options (its URL is ``serving.gateway_url``)."""
+
+
+#: SageMaker's own name rule for endpoints, models and variants.
+_SAGEMAKER_NAME = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
+
+
+class SageMakerOptions(_TargetOptions):
+    """An Amazon SageMaker real-time endpoint; champion, canary and shadow are its variants.
+
+    Credentials come from the Airflow connection ``aws_conn_id``; a config never holds secrets.
+    """
+
+    aws_conn_id: str = Field(default="aws_default", min_length=1)
+    #: Default: the connection's region.
+    region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    endpoint_name: str = Field(pattern=_SAGEMAKER_NAME)
+    execution_role_arn: str = Field(max_length=2048, pattern=r"^arn:aws[a-z\-]*:iam::\d{12}:role/[\w+=,.@\-/]+$")
+    #: A serving image that loads an MLflow pyfunc model from ``/opt/ml/model`` (e.g. the one
+    #: ``mlflow sagemaker build-and-push-container`` builds), in ECR.
+    image_uri: str = Field(pattern=r"^[\w.\-]+(:\d+)?/[\w.\-/]+(:[\w.\-]+|@sha256:[0-9a-f]{64})?$")
+    instance_type: str = Field(default="ml.m5.large", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+    instance_count: int = Field(default=1, ge=1, le=100)
+    #: Where each version's ``model.tar.gz`` is packaged: ``s3://bucket/prefix``.
+    model_data_s3_uri: str = Field(pattern=r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[^\s]*)?$")
+    #: With data capture on, requests and answers land here (JSON Lines), for health and monitoring.
+    data_capture_s3_uri: str | None = Field(default=None, pattern=r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/[^\s]*)?$")
+    #: How long an endpoint update may take before the task fails (closed: the old config keeps serving).
+    update_timeout: Duration = "30m"
+    #: The CloudWatch statistic of ``ModelLatency`` (per minute) judged against the rollout's latency limits.
+    latency_statistic: Literal["p90", "p95", "p99", "Maximum", "Average"] = "p95"
+
+
+class AzureMLOptions(_TargetOptions):
+    """An Azure ML managed online endpoint; each version is a deployment ``v<version>`` of it.
+
+    The workspace comes from the Airflow connection ``azure_conn_id`` or from its three coordinates.
+    """
+
+    azure_conn_id: str | None = Field(default=None, min_length=1)
+    subscription_id: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
+    resource_group: str | None = Field(default=None, pattern=r"^[\w\-.()]{1,90}$")
+    workspace: str | None = Field(default=None, pattern=r"^[a-zA-Z0-9][\w\-]{2,32}$")
+    #: Azure's rule: 3-32 characters, a letter first, letters, digits and hyphens.
+    endpoint_name: str = Field(pattern=r"^[a-zA-Z][a-zA-Z0-9\-]{1,30}[a-zA-Z0-9]$")
+    instance_type: str = Field(default="Standard_DS3_v2", pattern=r"^Standard_[A-Za-z0-9_]+$")
+    instance_count: int = Field(default=1, ge=1, le=100)
+    #: An Azure ML environment (``azureml:<name>:<version>`` or ``azureml:<name>@latest``); default: the
+    #: curated MLflow environment Azure ML picks for an MLflow model (no-code deployment).
+    environment: str | None = Field(default=None, pattern=r"^azureml:[\w\-.]+(:[\w\-.]+|@latest)$")
+
+    @model_validator(mode="after")
+    def _workspace(self) -> AzureMLOptions:
+        coordinates = (self.subscription_id, self.resource_group, self.workspace)
+        if self.azure_conn_id is None and not all(coordinates):
+            missing = [
+                n for n, v in zip(("subscription_id", "resource_group", "workspace"), coordinates, strict=True) if not v
+            ]
+            raise ValueError(
+                f"expected azure_conn_id, or all of subscription_id, resource_group and workspace (missing: {missing})"
+            )
+        return self
+
+
+TargetOptions = Annotated[
+    Annotated[LocalTargetOptions, Tag("local")]
+    | Annotated[SageMakerOptions, Tag("sagemaker")]
+    | Annotated[AzureMLOptions, Tag("azureml")],
+    Discriminator(
+        lambda value: value.get(_TARGET_KIND_KEY) if isinstance(value, dict) else _OPTION_KINDS.get(type(value))
+    ),
+]
+_OPTION_KINDS: dict[type, str] = {LocalTargetOptions: "local", SageMakerOptions: "sagemaker", AzureMLOptions: "azureml"}
+#: The options model of each target kind.
+TARGET_OPTIONS: dict[str, type[_TargetOptions]] = {kind: model for model, kind in _OPTION_KINDS.items()}
+
+
 class RolloutConfig(_Strict):
     """How a gated candidate reaches traffic (used by ``<model>__deploy``)."""
 
     target: Literal["local", "sagemaker", "azureml"] = "local"
-    #: Target-specific settings (endpoint name, instance type, ...), validated by the target adapter.
-    target_options: dict[str, Any] = Field(default_factory=dict)
+    #: The target's settings: one set of fields per target (see the sections below); ``local`` takes none.
+    target_options: TargetOptions = Field(default_factory=LocalTargetOptions)
     shadow: ShadowConfig = Field(default_factory=ShadowConfig)
     canary: CanaryConfig = Field(default_factory=CanaryConfig)
     approval_before_canary: bool = False
     approval_before_promotion: bool = False
+
+    @model_validator(mode="after")
+    def _target_can_judge(self) -> RolloutConfig:
+        if self.target == "sagemaker" and self.shadow.enabled:
+            raise ValueError(
+                "rollout.shadow.enabled: got true; expected false with target 'sagemaker': the shadow gate compares "
+                "the shadow's answers with the champion's, and reading a SageMaker endpoint's answers (data capture) "
+                "is not supported yet, so the gate could only fail. Set rollout.shadow.enabled: false (the canary "
+                "steps judge errors and latency from CloudWatch)"
+            )
+        return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _options_kind(cls, data: Any) -> Any:
+        """Tell ``target_options`` which target's model to check it against (an unknown target is its own error)."""
+        if not isinstance(data, dict):
+            return data
+        target = data.get("target", "local")
+        options = data.get("target_options", {})
+        if target not in TARGET_KINDS:
+            return {k: v for k, v in data.items() if k != "target_options"}
+        if isinstance(options, dict):
+            return {**data, "target_options": {**options, _TARGET_KIND_KEY: target}}
+        if not isinstance(options, _TargetOptions):
+            raise ValueError(
+                f"rollout.target_options: got {type(options).__name__}; expected a mapping of the {target!r} "
+                f"target's options {sorted(TARGET_OPTIONS[target].model_fields)}"
+            )
+        return data
 
 
 class ServingConfig(_Strict):
