@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import pytest
 
@@ -181,6 +181,20 @@ def aws_connection_json(endpoint_url: str) -> str:
     )
 
 
+def moto_client(endpoint_url: str, service: str, **kwargs: Any) -> Any:
+    """A boto3 client for ``service`` on the moto server at ``endpoint_url``, with moto's test credentials."""
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=endpoint_url,
+        region_name=MOTO_REGION,
+        aws_access_key_id=MOTO_ACCESS_KEY,
+        aws_secret_access_key=MOTO_SECRET_KEY,
+        **kwargs,
+    )
+
+
 def wasb_connection_json(blob_endpoint: str) -> str:
     """Airflow connection (JSON form, for ``AIRFLOW_CONN_*``) pointing ``WasbHook`` at Azurite."""
     return json.dumps({"conn_type": "wasb", "extra": {"connection_string": azurite_connection_string(blob_endpoint)}})
@@ -207,3 +221,14 @@ class BlobContainer:
     @property
     def connection_string(self) -> str:
         return azurite_connection_string(self.blob_endpoint)
+
+
+@contextmanager
+def run_moto_sagemaker_server(log_dir: Path, timeout: float = START_TIMEOUT_S) -> Iterator[str]:
+    """Run moto's server with the test-only SageMaker extension (``tests/moto_sagemaker.py``) on a free
+    loopback port; yield its endpoint URL. All moto services (S3, SageMaker, ...) answer on that one port."""
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, str(Path(__file__).parent / "moto_sagemaker.py"), "-H", "127.0.0.1", "-p", str(port)]
+    with _running(cmd, f"{endpoint}/moto-api/", log_dir / "moto_sagemaker.log", timeout):
+        yield endpoint

@@ -154,7 +154,14 @@ def intents(action: str, model: str | None, op_id: str | None, state_db: str | N
 #: The commands over the state database (locks, intents, audit trail).
 _STATE_COMMANDS: dict[str, Callable[[argparse.ArgumentParser, argparse.Namespace], int]] = {
     "intents": lambda parser, args: intents(args.action, args.model, args.op_id, args.state_db),
+    "status": lambda parser, args: _status_command(parser, args),
 }
+
+
+def _status_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if not args.tracking_uri:
+        parser.error("status: --tracking-uri (or MLFLOW_TRACKING_URI) is required")
+    return _status(args.model, Path(args.config_dir), args.tracking_uri, args.state_db)
 
 
 def _demo_tickets_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -182,6 +189,45 @@ def _serve_args_problem(args: argparse.Namespace) -> str | None:
     if args.admin_port is not None and args.admin_port == args.port:
         return f"serve: --admin-port {args.admin_port} is --port too; give the admin listener its own port"
     return None
+
+
+def _status(model: str, config_dir: Path, tracking_uri: str, state_db: str | None) -> int:
+    """Print the registry's aliases and what the target serves; 1 when the endpoint was changed by hand."""
+    import mlflow
+
+    from airflow_mlops.config.loader import load_config
+    from airflow_mlops.deploy.audit import AuditTrail
+    from airflow_mlops.deploy.targets import get_target
+    from airflow_mlops.exceptions import MlopsError
+
+    candidates = [config_dir / f"{model}.yaml", config_dir / f"{model}.yml"]
+    path = next((c for c in candidates if c.is_file()), None)
+    if path is None:
+        print(f"status: no config {candidates[0]} (or .yml) for model {model!r}; give --config-dir", file=sys.stderr)
+        return 2
+    try:
+        cfg = load_config(path).config
+        client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        target = get_target(
+            cfg.rollout.target,
+            client=client,
+            audit=AuditTrail(state_db or settings.state_db_url()),
+            target_options=cfg.rollout.target_options,
+        )
+        state = target.state(model)
+        aliases = ", ".join(f"{alias} v{version}" for alias, version in state.aliases().items()) or "none"
+        canary = f" (canary {state.canary_percent:g}%)" if state.canary else ""
+        print(f"{model}: target {cfg.rollout.target}\n  aliases:  {aliases}{canary}")
+        view = getattr(target, "view", None)
+        if view is None:
+            print("  the bundled gateway follows the registry's aliases (see its /ready for what it loaded)")
+            return 0
+        found = view(model)
+        print(found.describe())
+        return 1 if found.changed_by_hand else 0
+    except MlopsError as exc:
+        print(f"status: {exc}", file=sys.stderr)
+        return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -280,6 +326,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     history.add_argument("model")
     history.add_argument("--state-db", default=None, help=f"SQLAlchemy URL (default: {_STATE_DB_HELP})")
     history.add_argument("--limit", type=int, default=None, help="only the newest N entries")
+    status = sub.add_parser(
+        "status", help="what a model's deployment target serves, next to the registry's aliases (flags drift)"
+    )
+    status.add_argument("model")
+    status.add_argument("--config-dir", default="dags/configs", help="folder of model configs (default: %(default)s)")
+    status.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"), help="MLflow tracking URI")
+    status.add_argument("--state-db", default=None, help=f"SQLAlchemy URL (default: {_STATE_DB_HELP})")
     data = sub.add_parser("make-example-data", help="(re)write the example datasets")
     data.add_argument("folder", nargs="?", default="dags/data")
     args = parser.parse_args(argv)

@@ -27,6 +27,14 @@ class RegistryError(MlopsError):
     """A model-registry operation was refused (e.g. promoting a version whose gate did not pass)."""
 
 
+class TargetError(MlopsError):
+    """A deployment target (an endpoint in a cloud) could not be brought to the registry's state."""
+
+
+class TargetDriftError(TargetError):
+    """The endpoint serves something the registry does not say (changed by hand): the rollout refuses to go on."""
+
+
 class MissingExtraError(MlopsError, ImportError):
     """An optional package is not installed; the message names the ``airflow-mlops[<extra>]`` to install."""
 

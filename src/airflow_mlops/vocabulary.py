@@ -80,6 +80,13 @@ class Tag:
     REJECTED_REASON: Final = "mlops.rejected_reason"
     REJECTED_BY: Final = "mlops.rejected_by"
     ROLLBACK_REASON: Final = "mlops.rollback_reason"
+    TARGET_APPLIED: Final = "mlops.target.applied"
+    """On a registered model served by a cloud target: the endpoint layout last applied (JSON), so a later check
+    tells an update of ours that did not finish from a change made by hand."""
+    SAGEMAKER_MODEL_DATA: Final = "mlops.sagemaker.model_data"
+    """On a version: the S3 URI of its ``model.tar.gz`` for SageMaker."""
+    SAGEMAKER_SHA256: Final = "mlops.sagemaker.sha256"
+    """On a version: the sha256 of that ``model.tar.gz``, checked before a SageMaker model is created from it."""
 
     # monitoring runs
     CHAMPION: Final = "mlops.champion"

@@ -195,6 +195,7 @@ def test_shadow_execute_sets_the_alias_and_defers_with_the_configured_window(env
         "min_requests": 5,
         "deadline": start + 62.0,  # max(3 x duration, duration + 60 s)
         "check_interval": 0.5,  # duration / 10, at least 0.5 s
+        "cloudwatch": None,  # the local target: the prediction log is read
     }
     state = env.state()
     assert (state.champion, state.shadow, state.canary) == (env.v1, env.v2, None)
@@ -289,6 +290,7 @@ def test_canary_execute_sets_traffic_and_defers(env: Env) -> None:
         "limits": CanaryConfig.model_validate(ROLLOUT["canary"]).model_dump(mode="json"),
         "metric": "roc_auc",
         "classes": {env.v2: '{"classes":[0,1],"positive":1}', env.v1: '{"classes":[0,1],"positive":1}'},
+        "cloudwatch": None,
     }
     state = env.state()
     assert (state.champion, state.canary, state.canary_percent) == (env.v1, env.v2, 25.0)
@@ -542,3 +544,19 @@ def test_an_operator_needs_a_model_name_or_a_config() -> None:
         ConfigError, match=r"^shadow: policy is not given, and there is no config_path to take it from$"
     ):
         _ = shadow.shadow_policy
+
+
+def test_explicit_target_options_are_checked_like_the_config() -> None:
+    op = PromoteOperator(
+        task_id="promote",
+        model_name=MODEL,
+        version="1",
+        target="sagemaker",
+        target_options={"endpoint_name": "bad_name", "aws_secret_access_key": "x"},
+    )
+    with pytest.raises(ValueError) as raised:
+        op.target_settings()
+    message = str(raised.value)
+    assert "promote: target_options: endpoint_name: got 'bad_name'; expected: string should match pattern" in message
+    assert "aws_secret_access_key: got 'x'; unknown field" in message
+    assert "execution_role_arn: this field is required" in message

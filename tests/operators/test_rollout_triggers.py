@@ -162,6 +162,7 @@ def test_shadow_serialize_names_every_init_argument(plog: PredictionLog) -> None
         "min_requests": 3,
         "deadline": 110.0,
         "check_interval": 0.1,
+        "cloudwatch": None,
     }
 
 
@@ -180,6 +181,7 @@ def test_canary_serialize_names_every_init_argument(plog: PredictionLog) -> None
         "limits": CANARY_LIMITS,
         "metric": "roc_auc",
         "classes": None,
+        "cloudwatch": None,
     }
     assert CanaryConfig.model_validate(kwargs["limits"]).max_error_rate == 0.1
 

@@ -545,10 +545,14 @@ def test_get_target_from_uris(tmp_path: Path, client: Any, versions: Any) -> Non
     assert read_state(client, MODEL) == DeploymentState(champion=v1)
 
 
-@pytest.mark.parametrize("kind", ["sagemaker", "azureml"])
-def test_cloud_targets_are_not_implemented_yet(kind: Any) -> None:
-    with pytest.raises(NotImplementedError, match=f"deployment target '{kind}' is not implemented yet.*use 'local'"):
-        get_target(kind)
+def test_a_sagemaker_target_needs_its_options() -> None:
+    with pytest.raises(ValueError, match=r"'sagemaker': got options None; expected SageMakerOptions"):
+        get_target("sagemaker")
+
+
+def test_azureml_target_is_refused_with_what_to_use_instead() -> None:
+    with pytest.raises(NotImplementedError, match=r"deployment target 'azureml' is not implemented yet.*'sagemaker'"):
+        get_target("azureml")
 
 
 def test_unknown_target_kind() -> None:

@@ -3,8 +3,8 @@
 A target moves traffic (canary percentage, shadow mirroring), promotes, rolls back, rejects and
 reports its current state. ``LocalGatewayTarget`` is the bundled gateway: it follows the MLflow
 registry, so the target only moves aliases and tags (through :mod:`airflow_mlops.deploy.promotion`,
-guarded and audited). Cloud targets (SageMaker, Azure ML) will reconcile their endpoint's own
-traffic state with the registry behind the same methods.
+guarded and audited). ``SageMakerTarget`` (:mod:`airflow_mlops.deploy.sagemaker`) moves the same aliases and
+then reconciles its endpoint's variants with them. Azure ML is planned behind the same methods.
 
 .. code-block:: python
 
@@ -144,17 +144,31 @@ class LocalGatewayTarget:
 
 
 def get_target(kind: TargetKind, **options: Any) -> DeploymentTarget:
-    """The deployment target of ``kind`` (the model config's ``deploy.target``).
+    """The deployment target of ``kind`` (the model config's ``rollout.target``).
 
     ``"local"`` takes the options of :meth:`LocalGatewayTarget.from_options` (``client``/``audit``
-    or ``tracking_uri``/``state_url``).
+    or ``tracking_uri``/``state_url``). ``"sagemaker"`` takes ``client``, ``audit`` and ``target_options``
+    (the config's ``rollout.target_options``, a :class:`~airflow_mlops.config.schema.SageMakerOptions`).
     """
     if kind == "local":
+        options.pop("target_options", None)
         return LocalGatewayTarget.from_options(**options)
-    if kind in ("sagemaker", "azureml"):
+    if kind == "sagemaker":
+        from airflow_mlops.config.schema import SageMakerOptions
+        from airflow_mlops.deploy.sagemaker import SageMakerTarget
+
+        target_options = options.pop("target_options", None)
+        if not isinstance(target_options, SageMakerOptions):
+            raise ValueError(
+                f"deployment target 'sagemaker': got options {target_options!r}; expected SageMakerOptions"
+            )
+        if options.get("audit") is None:
+            options["audit"] = AuditTrail(options.pop("state_url", None) or settings.state_db_url())
+        options.pop("state_url", None)
+        return SageMakerTarget.from_options(target_options, **options)
+    if kind == "azureml":
         raise NotImplementedError(
-            f"deployment target {kind!r} is not implemented yet (planned: a target that reconciles the "
-            f"{'SageMaker endpoint variants' if kind == 'sagemaker' else 'Azure ML endpoint traffic'} with the "
-            "registry); use 'local' for the bundled gateway"
+            "deployment target 'azureml' is not implemented yet (planned: a target that reconciles the Azure ML "
+            "endpoint's traffic with the registry); use 'local' for the bundled gateway or 'sagemaker'"
         )
     raise ValueError(f"deployment target: got {kind!r}; expected one of {list(TARGET_KINDS)}")

@@ -37,9 +37,17 @@ class RolloutBaseOperator(MlopsBaseOperator):
     :param log_root: Prediction-log root the gateway writes (templated); default: the config's
         ``serving.prediction_log``, else the ``[mlops] prediction_log`` setting.
     :param log_conn_id: Airflow connection for an object-store ``log_root`` (templated).
+    :param target_options: The target's options (``rollout.target_options`` fields, e.g. ``endpoint_name`` for
+        ``sagemaker``); default: the config's.
     """
 
-    template_fields: Sequence[str] = (*MlopsBaseOperator.template_fields, "target", "log_root", "log_conn_id")
+    template_fields: Sequence[str] = (
+        *MlopsBaseOperator.template_fields,
+        "target",
+        "log_root",
+        "log_conn_id",
+        "target_options",
+    )
 
     def __init__(
         self,
@@ -47,21 +55,62 @@ class RolloutBaseOperator(MlopsBaseOperator):
         target: str | None = None,
         log_root: str | None = None,
         log_conn_id: str | None = None,
+        target_options: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.target = target
         self.log_root = log_root
         self.log_conn_id = log_conn_id
+        self.target_options = target_options
 
-    def deployment_target(self, client: Any) -> DeploymentTarget:
-        from airflow_mlops.deploy.audit import AuditTrail
-        from airflow_mlops.deploy.targets import TARGET_KINDS, get_target
+    @property
+    def target_kind(self) -> str:
+        from airflow_mlops.deploy.targets import TARGET_KINDS
 
         kind = self.from_config(self.target or None, lambda loaded: loaded.config.rollout.target, "target")
         if kind not in TARGET_KINDS:
             raise ValueError(f"{self.task_id}: target: got {kind!r}; expected one of {list(TARGET_KINDS)}")
-        return get_target(kind, client=client, audit=AuditTrail(settings.state_db_url()))
+        return str(kind)
+
+    def target_settings(self) -> BaseModel:
+        """The target's options: ``target_options`` checked against the target's model, else the config's."""
+        from airflow_mlops.config.schema import TARGET_OPTIONS
+
+        kind = self.target_kind
+        if self.target_options is not None:
+            return _validated(TARGET_OPTIONS[kind], self.target_options, f"{self.task_id}: target_options")
+        if self.has_config and self.loaded.config.rollout.target == kind:
+            return self.loaded.config.rollout.target_options
+        return _validated(TARGET_OPTIONS[kind], {}, f"{self.task_id}: target_options")
+
+    def deployment_target(self, client: Any) -> DeploymentTarget:
+        from airflow_mlops.deploy.audit import AuditTrail
+        from airflow_mlops.deploy.targets import get_target
+
+        kind = self.target_kind
+        return get_target(
+            kind,  # type: ignore[arg-type]
+            client=client,
+            audit=AuditTrail(settings.state_db_url()),
+            target_options=self.target_settings(),
+        )
+
+    def cloudwatch_source(self) -> dict[str, Any] | None:
+        """For a SageMaker target, its options (JSON): health is read from the endpoint's CloudWatch metrics;
+        ``None`` for the local gateway, whose prediction log is read."""
+        if self.target_kind != "sagemaker":
+            return None
+        return dict(self.target_settings().model_dump(mode="json"))
+
+    def health_inputs(self) -> tuple[dict[str, Any] | None, str, str | None]:
+        """The CloudWatch source (SageMaker) or the prediction log's root and connection (local), checked
+        before traffic moves: no rollout without evidence to judge it by."""
+        cloudwatch = self.cloudwatch_source()
+        if cloudwatch is not None:
+            return cloudwatch, "", None
+        root, conn_id = self.log_location
+        return None, root, conn_id
 
     def actor(self, context: Context) -> str:
         return f"{self.dag_id}/{context['dag_run'].run_id}"
@@ -188,7 +237,7 @@ class ShadowOperator(RolloutBaseOperator):
         policy = self.shadow_policy
         version = _required_version(self.task_id, "version", self.version)
         champion = _required_version(self.task_id, "champion", self.champion)
-        root, conn_id = self.log_location  # before traffic moves: no shadow without a log to judge it by
+        cloudwatch, root, conn_id = self.health_inputs()
         with self.hook.activate() as client:
             self.deployment_target(client).start_shadow(
                 self.model, version, actor=self.actor(context), reason="shadow phase"
@@ -207,6 +256,7 @@ class ShadowOperator(RolloutBaseOperator):
                 min_requests=policy.min_requests,
                 deadline=start + max(3 * duration, duration + 60),
                 check_interval=min(5.0, max(duration / 10, 0.5)),
+                cloudwatch=cloudwatch,
             ),
             method_name="execute_complete",
         )
@@ -295,7 +345,7 @@ class CanaryStepOperator(RolloutBaseOperator):
         percent = self._percent()
         version = _required_version(self.task_id, "version", self.version)
         champion = _required_version(self.task_id, "champion", self.champion)
-        root, conn_id = self.log_location  # before traffic moves: no canary without a log to judge it by
+        cloudwatch, root, conn_id = self.health_inputs()
         with self.hook.activate() as client:
             classes = self._classes(client, metric, version, champion)  # a bad tag fails before traffic moves
             self.deployment_target(client).set_traffic(
@@ -316,6 +366,7 @@ class CanaryStepOperator(RolloutBaseOperator):
                 limits=policy.model_dump(mode="json"),
                 metric=metric,
                 classes=classes,
+                cloudwatch=cloudwatch,
             ),
             method_name="execute_complete",
         )

@@ -28,6 +28,24 @@ def _read_window(root: str, conn_id: str | None, model: str, start: float, with_
     return rows, feedback
 
 
+def _variant_metrics(source: dict[str, Any], version: str, start: float) -> Any:
+    """One SageMaker variant's CloudWatch metrics since ``start`` (``source``: the operator's health source)."""
+    from airflow_mlops.config.schema import SageMakerOptions
+    from airflow_mlops.deploy.cloudwatch import variant_metrics
+    from airflow_mlops.deploy.sagemaker import aws_clients, variant_name
+
+    options = SageMakerOptions.model_validate(source)
+    (cloudwatch,) = aws_clients(options, "cloudwatch")
+    return variant_metrics(
+        cloudwatch,
+        options.endpoint_name,
+        variant_name(version),
+        datetime.fromtimestamp(start, tz=UTC),
+        datetime.now(tz=UTC),
+        latency_stat=options.latency_statistic,
+    )
+
+
 class ShadowWindowTrigger(BaseTrigger):
     """Wait for the shadow window to fill; the event carries the shadow-vs-champion statistics."""
 
@@ -44,12 +62,15 @@ class ShadowWindowTrigger(BaseTrigger):
         min_requests: int,
         deadline: float,
         check_interval: float = 5.0,
+        cloudwatch: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.log_root, self.log_conn_id, self.model = log_root, log_conn_id, model
         self.champion, self.shadow = champion, shadow
         self.start, self.duration, self.min_requests = start, duration, min_requests
         self.deadline, self.check_interval = deadline, check_interval
+        #: A SageMaker target's options: read the shadow variant's CloudWatch metrics, not the prediction log.
+        self.cloudwatch = cloudwatch
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -65,20 +86,26 @@ class ShadowWindowTrigger(BaseTrigger):
                 "min_requests": self.min_requests,
                 "deadline": self.deadline,
                 "check_interval": self.check_interval,
+                "cloudwatch": self.cloudwatch,
             },
         )
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
+    def _stats(self) -> Any:
         from airflow_mlops.deploy.health import shadow_stats
 
+        if self.cloudwatch is not None:
+            from airflow_mlops.deploy.cloudwatch import shadow_stats_from_metrics
+
+            return shadow_stats_from_metrics(_variant_metrics(self.cloudwatch, self.shadow, self.start))
+        rows, _ = _read_window(self.log_root, self.log_conn_id, self.model, self.start, False)
+        return shadow_stats(rows, self.champion, self.shadow)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
         while True:
             now = time.time()
             if now >= self.start + self.duration:
                 try:
-                    rows, _ = await asyncio.to_thread(
-                        _read_window, self.log_root, self.log_conn_id, self.model, self.start, False
-                    )
-                    stats = shadow_stats(rows, self.champion, self.shadow)
+                    stats = await asyncio.to_thread(self._stats)
                 except Exception as exc:  # reported to the operator, which fails closed
                     yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
                     return
@@ -107,6 +134,7 @@ class CanaryStepTrigger(BaseTrigger):
         limits: dict[str, Any],
         metric: str | None,
         classes: dict[str, str | None] | None = None,
+        cloudwatch: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.log_root, self.log_conn_id, self.model = log_root, log_conn_id, model
@@ -115,6 +143,8 @@ class CanaryStepTrigger(BaseTrigger):
         self.limits, self.metric = limits, metric
         #: version -> its ``mlops.classes`` JSON (None: none recorded), read by the operator from the registry
         self.classes = classes
+        #: A SageMaker target's options: read the canary variant's CloudWatch metrics, not the prediction log.
+        self.cloudwatch = cloudwatch
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -131,6 +161,7 @@ class CanaryStepTrigger(BaseTrigger):
                 "limits": self.limits,
                 "metric": self.metric,
                 "classes": self.classes,
+                "cloudwatch": self.cloudwatch,
             },
         )
 
@@ -147,10 +178,16 @@ class CanaryStepTrigger(BaseTrigger):
         while True:
             await asyncio.sleep(min(self.check_interval, max(0.0, self.start + self.duration - time.time())))
             try:
-                rows, feedback = await asyncio.to_thread(
-                    _read_window, self.log_root, self.log_conn_id, self.model, self.start, self.metric is not None
-                )
-                stats = canary_stats(rows, feedback, self.canary, self.champion, self.metric, classes=classes)
+                if self.cloudwatch is not None:
+                    from airflow_mlops.deploy.cloudwatch import canary_stats_from_metrics
+
+                    metrics = await asyncio.to_thread(_variant_metrics, self.cloudwatch, self.canary, self.start)
+                    stats = canary_stats_from_metrics(metrics, self.metric)
+                else:
+                    rows, feedback = await asyncio.to_thread(
+                        _read_window, self.log_root, self.log_conn_id, self.model, self.start, self.metric is not None
+                    )
+                    stats = canary_stats(rows, feedback, self.canary, self.champion, self.metric, classes=classes)
             except Exception as exc:
                 yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
                 return
