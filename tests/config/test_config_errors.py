@@ -286,7 +286,8 @@ RULES = [
             "rollout.target_options.instance_count: got 0; expected: input should be greater than or equal to 1",
             "rollout.target_options.aws_secret_access_key: got 'abc'; unknown field; allowed 'sagemaker' options: "
             "['aws_conn_id', 'data_capture_s3_uri', 'endpoint_name', 'execution_role_arn', 'image_uri', "
-            "'instance_count', 'instance_type', 'latency_statistic', 'model_data_s3_uri', 'region', 'update_timeout']",
+            "'instance_count', 'instance_type', 'latency_statistic', 'metrics_delay', 'model_data_s3_uri', 'region', "
+            "'update_timeout']",
         ],
         id="sagemaker-options-are-checked-and-hold-no-secrets",
     ),
@@ -309,7 +310,8 @@ RULES = [
         [
             "rollout.target_options: got list; expected a mapping of the 'sagemaker' target's options "
             "['aws_conn_id', 'data_capture_s3_uri', 'endpoint_name', 'execution_role_arn', 'image_uri', "
-            "'instance_count', 'instance_type', 'latency_statistic', 'model_data_s3_uri', 'region', 'update_timeout']"
+            "'instance_count', 'instance_type', 'latency_statistic', 'metrics_delay', 'model_data_s3_uri', 'region', "
+            "'update_timeout']"
         ],
         id="target-options-must-be-a-mapping",
     ),
@@ -319,10 +321,10 @@ RULES = [
         + "    execution_role_arn: arn:aws:iam::123456789012:role/r\n"
         + "    image_uri: 1.dkr.ecr.us-east-1.amazonaws.com/serve:1\n    model_data_s3_uri: s3://bucket/m\n",
         [
-            "rollout.shadow.enabled: got true; expected false with target 'sagemaker': the shadow gate compares the "
-            "shadow's answers with the champion's, and reading a SageMaker endpoint's answers (data capture) is not "
-            "supported yet, so the gate could only fail. Set rollout.shadow.enabled: false (the canary steps judge "
-            "errors and latency from CloudWatch)"
+            "rollout.shadow.enabled: got true without rollout.target_options.data_capture_s3_uri; expected data "
+            "capture on with target 'sagemaker': the shadow gate compares the shadow's answers with the champion's, "
+            "and a SageMaker endpoint's answers are only in its data capture. Set data_capture_s3_uri, or "
+            "rollout.shadow.enabled: false"
         ],
         id="sagemaker-shadow-gate-needs-answers",
     ),

@@ -180,23 +180,31 @@ def test_stats_converters_and_decisions(cloudwatch: Any, seeded: Seeded) -> None
         return variant_metrics(cloudwatch, seeded.endpoint, variant, seeded.start, seeded.end, latency_stat="Maximum")
 
     canary, champion = read("canary"), read("champion")
-    stats = canary_stats_from_metrics(canary, "roc_auc")
+    # 5 5xx, and 3 4xx where the champion's 2 % share would give 1: 2 in excess
+    stats = canary_stats_from_metrics(canary, "roc_auc", baseline=champion)
     assert stats == CanaryStats(
-        requests=50, errors=5, error_rate=0.1, latency_p95_ms=120.0, labelled=0, metric="roc_auc"
+        requests=50, errors=7, error_rate=0.14, latency_p95_ms=120.0, labelled=0, metric="roc_auc"
     )
     config = CanaryConfig(max_error_rate=0.05, max_latency_p95_ms=1000.0)
     decision = decide_canary(stats, config)
     assert not decision.passed
-    assert any("error rate 0.1000 > 0.05 (5 errors)" in r for r in decision.reasons), decision.reasons
-    assert decide_canary(canary_stats_from_metrics(champion, None), config).passed  # 1 % 5xx
-    # 4xx are the callers' errors, not the version's
+    assert any("error rate 0.1400 > 0.05 (7 errors)" in r for r in decision.reasons), decision.reasons
+    assert decide_canary(canary_stats_from_metrics(champion, None, baseline=champion), config).passed  # 1 % 5xx
+    # 4xx: callers' bad requests, but also every model exception behind MLflow's scoring server (HTTP 400).
+    # Judged against the champion's share over the same window: only the excess is the version's.
     client_errors = VariantMetrics(invocations=100, errors_4xx=60, errors_5xx=0, latency_p95_ms=10.0)
-    assert (client_errors.errors, client_errors.error_rate) == (0, 0.0)
-    assert decide_canary(canary_stats_from_metrics(client_errors, None), config).passed
+    same_callers = VariantMetrics(invocations=1000, errors_4xx=600, errors_5xx=0, latency_p95_ms=10.0)
+    assert decide_canary(canary_stats_from_metrics(client_errors, None, baseline=same_callers), config).passed
+    crashing = VariantMetrics(invocations=100, errors_4xx=100, errors_5xx=0, latency_p95_ms=10.0)
+    healthy = VariantMetrics(invocations=1000, errors_4xx=10, errors_5xx=0, latency_p95_ms=10.0)
+    stats_crashing = canary_stats_from_metrics(crashing, None, baseline=healthy)
+    assert (stats_crashing.errors, stats_crashing.error_rate) == (99, 0.99)
+    assert not decide_canary(stats_crashing, config).passed
+    assert canary_stats_from_metrics(client_errors, None).errors == 60, "no baseline: every 4xx counts"
     # latency breaches are judged too
     assert not decide_canary(canary_stats_from_metrics(canary, None), CanaryConfig(max_latency_p95_ms=100.0)).passed
 
-    shadow = shadow_stats_from_metrics(champion)
+    shadow = shadow_stats_from_metrics(champion, baseline=champion)
     assert shadow == ShadowStats(
         pairs=0,
         agreement=None,
@@ -300,3 +308,45 @@ def test_naive_or_empty_window_is_refused() -> None:
         variant_metrics(client, "ep", "v", START.replace(tzinfo=None), END)
     with pytest.raises(ValueError, match="not after"):
         variant_metrics(client, "ep", "v", START, START + timedelta(seconds=0))
+
+
+def test_a_canary_step_without_metrics_in_cloudwatch_is_a_breach_not_health(
+    cloudwatch: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trigger of a SageMaker canary step, run to its end against CloudWatch with no datapoint for the
+    endpoint (metrics late or missing): it must not pass on no evidence."""
+    import asyncio
+    import time
+
+    from airflow_mlops.triggers.rollout import CanaryStepTrigger
+
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_CW_TEST", emulators.aws_connection_json(cloudwatch.meta.endpoint_url))
+    trigger = CanaryStepTrigger(
+        log_root="",
+        log_conn_id=None,
+        model="fraud",
+        champion="1",
+        canary="2",
+        start=time.time(),
+        duration=0.5,
+        check_interval=0.2,
+        limits=CanaryConfig(min_requests=5).model_dump(mode="json"),
+        metric=None,
+        cloudwatch={
+            "aws_conn_id": "aws_cw_test",
+            "endpoint_name": f"silent-{uuid.uuid4().hex[:8]}",
+            "execution_role_arn": "arn:aws:iam::123456789012:role/SageMakerExecution",
+            "image_uri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlflow-pyfunc:3.1",
+            "model_data_s3_uri": "s3://models/packages",
+            "latency_statistic": "Maximum",
+            "metrics_delay": "1s",
+        },
+    )
+
+    async def first_event() -> Any:
+        async for event in trigger.run():
+            return event.payload
+
+    event = asyncio.run(first_event())
+    assert event["status"] == "breach"
+    assert event["reasons"] == ["only 0 canary invocations in CloudWatch (< min_requests 5)"]

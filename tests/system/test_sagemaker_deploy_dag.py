@@ -13,6 +13,7 @@ rolled back by the canary check at the first step. The registry, the endpoint an
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -39,16 +40,20 @@ def client(url: str, service: str) -> Any:
     return emulators.moto_client(url, service)
 
 
-class VariantMetrics:
-    """Publishes each variant's invocation metrics every 0.3 s, as a live endpoint would (5xx for ``failing``)."""
+class LiveEndpoint:
+    """What a live endpoint would publish while the DAG runs, every 0.3 s: each variant's invocation metrics in
+    CloudWatch (5xx for the ``failing`` versions) and, for data capture, ten requests captured under every
+    production and shadow variant with the same ``InferenceId``s. The champion answers ``i % 2``; a version in
+    ``disagreeing`` answers the opposite."""
 
-    def __init__(self, url: str, endpoint: str, failing: set[str]) -> None:
-        self.cloudwatch, self.sagemaker = client(url, "cloudwatch"), client(url, "sagemaker")
-        self.endpoint, self.failing = endpoint, failing
+    def __init__(self, url: str, endpoint: str, bucket: str, failing: set[str], disagreeing: set[str]) -> None:
+        self.cloudwatch, self.sagemaker, self.s3 = (client(url, s) for s in ("cloudwatch", "sagemaker", "s3"))
+        self.endpoint, self.bucket, self.failing, self.disagreeing = endpoint, bucket, failing, disagreeing
+        self.ticks = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> VariantMetrics:
+    def __enter__(self) -> LiveEndpoint:
         self._thread.start()
         return self
 
@@ -59,23 +64,63 @@ class VariantMetrics:
     def _run(self) -> None:
         while not self._stop.wait(0.3):
             try:
-                variants = self.sagemaker.describe_endpoint(EndpointName=self.endpoint)["ProductionVariants"]
+                described = self.sagemaker.describe_endpoint(EndpointName=self.endpoint)
             except Exception:  # not created yet
                 continue
             now = datetime.now(tz=UTC)
-            for variant in variants:
-                name = variant["VariantName"]
-                dims = [{"Name": "EndpointName", "Value": self.endpoint}, {"Name": "VariantName", "Value": name}]
-                errors = 5.0 if name in self.failing else 0.0
-                self.cloudwatch.put_metric_data(
-                    Namespace="AWS/SageMaker",
-                    MetricData=[
-                        {"MetricName": "Invocations", "Dimensions": dims, "Timestamp": now, "Value": 10.0},
-                        {"MetricName": "Invocation5XXErrors", "Dimensions": dims, "Timestamp": now, "Value": errors},
-                        {"MetricName": "Invocation4XXErrors", "Dimensions": dims, "Timestamp": now, "Value": 0.0},
-                        {"MetricName": "ModelLatency", "Dimensions": dims, "Timestamp": now, "Value": 20_000.0},
-                    ],
+            self.ticks += 1
+            variants = [v["VariantName"] for v in described["ProductionVariants"]]
+            variants += [v["VariantName"] for v in described.get("ShadowProductionVariants") or []]
+            for name in variants:
+                self._metrics(name, now)
+                self._capture(name, now)
+
+    def _metrics(self, name: str, now: datetime) -> None:
+        dims = [{"Name": "EndpointName", "Value": self.endpoint}, {"Name": "VariantName", "Value": name}]
+        errors = 5.0 if name in self.failing else 0.0
+        self.cloudwatch.put_metric_data(
+            Namespace="AWS/SageMaker",
+            MetricData=[
+                {"MetricName": "Invocations", "Dimensions": dims, "Timestamp": now, "Value": 10.0},
+                {"MetricName": "Invocation5XXErrors", "Dimensions": dims, "Timestamp": now, "Value": errors},
+                {"MetricName": "Invocation4XXErrors", "Dimensions": dims, "Timestamp": now, "Value": 0.0},
+                {"MetricName": "ModelLatency", "Dimensions": dims, "Timestamp": now, "Value": 20_000.0},
+            ],
+        )
+
+    def _capture(self, name: str, now: datetime) -> None:
+        lines = []
+        for i in range(10):
+            answer = (i % 2) ^ (1 if name in self.disagreeing else 0)
+            request = {"dataframe_split": {"columns": ["amount", "hour"], "data": [[12.5 + i, 3]]}}
+            lines.append(
+                json.dumps(
+                    {
+                        "captureData": {
+                            "endpointInput": {
+                                "observedContentType": "application/json",
+                                "mode": "INPUT",
+                                "data": json.dumps(request),
+                                "encoding": "JSON",
+                            },
+                            "endpointOutput": {
+                                "observedContentType": "application/json",
+                                "mode": "OUTPUT",
+                                "data": json.dumps({"predictions": [answer]}),
+                                "encoding": "JSON",
+                            },
+                        },
+                        "eventMetadata": {
+                            "eventId": str(uuid.uuid4()),
+                            "inferenceId": f"req-{self.ticks}-{i}",
+                            "inferenceTime": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        },
+                        "eventVersion": "0",
+                    }
                 )
+            )
+        key = f"capture/{self.endpoint}/{name}/{now:%Y/%m/%d/%H}/{now:%M-%S-%f}-{uuid.uuid4()}.jsonl"
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body="\n".join(lines).encode())
 
 
 def rollout(endpoint: str, bucket: str) -> dict[str, Any]:
@@ -89,13 +134,15 @@ def rollout(endpoint: str, bucket: str) -> dict[str, Any]:
             "model_data_s3_uri": f"s3://{bucket}/packages",
             "update_timeout": "30s",
             "latency_statistic": "Maximum",  # moto answers percentiles with HTTP 500 (see deploy/cloudwatch.py)
+            "data_capture_s3_uri": f"s3://{bucket}/capture",
+            "metrics_delay": "1s",  # moto has the metrics at once; AWS needs minutes (the default is 3m)
         },
-        "shadow": {"enabled": False},
+        "shadow": {"enabled": True, "duration": 3, "min_requests": 5, "min_agreement": 0.9},
         "canary": {"steps": [50, 100], "step_duration": 3, "check_interval": 1, "min_requests": 5},
     }
 
 
-def test_sagemaker_rollout_promotes_a_good_candidate_and_rolls_back_a_failing_one(
+def test_sagemaker_rollout_promotes_a_good_candidate_and_rolls_back_failing_ones(
     workspace: Any, airflow_db: Any, moto_url: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from airflow_mlops.deploy.audit import AuditTrail
@@ -111,40 +158,60 @@ def test_sagemaker_rollout_promotes_a_good_candidate_and_rolls_back_a_failing_on
     registry = LocalGatewayTarget.from_options(client=workspace.client(), state_url=state_url)  # registry view only
     v1 = train_version(config, "manual__sm_v1")
     registry.promote("fraud", v1, actor="test", reason="first champion")  # the registry's; the endpoint follows
-    v2 = train_version(config, "manual__sm_v2")
-    v3 = train_version(config, "manual__sm_v3")
+    v2, v3, v4 = (train_version(config, f"manual__sm_v{n}") for n in (2, 3, 4))
     sagemaker = client(moto_url, "sagemaker")
+    deploy = build_dags(None, workspace.config_dir)["fraud__deploy"]
 
-    def weights() -> dict[str, float]:
+    def served() -> tuple[dict[str, float], list[str]]:
         described = sagemaker.describe_endpoint(EndpointName=endpoint)
-        return {v["VariantName"]: v["CurrentWeight"] for v in described["ProductionVariants"]}
+        weights = {v["VariantName"]: v["CurrentWeight"] for v in described["ProductionVariants"]}
+        return weights, [v["VariantName"] for v in described.get("ShadowProductionVariants") or []]
 
-    with VariantMetrics(moto_url, endpoint, failing=set()):
-        run = build_dags(None, workspace.config_dir)["fraud__deploy"].test(run_conf={"version": v2})
-    assert run.state == "success", {ti.task_id: ti.state for ti in run.get_task_instances()}
+    def states(run: Any) -> dict[str, str]:
+        return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+
+    # v2: its shadow answers as the champion does, its canary is healthy: promoted
+    with LiveEndpoint(moto_url, endpoint, bucket, failing=set(), disagreeing=set()):
+        run = deploy.test(run_conf={"version": v2})
+    assert run.state == "success", states(run)
     assert registry.state("fraud").champion == v2 and registry.state("fraud").previous == v1
-    assert weights() == {f"v{v2}": 100.0}
+    assert served() == ({f"v{v2}": 100.0}, [])
     history = AuditTrail(state_url).history("fraud")
     endpoint_moves = [(e.alias, e.from_version, e.to_version) for e in history if e.alias.startswith("endpoint:")]
     assert endpoint_moves == [
-        (f"endpoint:v{v1}", None, "50%"),
+        (f"endpoint:v{v1}", None, "100%"),
+        ("endpoint:shadow", None, v2),
+        ("endpoint:shadow", v2, None),
+        (f"endpoint:v{v1}", "100%", "50%"),
         (f"endpoint:v{v2}", None, "50%"),
         (f"endpoint:v{v1}", "50%", "0%"),
         (f"endpoint:v{v2}", "50%", "100%"),
         (f"endpoint:v{v1}", "0%", None),
     ]
 
-    with VariantMetrics(moto_url, endpoint, failing={f"v{v3}"}):
-        run = build_dags(None, workspace.config_dir)["fraud__deploy"].test(run_conf={"version": v3})
+    # v3: its shadow disagrees with the champion on every other answer: rejected at the shadow gate
+    with LiveEndpoint(moto_url, endpoint, bucket, failing=set(), disagreeing={f"v{v3}"}):
+        run = deploy.test(run_conf={"version": v3})
     assert run.state == "failed"
-    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
-    assert states["canary_50"] == "failed" and states["promote"] == "upstream_failed"
+    assert states(run)["shadow"] == "failed" and states(run)["canary_50"] == "upstream_failed"
+    assert registry.state("fraud").champion == v2 and registry.state("fraud").shadow is None
+    assert served() == ({f"v{v2}": 100.0}, [])
+    reason = workspace.client().get_model_version("fraud", v3).tags["mlops.rejected_reason"]
+    assert "agreement with champion 0.0000 < 0.9" in reason
+
+    # v4, without a shadow phase: its variant answers 5xx in the canary: rolled back at the first step
+    no_shadow = rollout(endpoint, bucket) | {"shadow": {"enabled": False}}
+    workspace.write_config("fraud", {"rollout": no_shadow})
+    with LiveEndpoint(moto_url, endpoint, bucket, failing={f"v{v4}"}, disagreeing=set()):
+        run = build_dags(None, workspace.config_dir)["fraud__deploy"].test(run_conf={"version": v4})
+    assert run.state == "failed"
+    assert states(run)["canary_50"] == "failed" and states(run)["promote"] == "upstream_failed"
     assert registry.state("fraud").champion == v2 and registry.state("fraud").canary is None
-    assert weights() == {f"v{v2}": 100.0}, "the failing candidate's variant is gone from the endpoint"
-    reason = workspace.client().get_model_version("fraud", v3).tags["mlops.rollback_reason"]
+    assert served() == ({f"v{v2}": 100.0}, []), "the failing candidate's variant is gone from the endpoint"
+    reason = workspace.client().get_model_version("fraud", v4).tags["mlops.rollback_reason"]
     assert reason.startswith("canary step 50%: canary error rate")
 
     run = build_dags(None, workspace.config_dir)["fraud__rollback"].test()
     assert run.state == "success"
     assert registry.state("fraud").champion == v1
-    assert weights() == {f"v{v1}": 100.0}
+    assert served() == ({f"v{v1}": 100.0}, [])

@@ -290,3 +290,66 @@ def test_status_shows_the_endpoint_next_to_the_registry_and_flags_drift(
     assert main(args) == 1
     out = capsys.readouterr().out
     assert "serves:   v1 0%, v2 100%" in out and "DRIFT" in out
+
+
+def test_a_lost_tag_is_recovered_and_a_forged_archive_with_its_tag_is_refused(
+    target: SageMakerTarget, cloud: Cloud, tmp_path: Any
+) -> None:
+    from airflow_mlops.deploy.sagemaker import _deterministic_tar_gz
+
+    s3 = cloud.client("s3")
+    first = target.endpoint.package(target.client, MODEL, "3")
+    key = first.model_data.split("/", 3)[3]
+    genuine = s3.get_object(Bucket=cloud.bucket, Key=key)["Body"].read()
+
+    # an earlier try uploaded the archive and died before tagging: the next one checks it and tags it
+    target.client.delete_model_version_tag(MODEL, "3", Tag.SAGEMAKER_SHA256)
+    assert target.endpoint.package(target.client, MODEL, "3") == first
+    assert target.client.get_model_version(MODEL, "3").tags[Tag.SAGEMAKER_SHA256] == first.sha256
+
+    # someone with S3 and registry access replaces the archive with a well-formed one and edits the tag to match
+    (tmp_path / "forged").mkdir()
+    (tmp_path / "forged" / "MLmodel").write_text("flavors: {python_function: {loader_module: evil}}\n")
+    forged = _deterministic_tar_gz(str(tmp_path / "forged"))
+    s3.put_object(Bucket=cloud.bucket, Key=key, Body=forged)
+    target.client.set_model_version_tag(MODEL, "3", Tag.SAGEMAKER_SHA256, hashlib.sha256(forged).hexdigest())
+    with pytest.raises(ModelIntegrityError, match="recorded at registration; the archive was changed"):
+        target.endpoint.package(target.client, MODEL, "3")
+    s3.put_object(Bucket=cloud.bucket, Key=key, Body=genuine)
+    target.client.set_model_version_tag(MODEL, "3", Tag.SAGEMAKER_SHA256, first.sha256)
+
+
+def test_a_variant_added_by_hand_is_drift_and_a_rollback_removes_it(target: SageMakerTarget, cloud: Cloud) -> None:
+    sagemaker = cloud.client("sagemaker")
+    target.set_traffic(MODEL, "2", 5, actor="run_7", reason="canary step 5%")
+    model = target.endpoint.package(target.client, MODEL, "1").model_name
+    hand = f"{target.endpoint.name}-by-hand"
+    sagemaker.create_endpoint_config(
+        EndpointConfigName=hand,
+        ProductionVariants=[
+            {
+                "VariantName": "v1",
+                "ModelName": model,
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+                "InitialVariantWeight": 50.0,
+            },
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": model,
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+                "InitialVariantWeight": 50.0,
+            },
+        ],
+    )
+    sagemaker.update_endpoint(EndpointName=target.endpoint.name, EndpointConfigName=hand)
+
+    view = target.view(MODEL)
+    assert view.changed_by_hand
+    assert "serves:   v1 50%, variant 'AllTraffic' 50%" in view.describe()
+    with pytest.raises(TargetDriftError, match="variant 'AllTraffic' 50%"):
+        target.set_traffic(MODEL, "2", 25, actor="run_7", reason="canary step 25%")
+
+    target.rollback(MODEL, to_version="1", actor="oncall", reason="put the registry back")
+    assert endpoint(cloud, target)["weights"] == {"v1": 100.0}

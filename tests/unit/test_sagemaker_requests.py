@@ -466,9 +466,22 @@ def test_names_fit_for_the_longest_endpoint_name(client: Any, name: str) -> None
     for version in ("1", "12345"):
         model = endpoint.model_name(version, SHA["1"])
         assert len(model) <= MAX_NAME and MODEL_NAME.fullmatch(model), model
-        assert model.endswith(f"-v{version}-{SHA['1'][:8]}")
+        assert re.fullmatch(rf".*-v{version}-[0-9a-f]{{8}}", model), model
     packages = packages_for(endpoint, "1", "2")
     check_request(client, endpoint.config_request(EndpointLayout({"1": 100.0}, shadow="2"), packages))
+
+
+def test_a_new_image_or_role_makes_a_new_model_name(client: Any) -> None:
+    """The name covers the archive, the image and the role: changing the serving image must not reuse the old
+    model (which would keep serving the old image)."""
+    endpoint = endpoint_for(client)
+    same = endpoint_for(client)
+    new_image = endpoint_for(client, image_uri="123456789012.dkr.ecr.us-east-1.amazonaws.com/mlflow-pyfunc:3.2")
+    new_role = endpoint_for(client, execution_role_arn="arn:aws:iam::123456789012:role/Other")
+    names = {e.model_name("1", SHA["1"]) for e in (endpoint, new_image, new_role)}
+    assert len(names) == 3
+    assert same.model_name("1", SHA["1"]) == endpoint.model_name("1", SHA["1"])
+    assert endpoint.model_name("1", SHA["1"]) != endpoint.model_name("1", SHA["2"])
 
 
 # --- the model package ------------------------------------------------------------------------------------------
@@ -497,3 +510,63 @@ def test_package_archive_is_reproducible_and_flat(tmp_path: Path) -> None:
             assert extracted is not None and extracted.read() == files[member.name]
     assert first[4:8] == b"\x00\x00\x00\x00"  # gzip header MTIME: none
     assert gzip.decompress(first)  # one well-formed gzip stream
+
+
+# --- review mends: drain before UpdateEndpoint, rounding, unknown variants --------------------------------------
+
+
+def test_a_rollback_moves_the_traffic_off_before_update_endpoint(client: Any, stubber: Stubber) -> None:
+    """UpdateEndpoint starts new instances first (minutes): a version being rolled back must lose its share at
+    once, with a weights update, before the endpoint config is replaced."""
+    endpoint = endpoint_for(client)
+    packages = packages_for(endpoint, "1", "2")
+    layout = EndpointLayout({"1": 100.0})
+    new_config = endpoint.config_request(layout, packages)["EndpointConfigName"]
+
+    expect_describe(stubber, described("InService", {"1": 0.0, "2": 100.0}))
+    expect_config(stubber, config_described(OLD_CONFIG, packages, {"1": 0.0, "2": 100.0}))
+    expect_weights_update(stubber, {"1": 100.0, "2": 0.0})  # the drain, first
+    expect_describe(stubber, described("InService", {"1": 100.0, "2": 0.0}))
+    expect_missing_config(stubber, new_config)
+    stubber.add_response(
+        "create_endpoint_config",
+        {"EndpointConfigArn": f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:endpoint-config/{new_config}"},
+        {"EndpointConfigName": new_config, "ProductionVariants": [variant(packages["1"], 100.0)]},
+    )
+    stubber.add_response(
+        "update_endpoint", {"EndpointArn": ENDPOINT_ARN}, {"EndpointName": ENDPOINT, "EndpointConfigName": new_config}
+    )
+    expect_describe(stubber, described("InService", {"1": 100.0}, config=new_config))
+
+    assert endpoint.apply(layout, packages) == "updated"
+    stubber.assert_no_pending_responses()
+
+
+def test_shares_that_need_rounding_are_still_the_same_layout() -> None:
+    """1.23455 % rounds differently as the canary's share and as 100 minus it; SageMaker stores floats."""
+    from airflow_mlops.deploy.promotion import DeploymentState
+
+    layout = desired_layout(DeploymentState(champion="1", canary="2", canary_percent=1.23455))
+    assert abs(sum(layout.weights.values()) - 100.0) < 1e-9
+    served = EndpointLayout({"1": round(100 * 98.7654 / 100.00001, 4), "2": 1.2346})
+    assert layout.matches(served)
+    assert not layout.matches(EndpointLayout({"1": 98.0, "2": 2.0}))
+    assert not layout.matches(EndpointLayout({"1": 98.7654, "2": 1.2346}, shadow="3"))
+
+
+def test_a_variant_added_by_hand_is_drift_and_still_describable(client: Any, stubber: Stubber) -> None:
+    endpoint = endpoint_for(client)
+    answer = described("InService", {"1": 100.0})
+    answer["ProductionVariants"].append({"VariantName": "AllTraffic", "CurrentWeight": 100.0, "DesiredWeight": 100.0})
+    packages = packages_for(endpoint, "1")
+    config = config_described(OLD_CONFIG, packages, {"1": 100.0})
+    config["ProductionVariants"].append(
+        {"VariantName": "AllTraffic", "ModelName": "by-hand", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}
+    )
+    expect_config(stubber, config)
+
+    served, models = endpoint.served(answer)
+    assert served is not None and served.weights == {"1": 50.0, "?AllTraffic": 50.0}
+    assert models == {"1": packages["1"].model_name, "?AllTraffic": "by-hand"}
+    assert served.describe() == "v1 50%, variant 'AllTraffic' 50%"
+    assert not EndpointLayout({"1": 100.0}).matches(served)

@@ -413,6 +413,9 @@ class SageMakerOptions(_TargetOptions):
     update_timeout: Duration = "30m"
     #: The CloudWatch statistic of ``ModelLatency`` (per minute) judged against the rollout's latency limits.
     latency_statistic: Literal["p90", "p95", "p99", "Maximum", "Average"] = "p95"
+    #: How late CloudWatch's 1-minute metrics and data capture files arrive: each canary step's and the shadow
+    #: window's last check waits this long after the window, so its last minutes are judged too.
+    metrics_delay: Duration = "3m"
 
 
 class AzureMLOptions(_TargetOptions):
@@ -472,12 +475,13 @@ class RolloutConfig(_Strict):
 
     @model_validator(mode="after")
     def _target_can_judge(self) -> RolloutConfig:
-        if self.target == "sagemaker" and self.shadow.enabled:
+        options = self.target_options
+        if isinstance(options, SageMakerOptions) and self.shadow.enabled and not options.data_capture_s3_uri:
             raise ValueError(
-                "rollout.shadow.enabled: got true; expected false with target 'sagemaker': the shadow gate compares "
-                "the shadow's answers with the champion's, and reading a SageMaker endpoint's answers (data capture) "
-                "is not supported yet, so the gate could only fail. Set rollout.shadow.enabled: false (the canary "
-                "steps judge errors and latency from CloudWatch)"
+                "rollout.shadow.enabled: got true without rollout.target_options.data_capture_s3_uri; expected data "
+                "capture on with target 'sagemaker': the shadow gate compares the shadow's answers with the "
+                "champion's, and a SageMaker endpoint's answers are only in its data capture. Set "
+                "data_capture_s3_uri, or rollout.shadow.enabled: false"
             )
         return self
 

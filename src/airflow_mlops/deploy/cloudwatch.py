@@ -61,9 +61,10 @@ class MetricDataError(RuntimeError):
 class VariantMetrics:
     """One endpoint variant's invocation metrics over a window.
 
-    ``errors_5xx`` are the version's own failures (the model or its container answered 5xx); ``errors_4xx``
-    are requests the model rejected as malformed, which says more about the callers than about the version
-    under test, so they are reported but are not :attr:`errors` and do not count against a canary.
+    ``errors_5xx`` are the version's own failures. ``errors_4xx`` are mixed: callers' malformed requests, but
+    also every exception of the model itself behind MLflow's scoring server, which answers a failing
+    ``predict`` with HTTP 400. So a canary's 4xx are judged against the champion's rate over the same window
+    (:meth:`errors_against`): both variants get the same callers, and a higher share is the version's fault.
     """
 
     invocations: int
@@ -76,6 +77,19 @@ class VariantMetrics:
     def errors(self) -> int:
         """The version's errors: 5xx only (see the class docstring for why not 4xx)."""
         return self.errors_5xx
+
+    def errors_against(self, baseline: VariantMetrics | None) -> int:
+        """5xx plus the 4xx beyond ``baseline``'s 4xx share (the champion's, same window); without a baseline
+        every 4xx counts (fail closed)."""
+        if baseline is None:
+            return self.errors_5xx + self.errors_4xx
+        share = baseline.errors_4xx / baseline.invocations if baseline.invocations else 0.0
+        return self.errors_5xx + max(0, self.errors_4xx - round(self.invocations * share))
+
+    def error_rate_against(self, baseline: VariantMetrics | None) -> float:
+        errors = self.errors_against(baseline)
+        total = max(self.invocations, errors)
+        return errors / total if total else 0.0
 
     @property
     def error_rate(self) -> float:
@@ -149,35 +163,39 @@ def variant_metrics(
     )
 
 
-def canary_stats_from_metrics(m: VariantMetrics, metric: str | None) -> CanaryStats:
-    """The canary's :class:`CanaryStats` from its variant's metrics.
+def canary_stats_from_metrics(
+    m: VariantMetrics, metric: str | None, baseline: VariantMetrics | None = None
+) -> CanaryStats:
+    """The canary's :class:`CanaryStats` from its variant's metrics; errors are 5xx plus the 4xx beyond the
+    champion's share (``baseline``; without one, every 4xx).
 
-    No labels: answers, and so a label metric, need data capture (a later part); ``metric`` is kept so the
-    report names it, and :func:`~airflow_mlops.deploy.health.decide_canary` judges it only once labels exist.
+    No labels: a label metric needs the answers joined to labels, which is not built for SageMaker;
+    ``metric`` is kept so the report names it, and :func:`~airflow_mlops.deploy.health.decide_canary` judges it
+    only once labels exist.
     """
     return CanaryStats(
         requests=m.invocations,
-        errors=m.errors,
-        error_rate=m.error_rate,
+        errors=m.errors_against(baseline),
+        error_rate=m.error_rate_against(baseline),
         latency_p95_ms=m.latency_p95_ms,
         labelled=0,
         metric=metric,
     )
 
 
-def shadow_stats_from_metrics(m: VariantMetrics) -> ShadowStats:
-    """The shadow's :class:`ShadowStats` from its variant's metrics.
+def shadow_stats_from_metrics(m: VariantMetrics, baseline: VariantMetrics | None = None) -> ShadowStats:
+    """The shadow's :class:`ShadowStats` from its variant's metrics (errors as in :func:`canary_stats_from_metrics`).
 
-    Agreement with the champion needs both answers to each request, which CloudWatch does not have (data
-    capture, a later part): ``pairs`` is 0 and ``agreement`` ``None``, so
-    :func:`~airflow_mlops.deploy.health.decide_shadow` fails closed on it until then.
+    Agreement with the champion needs both answers to each request, which CloudWatch does not have: ``pairs``
+    is 0 and ``agreement`` ``None`` here, so :func:`~airflow_mlops.deploy.health.decide_shadow` fails closed
+    unless the caller fills them from data capture (:mod:`airflow_mlops.prediction_log.capture`).
     """
     return ShadowStats(
         pairs=0,
         agreement=None,
         mean_abs_delta=None,
         shadow_requests=m.invocations,
-        shadow_error_rate=m.error_rate,
+        shadow_error_rate=m.error_rate_against(baseline),
         shadow_latency_p95_ms=m.latency_p95_ms,
     )
 

@@ -66,6 +66,20 @@ def version_of_variant(name: str) -> str | None:
     return name[1:] if name.startswith("v") and name[1:].isdigit() else None
 
 
+def _variant_key(name: str) -> str:
+    """A served variant's key in a layout: its version for ``v<n>``; any other name (added by hand, e.g. the
+    SageMaker SDK's ``AllTraffic``) as ``?<name>``, which no registry layout holds, so it reads as drift."""
+    return version_of_variant(name) or f"?{name}"
+
+
+def _order(key: str) -> tuple[bool, str]:
+    return (not key.isdigit(), key.zfill(12))
+
+
+#: Shares (percent) closer than this are the same: SageMaker stores weights as floats and we normalise them.
+WEIGHT_TOLERANCE = 1e-3
+
+
 @dataclass(frozen=True)
 class EndpointLayout:
     """What an endpoint serves: each production variant's version and share (percent), and the shadow."""
@@ -88,13 +102,25 @@ class EndpointLayout:
         return cls(weights, str(shadow) if shadow is not None else None)
 
     def describe(self) -> str:
-        parts = [f"v{version} {weight:g}%" for version, weight in sorted(self.weights.items(), key=lambda i: int(i[0]))]
+        parts = [
+            f"{_shown(key)} {weight:g}%" for key, weight in sorted(self.weights.items(), key=lambda i: _order(i[0]))
+        ]
         text = ", ".join(parts) or "nothing"
-        return f"{text}; shadow v{self.shadow}" if self.shadow else text
+        return f"{text}; shadow {_shown(self.shadow)}" if self.shadow else text
 
     @property
     def versions(self) -> list[str]:
-        return sorted({*self.weights, *([self.shadow] if self.shadow else [])}, key=int)
+        return sorted({*self.weights, *([self.shadow] if self.shadow else [])}, key=_order)
+
+    def matches(self, other: EndpointLayout | None) -> bool:
+        """The same variants and shadow, and shares equal within :data:`WEIGHT_TOLERANCE`."""
+        if other is None or self.shadow != other.shadow or self.weights.keys() != other.weights.keys():
+            return False
+        return all(abs(w - other.weights[k]) <= WEIGHT_TOLERANCE for k, w in self.weights.items())
+
+
+def _shown(key: str) -> str:
+    return f"v{key}" if key.isdigit() else f"variant {key[1:]!r}"
 
 
 def desired_layout(state: DeploymentState) -> EndpointLayout:
@@ -104,10 +130,10 @@ def desired_layout(state: DeploymentState) -> EndpointLayout:
     """
     if state.champion is None:
         return EndpointLayout()
-    percent = state.canary_percent if state.canary and state.canary != state.champion else 0.0
+    percent = round(state.canary_percent, 4) if state.canary and state.canary != state.champion else 0.0
     weights = {state.champion: round(100.0 - percent, 4)}
     if percent > 0 and state.canary is not None:
-        weights[state.canary] = round(percent, 4)
+        weights[state.canary] = percent
     shadow = state.shadow if state.shadow and state.shadow not in weights else None
     if shadow and len(weights) > 1:
         raise TargetError(
@@ -119,12 +145,7 @@ def desired_layout(state: DeploymentState) -> EndpointLayout:
 
 def _shares(variants: list[dict[str, Any]]) -> dict[str, float]:
     """Production variants' weights as percent of their total, by version (variants not named ``v<n>`` as is)."""
-    raw = {
-        (version_of_variant(v["VariantName"]) or v["VariantName"]): float(
-            v.get("CurrentWeight", v.get("DesiredWeight", 0))
-        )
-        for v in variants
-    }
+    raw = {_variant_key(v["VariantName"]): float(v.get("CurrentWeight", v.get("DesiredWeight", 0))) for v in variants}
     total = sum(raw.values())
     return {k: round(100.0 * w / total, 4) if total > 0 else 0.0 for k, w in raw.items()}
 
@@ -144,12 +165,12 @@ class EndpointView:
 
     @property
     def in_sync(self) -> bool:
-        return self.served == self.expected or (self.served is None and not self.expected.weights)
+        return self.expected.matches(self.served) or (self.served is None and not self.expected.weights)
 
     @property
     def changed_by_hand(self) -> bool:
         """Neither the registry's layout nor the last one we applied: someone else changed the endpoint."""
-        return self.served is not None and not self.in_sync and self.served != self.applied
+        return self.served is not None and not self.in_sync and not self.served.matches(self.applied)
 
     def describe(self) -> str:
         served = self.served.describe() if self.served is not None else "no endpoint"
@@ -189,6 +210,40 @@ def _deterministic_tar_gz(root: str) -> bytes:
                 with open(path, "rb") as fh:
                     tar.addfile(info, fh)
     return buffer.getvalue()
+
+
+#: An archive that unpacks to more than this is refused (a hostile gzip must not fill the worker's disk).
+MAX_UNPACKED_BYTES = 20 * 1024**3
+
+
+def _check_archive(client: MlflowClient, model: str, version: str, uri: str, body: bytes) -> None:
+    """``body`` (the ``model.tar.gz`` at ``uri``) must unpack to exactly the files registered for the version.
+
+    :raises ModelIntegrityError: not a readable archive, members that would leave the folder (links, devices,
+        absolute paths: refused by tarfile's ``data`` filter), too large, or files that hash differently from
+        the (signed) registration checksum.
+    """
+    import tarfile
+
+    from airflow_mlops.registry.checksum import ModelIntegrityError, registered_checksum, tree_sha256
+
+    expected = registered_checksum(client, model, version)
+    changed = "the archive was changed or written by someone else; refusing to deploy it"
+    with tempfile.TemporaryDirectory(prefix="mlops-sagemaker-check-") as tmp:
+        try:
+            with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as tar:
+                if sum(member.size for member in tar.getmembers()) > MAX_UNPACKED_BYTES:
+                    raise ModelIntegrityError(f"{model} v{version}: {uri} unpacks to more than 20 GiB; {changed}")
+                tar.extractall(tmp, filter="data")
+        except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+            raise ModelIntegrityError(
+                f"{model} v{version}: {uri} is not a readable model archive ({type(exc).__name__}: {exc}); {changed}"
+            ) from exc
+        actual = tree_sha256(tmp)
+    if actual != expected:
+        raise ModelIntegrityError(
+            f"{model} v{version}: the files in {uri} hash {actual}, not {expected} recorded at registration; {changed}"
+        )
 
 
 def _split_s3(uri: str) -> tuple[str, str]:
@@ -233,43 +288,38 @@ class SageMakerEndpoint:
     # -- packaging --------------------------------------------------------------------------------
 
     def model_name(self, version: str, sha256: str) -> str:
-        suffix = f"-v{version}-{sha256[:8]}"
+        """``<endpoint>-v<version>-<hash>``: the hash covers the archive, the image and the role, so changing the
+        serving image or the role makes a new model (and so an endpoint update) instead of reusing the old one."""
+        identity = f"{sha256}\0{self.options.image_uri}\0{self.options.execution_role_arn}"
+        suffix = f"-v{version}-{hashlib.sha256(identity.encode()).hexdigest()[:8]}"
         return self.name[: MAX_NAME - len(suffix)].rstrip("-") + suffix
 
     def package(self, client: MlflowClient, model: str, version: str) -> PackagedModel:
         """``model`` v``version`` as a SageMaker model, created once (reused by name on a retry).
 
-        The artifacts are downloaded only after their registration checksum (and signature) matched; the
-        ``model.tar.gz`` in S3 is hashed again before ``CreateModel``, so a replaced archive is refused.
+        The artifacts are downloaded only after their registration checksum (and signature) matched. Before
+        ``CreateModel``, the ``model.tar.gz`` in S3 is read back, unpacked and hashed again against that same
+        (signed) registration checksum: an archive replaced in S3, with its ``mlops.sagemaker.sha256`` tag
+        edited to match or not, is refused. The sha256 tags record what was deployed; a try that uploaded and
+        died before tagging is completed by the next.
         """
-        from airflow_mlops.registry.checksum import ModelIntegrityError, download_verified
+        from airflow_mlops.registry.checksum import download_verified
 
         tags = dict(client.get_model_version(model, version).tags or {})
         bucket, prefix = _split_s3(self.options.model_data_s3_uri)
         key = "/".join(p for p in (prefix, model, f"v{version}", "model.tar.gz") if p)
         uri = f"s3://{bucket}/{key}"
-        recorded = tags.get(Tag.SAGEMAKER_SHA256)
         body = self._read_object(bucket, key)
         if body is None:
             with tempfile.TemporaryDirectory(prefix="mlops-sagemaker-") as tmp:
-                local = download_verified(client, model, version, tmp)
-                body = _deterministic_tar_gz(local)
-            digest = hashlib.sha256(body).hexdigest()
-            if recorded and recorded != digest:
-                raise ModelIntegrityError(
-                    f"{model} v{version}: its package hashes {digest}, not {recorded} recorded in "
-                    f"{Tag.SAGEMAKER_SHA256}; refusing to deploy it"
-                )
+                body = _deterministic_tar_gz(download_verified(client, model, version, tmp))
             self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/gzip")
+            body = self._read_object(bucket, key) or b""  # what SageMaker will read, not what we meant to write
+        _check_archive(client, model, version, uri, body)
+        digest = hashlib.sha256(body).hexdigest()
+        if tags.get(Tag.SAGEMAKER_SHA256) != digest or tags.get(Tag.SAGEMAKER_MODEL_DATA) != uri:
             client.set_model_version_tag(model, version, Tag.SAGEMAKER_MODEL_DATA, uri)
             client.set_model_version_tag(model, version, Tag.SAGEMAKER_SHA256, digest)
-            recorded = digest
-        digest = hashlib.sha256(body).hexdigest()
-        if recorded is None or digest != recorded:
-            raise ModelIntegrityError(
-                f"{model} v{version}: {uri} hashes {digest}, but {Tag.SAGEMAKER_SHA256} on the version is "
-                f"{recorded!r}: the archive was changed or written by someone else; refusing to deploy it"
-            )
         name = self.model_name(version, digest)
         self._ensure_model(name, uri, model, version, digest)
         return PackagedModel(version, uri, digest, name)
@@ -278,8 +328,15 @@ class SageMakerEndpoint:
         try:
             return bytes(self.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
         except Exception as exc:
-            if _error_code(exc) in ("NoSuchKey", "404", "NotFound"):
+            code = _error_code(exc)
+            if code in ("NoSuchKey", "404", "NotFound"):
                 return None
+            if code in ("AccessDenied", "403"):
+                raise TargetError(
+                    f"s3://{bucket}/{key}: access denied. The Airflow connection needs s3:GetObject and s3:PutObject "
+                    f"on the packages, and s3:ListBucket on the bucket (without it S3 answers a missing package "
+                    f"with 403, not 404)"
+                ) from exc
             raise
 
     def _ensure_model(self, name: str, uri: str, model: str, version: str, digest: str) -> None:
@@ -289,10 +346,13 @@ class SageMakerEndpoint:
             if _error_code(exc) != "ValidationException":
                 raise
         else:
-            data = (found.get("PrimaryContainer") or {}).get("ModelDataUrl")
-            if data != uri:
+            container = found.get("PrimaryContainer") or {}
+            have = (container.get("ModelDataUrl"), container.get("Image"), found.get("ExecutionRoleArn"))
+            want = (uri, self.options.image_uri, self.options.execution_role_arn)
+            if have != want:
                 raise TargetError(
-                    f"SageMaker model {name} exists with model data {data!r}, not {uri!r}; refusing to reuse it"
+                    f"SageMaker model {name} exists with (model data, image, role) {have}, not {want}; refusing to "
+                    "reuse it"
                 )
             return
         self.sagemaker.create_model(
@@ -322,16 +382,13 @@ class SageMakerEndpoint:
         if described is None:
             return None, {}
         weights = _shares(list(described.get("ProductionVariants") or []))
-        shadows = [
-            version_of_variant(v["VariantName"]) or v["VariantName"]
-            for v in described.get("ShadowProductionVariants") or []
-        ]
+        shadows = [_variant_key(v["VariantName"]) for v in described.get("ShadowProductionVariants") or []]
         models: dict[str, str] = {}
         config_name = described.get("EndpointConfigName")
         if config_name:
             config = self.sagemaker.describe_endpoint_config(EndpointConfigName=config_name)
             for variant in [*(config.get("ProductionVariants") or []), *(config.get("ShadowProductionVariants") or [])]:
-                models[version_of_variant(variant["VariantName"]) or variant["VariantName"]] = variant["ModelName"]
+                models[_variant_key(variant["VariantName"])] = variant["ModelName"]
         return EndpointLayout(weights, shadows[0] if shadows else None), models
 
     # -- writing ----------------------------------------------------------------------------------
@@ -378,14 +435,15 @@ class SageMakerEndpoint:
             self._wait_idle(self.describe(), required=True)
             return "created"
         served, models = self.served(described)
-        if served == layout:
-            return "unchanged"
         wanted_models = {v: packages[v].model_name for v in layout.versions}
+        same_models = all(models.get(v) == m for v, m in wanted_models.items())
+        if layout.matches(served) and same_models:
+            return "unchanged"
         same_variants = (
             served is not None
             and set(served.weights) == set(layout.weights)
             and served.shadow == layout.shadow
-            and all(models.get(v) == m for v, m in wanted_models.items())
+            and same_models
         )
         if same_variants:
             self.sagemaker.update_endpoint_weights_and_capacities(
@@ -396,11 +454,30 @@ class SageMakerEndpoint:
             )
             self._check_applied(self._wait_idle(self.describe(), required=True), layout)
             return "weights"
+        self._drain(served, layout)
         request = self.config_request(layout, packages)
         self._ensure_config(request)
         self.sagemaker.update_endpoint(EndpointName=self.name, EndpointConfigName=request["EndpointConfigName"])
         self._check_applied(self._wait_idle(self.describe(), required=True), layout, request["EndpointConfigName"])
         return "updated"
+
+    def _drain(self, served: EndpointLayout | None, layout: EndpointLayout) -> None:
+        """Before an update that removes variants, move their traffic off with a weights update (seconds): an
+        ``UpdateEndpoint`` starts new instances first (minutes), and a version being rolled back must not keep
+        its share meanwhile."""
+        if served is None or not set(layout.weights) <= set(served.weights):
+            return
+        leaving = set(served.weights) - set(layout.weights)
+        if not any(served.weights[v] > 0 for v in leaving) or any(not v.isdigit() for v in served.weights):
+            return
+        self.sagemaker.update_endpoint_weights_and_capacities(
+            EndpointName=self.name,
+            DesiredWeightsAndCapacities=[
+                {"VariantName": variant_name(v), "DesiredWeight": layout.weights.get(v, 0.0)}
+                for v in sorted(served.weights, key=_order)
+            ],
+        )
+        self._wait_idle(self.describe(), required=True)
 
     def _check_applied(
         self, described: dict[str, Any] | None, layout: EndpointLayout, config: str | None = None
@@ -409,7 +486,11 @@ class SageMakerEndpoint:
         rather than record a layout the endpoint does not serve."""
         described = described or {}
         weights = _shares(list(described.get("ProductionVariants") or []))
-        taken = described.get("EndpointConfigName") == config if config else weights == layout.weights
+        taken = (
+            described.get("EndpointConfigName") == config
+            if config
+            else EndpointLayout(layout.weights).matches(EndpointLayout(weights))
+        )
         if not taken:
             raise TargetError(
                 f"SageMaker endpoint {self.name} is {described.get('EndpointStatus')} but did not take the update "
@@ -574,34 +655,41 @@ class SageMakerTarget:
         :raises TargetError: the endpoint could not be updated; the registry has moved, so the task fails
             (closed) and a retry re-applies.
         """
-        with model_lock(self.audit, f"{model}#sagemaker", timeout=self.lock_timeout):
-            state = self.state(model)
-            layout = desired_layout(state)
-            if not layout.weights:
-                return "unchanged"
-            before, _ = self.endpoint.served(self.endpoint.describe())
-            packages = {v: self.endpoint.package(self.client, model, v) for v in layout.versions}
-            try:
-                how = self.endpoint.apply(layout, packages)
-            except Exception as exc:
-                raise TargetError(
-                    f"{model}: the registry now says {layout.describe()}, but SageMaker endpoint {self.endpoint.name} "
-                    f"could not be updated ({type(exc).__name__}: {exc}); it still serves "
-                    f"{before.describe() if before else 'nothing'}. Retry the task (it re-applies the registry's state)"
-                ) from exc
-            if how != "unchanged":
-                self.client.set_registered_model_tag(model, Tag.TARGET_APPLIED, layout.to_json())
-                self._audit_moves(model, before, layout, how, actor=actor, reason=reason)
-            log.info("SageMaker endpoint %s of %s: %s (%s)", self.endpoint.name, model, layout.describe(), how)
-            return how
+        # the lock outlasts an endpoint update, so a rollback waits for a deploy's update instead of failing
+        timeout = max(self.lock_timeout, 2 * self.endpoint.update_timeout + 60)
+        how = "unchanged"
+        with model_lock(self.audit, f"{model}#sagemaker", timeout=timeout):
+            for _ in range(3):  # the registry may move while an update runs (a rollback): follow it
+                layout = desired_layout(self.state(model))
+                if not layout.weights:
+                    return how
+                before, _ = self.endpoint.served(self.endpoint.describe())
+                packages = {v: self.endpoint.package(self.client, model, v) for v in layout.versions}
+                try:
+                    how = self.endpoint.apply(layout, packages)
+                except Exception as exc:
+                    raise TargetError(
+                        f"{model}: the registry now says {layout.describe()}, but SageMaker endpoint "
+                        f"{self.endpoint.name} could not be updated ({type(exc).__name__}: {exc}); it still serves "
+                        f"{_described(before)}. Retry the task (it re-applies the registry's state)"
+                    ) from exc
+                if how != "unchanged":
+                    self._audit_moves(model, before, layout, how, actor=actor, reason=reason)
+                tags = dict(self.client.get_registered_model(model).tags or {})
+                if not layout.matches(EndpointLayout.from_json(tags.get(Tag.TARGET_APPLIED))):
+                    self.client.set_registered_model_tag(model, Tag.TARGET_APPLIED, layout.to_json())
+                log.info("SageMaker endpoint %s of %s: %s (%s)", self.endpoint.name, model, layout.describe(), how)
+                if desired_layout(self.state(model)).matches(layout):
+                    return how
+        return how
 
     def _audit_moves(
         self, model: str, before: EndpointLayout | None, after: EndpointLayout, how: str, *, actor: str, reason: str
     ) -> None:
         old = before.weights if before else {}
-        for version in sorted({*old, *after.weights}, key=lambda v: (not v.isdigit(), v.zfill(12))):
+        for version in sorted({*old, *after.weights}, key=_order):
             a, b = old.get(version), after.weights.get(version)
-            if a != b:
+            if a is None or b is None or abs(a - b) > WEIGHT_TOLERANCE:
                 self.audit.record(
                     model,
                     f"endpoint:{variant_name(version) if version.isdigit() else version}",

@@ -239,8 +239,13 @@ class ShadowOperator(RolloutBaseOperator):
         champion = _required_version(self.task_id, "champion", self.champion)
         cloudwatch, root, conn_id = self.health_inputs()
         with self.hook.activate() as client:
-            self.deployment_target(client).start_shadow(
-                self.model, version, actor=self.actor(context), reason="shadow phase"
+            target = self.deployment_target(client)
+            _moved_or_rejected(
+                target,
+                lambda: target.start_shadow(self.model, version, actor=self.actor(context), reason="shadow phase"),
+                self.model,
+                version,
+                self.actor(context),
             )
         duration = parse_duration(policy.duration).total_seconds()
         start = time.time()
@@ -348,8 +353,15 @@ class CanaryStepOperator(RolloutBaseOperator):
         cloudwatch, root, conn_id = self.health_inputs()
         with self.hook.activate() as client:
             classes = self._classes(client, metric, version, champion)  # a bad tag fails before traffic moves
-            self.deployment_target(client).set_traffic(
-                self.model, version, percent, actor=self.actor(context), reason=f"canary step {percent:g}%"
+            target = self.deployment_target(client)
+            _moved_or_rejected(
+                target,
+                lambda: target.set_traffic(
+                    self.model, version, percent, actor=self.actor(context), reason=f"canary step {percent:g}%"
+                ),
+                self.model,
+                version,
+                self.actor(context),
             )
         if classes:
             self.log.info("Labelled answers of v%s and v%s are scored with classes %s", version, champion, classes)
@@ -457,7 +469,7 @@ class RollbackOperator(RolloutBaseOperator):
                 self.model, version, actor=self.actor(context), reason=f"manual rollback to {wanted}"
             )
         url = self.gateway_url or (self.loaded.config.serving.gateway_url if self.has_config else None)
-        if url:
+        if url and self.target_kind == "local":  # a cloud endpoint is confirmed by its target, not the gateway
             self._confirm_served(str(url), version)
         return {"version": version}
 
@@ -475,6 +487,21 @@ class RollbackOperator(RolloutBaseOperator):
                 pass
             time.sleep(0.5)
         raise RegistryError(f"gateway {url} did not serve {self.model} v{version} within {timeout:.0f}s")
+
+
+def _moved_or_rejected(target: Any, move: Any, model: str, version: str, actor: str) -> None:
+    """Run ``move`` (a traffic change); if the endpoint refused it (not an endpoint changed by hand, which is
+    left for a person), reject the candidate, so the registry does not claim traffic it never got."""
+    from airflow_mlops.exceptions import TargetDriftError, TargetError
+
+    try:
+        move()
+    except TargetDriftError:
+        raise
+    except TargetError as exc:
+        reason = f"the endpoint refused v{version}: {exc}"
+        target.reject(model, version, actor=actor, reason=reason)
+        raise GateFailedError(f"{model} v{version} rejected: {reason}") from exc
 
 
 def _validated(model: type[M], raw: Mapping[str, Any], where: str) -> M:

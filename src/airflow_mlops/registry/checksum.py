@@ -136,16 +136,12 @@ def record_checksum(
     return trained
 
 
-def download_verified(client: MlflowClient, model: str, version: str, dst: str) -> str:
-    """Download ``model`` v``version`` into ``dst`` and check it against the checksum recorded at registration.
+def registered_checksum(client: MlflowClient, model: str, version: str) -> str:
+    """The checksum recorded at registration (``mlops.model_sha256``), after its signature matched when signing
+    is on: what any copy of the version's artifacts must hash to.
 
-    With signing on (``[mlops] model_signing_conn_id``), the version's ``mlops.model_hmac`` must also be the
-    signature of its name and recorded checksum. This is checked before anything is downloaded.
-
-    :raises ModelIntegrityError: the version has no ``mlops.model_sha256`` tag (an unverifiable model is
-        refused) or its artifacts hash differently (changed in the store since registration); with signing
-        on, its signature is missing or wrong.
-    :raises SigningKeyError: signing is on but the key cannot be read (a ``ModelIntegrityError`` too).
+    :raises ModelIntegrityError: no checksum recorded (an unverifiable model), or a missing or wrong signature.
+    :raises SigningKeyError: signing is on but the key cannot be read.
     """
     from airflow_mlops.registry.signing import SigningKeyError, configured_key, verify
 
@@ -159,6 +155,21 @@ def download_verified(client: MlflowClient, model: str, version: str, dst: str) 
         raise SigningKeyError(f"{model} v{version}: {exc}") from exc
     if key is not None:
         verify(key, model, expected, tags.get(Tag.MODEL_HMAC), subject=f"{model} v{version}")
+    return str(expected)
+
+
+def download_verified(client: MlflowClient, model: str, version: str, dst: str) -> str:
+    """Download ``model`` v``version`` into ``dst`` and check it against the checksum recorded at registration.
+
+    With signing on (``[mlops] model_signing_conn_id``), the version's ``mlops.model_hmac`` must also be the
+    signature of its name and recorded checksum. This is checked before anything is downloaded.
+
+    :raises ModelIntegrityError: the version has no ``mlops.model_sha256`` tag (an unverifiable model is
+        refused) or its artifacts hash differently (changed in the store since registration); with signing
+        on, its signature is missing or wrong.
+    :raises SigningKeyError: signing is on but the key cannot be read (a ``ModelIntegrityError`` too).
+    """
+    expected = registered_checksum(client, model, version)
     local = download_version(client, model, version, dst)
     actual = tree_sha256(local)
     if actual != expected:

@@ -9,12 +9,15 @@ slot is held). The shadow trigger fires once the window has lasted ``duration`` 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+log = logging.getLogger(__name__)
 
 
 def _read_window(root: str, conn_id: str | None, model: str, start: float, with_feedback: bool) -> tuple[Any, Any]:
@@ -44,6 +47,38 @@ def _variant_metrics(source: dict[str, Any], version: str, start: float) -> Any:
         datetime.now(tz=UTC),
         latency_stat=options.latency_statistic,
     )
+
+
+def _settle(source: dict[str, Any] | None) -> float:
+    """Seconds a window's last check waits for late metrics: the SageMaker target's ``metrics_delay``, else 0."""
+    if source is None:
+        return 0.0
+    from airflow_mlops.config.schema import SageMakerOptions, parse_duration
+
+    return parse_duration(SageMakerOptions.model_validate(source).metrics_delay).total_seconds()
+
+
+def _captured_rows(source: dict[str, Any], roles: dict[str, str], start: float) -> Any:
+    """The SageMaker variants' captured requests and answers since ``start`` as prediction-log rows
+    (``roles``: version -> the role it serves in)."""
+    from airflow_mlops.config.schema import SageMakerOptions
+    from airflow_mlops.deploy.sagemaker import aws_clients, variant_name
+    from airflow_mlops.prediction_log.capture import CaptureRows, capture_rows, read_capture
+
+    options = SageMakerOptions.model_validate(source)
+    if not options.data_capture_s3_uri:
+        raise ValueError(f"SageMaker endpoint {options.endpoint_name}: data_capture_s3_uri is not set")
+    (s3,) = aws_clients(options, "s3")
+    since, until = datetime.fromtimestamp(start, tz=UTC), datetime.now(tz=UTC)
+    found = CaptureRows()
+    for version, role in roles.items():
+        lines = read_capture(
+            s3, options.data_capture_s3_uri, options.endpoint_name, variant_name(version), since, until
+        )
+        capture_rows(lines, model="", version=version, role=role, start=since, end=until, into=found)
+    if found.skipped:
+        log.warning("Capture lines of %s left out: %s", options.endpoint_name, found.skipped)
+    return found.frame()
 
 
 class ShadowWindowTrigger(BaseTrigger):
@@ -94,16 +129,30 @@ class ShadowWindowTrigger(BaseTrigger):
         from airflow_mlops.deploy.health import shadow_stats
 
         if self.cloudwatch is not None:
-            from airflow_mlops.deploy.cloudwatch import shadow_stats_from_metrics
+            from dataclasses import replace
 
-            return shadow_stats_from_metrics(_variant_metrics(self.cloudwatch, self.shadow, self.start))
+            from airflow_mlops.deploy.cloudwatch import shadow_stats_from_metrics
+            from airflow_mlops.vocabulary import Role
+
+            baseline = _variant_metrics(self.cloudwatch, self.champion, self.start)
+            stats = shadow_stats_from_metrics(_variant_metrics(self.cloudwatch, self.shadow, self.start), baseline)
+            if not self.cloudwatch.get("data_capture_s3_uri"):
+                return stats  # no answers to compare: the gate fails closed on the missing agreement
+            roles = {self.champion: Role.CHAMPION, self.shadow: Role.SHADOW}
+            paired = shadow_stats(_captured_rows(self.cloudwatch, roles, self.start), self.champion, self.shadow)
+            return replace(stats, pairs=paired.pairs, agreement=paired.agreement, mean_abs_delta=paired.mean_abs_delta)
         rows, _ = _read_window(self.log_root, self.log_conn_id, self.model, self.start, False)
         return shadow_stats(rows, self.champion, self.shadow)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        try:
+            settle = _settle(self.cloudwatch)
+        except ValueError as exc:
+            yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
+            return
         while True:
             now = time.time()
-            if now >= self.start + self.duration:
+            if now >= self.start + self.duration + settle:
                 try:
                     stats = await asyncio.to_thread(self._stats)
                 except Exception as exc:  # reported to the operator, which fails closed
@@ -165,6 +214,15 @@ class CanaryStepTrigger(BaseTrigger):
             },
         )
 
+    def _cloudwatch_stats(self) -> Any:
+        """The canary's stats from CloudWatch, its 4xx judged against the champion's share in the same window."""
+        from airflow_mlops.deploy.cloudwatch import canary_stats_from_metrics
+
+        assert self.cloudwatch is not None
+        canary = _variant_metrics(self.cloudwatch, self.canary, self.start)
+        champion = _variant_metrics(self.cloudwatch, self.champion, self.start)
+        return canary_stats_from_metrics(canary, self.metric, baseline=champion)
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow_mlops.config.schema import CanaryConfig
         from airflow_mlops.deploy.health import canary_stats, classes_by_version, decide_canary
@@ -172,17 +230,16 @@ class CanaryStepTrigger(BaseTrigger):
         limits = CanaryConfig.model_validate(self.limits)
         try:
             classes = classes_by_version(self.classes)
+            settle = _settle(self.cloudwatch)
         except ValueError as exc:
             yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
             return
+        end = self.start + self.duration + settle
         while True:
-            await asyncio.sleep(min(self.check_interval, max(0.0, self.start + self.duration - time.time())))
+            await asyncio.sleep(min(self.check_interval, max(0.0, end - time.time())))
             try:
                 if self.cloudwatch is not None:
-                    from airflow_mlops.deploy.cloudwatch import canary_stats_from_metrics
-
-                    metrics = await asyncio.to_thread(_variant_metrics, self.cloudwatch, self.canary, self.start)
-                    stats = canary_stats_from_metrics(metrics, self.metric)
+                    stats = await asyncio.to_thread(self._cloudwatch_stats)
                 else:
                     rows, feedback = await asyncio.to_thread(
                         _read_window, self.log_root, self.log_conn_id, self.model, self.start, self.metric is not None
@@ -191,8 +248,14 @@ class CanaryStepTrigger(BaseTrigger):
             except Exception as exc:
                 yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
                 return
-            final = time.time() >= self.start + self.duration
+            final = time.time() >= end
             decision = decide_canary(stats, limits, final=final)
+            if final and self.cloudwatch is not None and stats.requests < limits.min_requests:
+                # CloudWatch may not have the step at all (late or missing metrics): no evidence is not health
+                reason = (
+                    f"only {stats.requests} canary invocations in CloudWatch (< min_requests {limits.min_requests})"
+                )
+                decision = type(decision)(passed=False, reasons=[*decision.reasons, reason])
             if not decision.passed:
                 yield TriggerEvent({"status": "breach", "reasons": decision.reasons, "stats": stats.to_dict()})
                 return
