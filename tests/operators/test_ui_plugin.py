@@ -217,6 +217,94 @@ def test_models_on_mlflow_are_read_in_parallel_without_touching_mlflows_globals(
     assert seen_globals == [before, before] and tracking_utils._tracking_uri == before
 
 
+SAGEMAKER_OPTIONS = {
+    "endpoint_name": "fraud-prod",
+    "execution_role_arn": "arn:aws:iam::123456789012:role/sagemaker-serve",
+    "image_uri": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/mlflow-serve:1",
+    "model_data_s3_uri": "s3://models-bucket/fraud",
+    "data_capture_s3_uri": "s3://models-bucket/capture",
+}
+APPLIED = '{"shadow": null, "weights": {"1": 95.0, "2": 5.0}}'
+
+
+def test_read_mlflow_reads_the_applied_endpoint_layout_with_the_aliases_in_one_registry_call(
+    workspace: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ``mlops.target.applied`` tag comes with the registered model read for the aliases (no second call),
+    and a model read too late still shows its config's target and endpoint (never a live AWS call: no boto3)."""
+    import builtins
+
+    from mlflow import MlflowClient
+
+    from airflow_mlops.config.loader import load_configs
+    from airflow_mlops.hooks.mlflow import MlflowHook
+    from airflow_mlops.ui.sources import ModelSources, read_mlflow
+    from airflow_mlops.vocabulary import Tag
+
+    client = MlflowClient(tracking_uri=workspace.tracking_uri, registry_uri=workspace.tracking_uri)
+    client.create_registered_model("fraud")
+    client.set_registered_model_tag("fraud", Tag.TARGET_APPLIED, APPLIED)
+    client.create_registered_model("plain")
+    calls: list[str] = []
+
+    class CountingClient:
+        def __getattr__(self, name: str) -> Any:
+            calls.append(name)
+            return getattr(client, name)
+
+    class Hook(MlflowHook):
+        def get_conn(self) -> Any:
+            return CountingClient()
+
+    real_import = builtins.__import__
+
+    def no_boto(name: str, *args: Any, **kwargs: Any) -> Any:
+        assert not name.startswith(("boto3", "botocore")), "the Models pages never call AWS"
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_boto)
+    snap = read_mlflow(Hook(), "fraud", detail=False, secrets=[])
+    assert snap.errors == [] and snap.registered and snap.target_applied == APPLIED
+    assert calls.count("get_registered_model") == 1
+    assert read_mlflow(Hook(), "plain", detail=False, secrets=[]).target_applied is None
+    monkeypatch.setattr(builtins, "__import__", real_import)
+
+    path = workspace.write_config("fraud", {"rollout": {"target": "sagemaker", "target_options": SAGEMAKER_OPTIONS}})
+    (loaded,) = load_configs([path]).configs
+    late = ModelSources(loaded).unavailable("MLflow did not answer within 5 s")
+    assert (late.target, late.endpoint, late.endpoint_layout) == ("sagemaker", "fraud-prod", None)
+
+
+@pytest.mark.integration
+def test_the_pages_show_a_cloud_targets_endpoint_and_the_layout_last_applied(
+    mlflow_conn: Any, ui: Any, token: str
+) -> None:
+    from airflow_mlops.vocabulary import Tag
+
+    mlflow_conn.write_config("fraud", {"rollout": {"target": "sagemaker", "target_options": SAGEMAKER_OPTIONS}})
+    client = mlflow_conn.client()
+    client.create_registered_model("fraud")
+    client.set_registered_model_tag("fraud", Tag.TARGET_APPLIED, APPLIED)
+
+    expected = {"target": "sagemaker", "endpoint": "fraud-prod", "endpoint_layout": "v1 95%, v2 5%"}
+    (fraud,) = ui.get("/api/models", headers=bearer(token)).json()["models"]
+    assert {key: fraud[key] for key in expected} == expected and fraud["errors"] == []
+    model = ui.get("/api/models/fraud", headers=bearer(token)).json()["model"]
+    assert {key: model[key] for key in expected} == expected
+    for page in (ui.get("/", headers=bearer(token)).text, ui.get("/models/fraud", headers=bearer(token)).text):
+        assert "endpoint <b>fraud-prod</b>" in page and "last applied: v1 95%, v2 5%</div>" in page
+        assert "<code>airflow-mlops status fraud</code> shows the live endpoint" in page
+
+    client.set_registered_model_tag("fraud", Tag.TARGET_APPLIED, '{"weights": {"?<script>x": 1}} <script>')
+    (fraud,) = ui.get("/api/models", headers=bearer(token)).json()["models"]
+    assert fraud["endpoint_layout"] is None and fraud["errors"] == [], "garbage is unknown, not an error"
+    client.set_registered_model_tag("fraud", Tag.TARGET_APPLIED, '{"weights": {"?<script>x": 100}, "shadow": null}')
+    (fraud,) = ui.get("/api/models", headers=bearer(token)).json()["models"]
+    assert fraud["endpoint_layout"] == "variant '<script>x' 100%"
+    page = ui.get("/", headers=bearer(token)).text
+    assert "last applied: variant &#39;&lt;script&gt;x&#39; 100%</div>" in page and "<script>x" not in page
+
+
 def test_every_route_refuses_requests_without_a_valid_airflow_token(mlflow_conn: Any, ui: Any) -> None:
     import jwt
 

@@ -19,6 +19,7 @@ from jinja2 import UndefinedError
 
 from airflow_mlops.ui import render
 from airflow_mlops.ui.data import (
+    MAX_LAYOUT_TEXT,
     AuditEntry,
     Chart,
     DriftResult,
@@ -28,6 +29,8 @@ from airflow_mlops.ui.data import (
     PendingApproval,
     Series,
     VersionRow,
+    summarize,
+    to_jsonable,
 )
 
 PAYLOAD = "<script>alert(1)</script>\"'{{ 7*7 }}javascript:alert(1)"
@@ -337,3 +340,86 @@ def test_the_environment_is_built_once_and_escapes_every_template() -> None:
     assert render.environment() is env
     assert env.autoescape("list.html") is True and env.autoescape(None) is True  # type: ignore[operator]
     assert env.from_string("{{ v }}").render(v="<b>") == "&lt;b&gt;"
+
+
+# -- deployment target ----------------------------------------------------------------------------------
+
+
+def target_summary(tag: str | None, **fields: Any) -> ModelSummary:
+    """A summary built as the pages build it, for a SageMaker target whose applied-layout tag is ``tag``."""
+    return summarize(
+        name="fraud",
+        description="",
+        aliases={},
+        canary_percent=0.0,
+        versions=[],
+        monitoring=[],
+        audit=[],
+        approvals=[],
+        mlflow_base=None,
+        airflow_base="/",
+        target=fields.pop("target", "sagemaker"),
+        endpoint=fields.pop("endpoint", "fraud-prod"),
+        target_applied=tag,
+    )
+
+
+def test_a_cloud_target_shows_its_endpoint_and_the_layout_last_applied_on_both_pages() -> None:
+    model = target_summary('{"weights": {"2": 5.0, "1": 95.0}, "shadow": null}')
+
+    assert (model.target, model.endpoint, model.endpoint_layout) == ("sagemaker", "fraud-prod", "v1 95%, v2 5%")
+    assert {k: to_jsonable(model)[k] for k in ("target", "endpoint", "endpoint_layout")} == {
+        "target": "sagemaker",
+        "endpoint": "fraud-prod",
+        "endpoint_layout": "v1 95%, v2 5%",
+    }
+    cell = (
+        "<td><span class='chip'>sagemaker</span> endpoint <b>fraud-prod</b>\n"
+        "<div class='small'>last applied: v1 95%, v2 5%</div>\n"
+        "<div class='small muted'><code>airflow-mlops status fraud</code> shows the live endpoint</div></td>"
+    )
+    for html in (list_html(model), model_html(detail(model))):
+        assert cell in html
+        assert "<th>Target</th>" in html and "local gateway" not in html
+    shadowed = target_summary('{"weights": {"1": 100}, "shadow": "3"}', target="azureml", endpoint="fraud-az")
+    assert "<span class='chip'>azureml</span> endpoint <b>fraud-az</b>" in list_html(shadowed)
+    assert "last applied: v1 100%; shadow v3</div>" in list_html(shadowed)
+
+
+def test_the_local_target_shows_the_local_gateway_and_ignores_an_applied_tag() -> None:
+    model = target_summary('{"weights": {"1": 100}, "shadow": null}', target="local", endpoint=None)
+
+    assert (model.target, model.endpoint, model.endpoint_layout) == ("local", None, None)
+    for html in (list_html(model), model_html(detail(model))):
+        assert "<td><span class='chip'>local</span> <span class='muted'>local gateway</span></td>" in html
+        assert "last applied" not in html and "airflow-mlops status" not in html
+    assert "local gateway" in list_html(summary()), "the default target"
+
+
+@pytest.mark.parametrize(
+    "tag",
+    [None, "", "not json", "[1, 2]", '{"weights": [1]}', '{"weights": {"1": "lots"}}', "[" * 5000, " " * 9000 + "{}"],
+    ids=["missing", "empty", "not-json", "list", "weights-list", "weight-text", "deeply-nested", "oversized"],
+)
+def test_a_missing_or_unreadable_applied_tag_shows_the_layout_as_unknown(tag: str | None) -> None:
+    model = target_summary(tag)
+
+    assert model.endpoint_layout is None and model.errors == []
+    for html in (list_html(model), model_html(detail(model))):
+        assert "<div class='small'>last applied: <span class='muted'>unknown</span></div>" in html
+
+
+def test_a_hostile_applied_tag_is_escaped_text_and_bounded() -> None:
+    hostile = json.dumps({"weights": {"?" + PAYLOAD: 100.0}, "shadow": "?" + PAYLOAD})
+    model = target_summary(hostile, endpoint=PAYLOAD)
+
+    assert model.endpoint_layout == f"variant {PAYLOAD!r} 100%; shadow variant {PAYLOAD!r}"
+    for html, scripts in ((list_html(model), 1), (model_html(detail(model)), 2)):
+        assert_inert(html, scripts)
+        assert "last applied: variant &#39;&lt;script&gt;alert(1)&lt;/script&gt;" in html
+        assert f"endpoint <b>{ESCAPED}</b>" in html
+
+    long = target_summary(json.dumps({"weights": {str(v): 1.0 for v in range(500)}, "shadow": None}))
+    assert long.endpoint_layout is not None
+    assert len(long.endpoint_layout) == MAX_LAYOUT_TEXT and long.endpoint_layout.endswith("\u2026")
+    assert long.endpoint_layout.startswith("v0 1%, v1 1%, v2 1%")

@@ -353,3 +353,38 @@ def test_a_variant_added_by_hand_is_drift_and_a_rollback_removes_it(target: Sage
 
     target.rollback(MODEL, to_version="1", actor="oncall", reason="put the registry back")
     assert endpoint(cloud, target)["weights"] == {"v1": 100.0}
+
+
+def test_the_deploy_dag_stops_at_resolve_when_the_endpoint_was_changed_by_hand(
+    target: SageMakerTarget, cloud: Cloud
+) -> None:
+    from airflow_mlops.operators.rollout import ResolveCandidateOperator
+    from support import context
+
+    resolve = ResolveCandidateOperator(
+        task_id="resolve_candidate",
+        model_name=MODEL,
+        version="2",
+        target="sagemaker",
+        target_options=target.endpoint.options.model_dump(mode="json"),
+    )
+    assert resolve.execute(context()) == {"version": "2", "champion": "1"}  # in sync (no endpoint yet)
+
+    target.set_traffic(MODEL, "3", 5, actor="run_8", reason="canary step 5%")
+    target.set_traffic(MODEL, None, 0, actor="run_8", reason="canary over")
+    cloud.client("sagemaker").update_endpoint_weights_and_capacities(
+        EndpointName=target.endpoint.name,
+        DesiredWeightsAndCapacities=[{"VariantName": "v1", "DesiredWeight": 100}],
+    )
+    assert target.view(MODEL).in_sync  # 100 % on v1 is what the registry says: not drift
+
+    target.set_traffic(MODEL, "3", 5, actor="run_8", reason="canary step 5%")
+    cloud.client("sagemaker").update_endpoint_weights_and_capacities(
+        EndpointName=target.endpoint.name,
+        DesiredWeightsAndCapacities=[
+            {"VariantName": "v1", "DesiredWeight": 10},
+            {"VariantName": "v3", "DesiredWeight": 90},
+        ],
+    )
+    with pytest.raises(TargetDriftError, match="changed outside airflow-mlops"):
+        resolve.execute(context())

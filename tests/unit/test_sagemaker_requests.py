@@ -401,7 +401,8 @@ def test_desired_layout_canary_on_the_champion_is_the_champion_alone() -> None:
 
 
 @pytest.mark.parametrize(
-    "text", [None, "", "not json", "[]", "42", '{"shadow": "2"}', '{"weights": 5}', '{"weights": {"1": "lots"}}']
+    "text",
+    [None, "", "not json", "[]", "42", '{"shadow": "2"}', '{"weights": 5}', '{"weights": {"1": "lots"}}', "[" * 5000],
 )
 def test_layout_from_unreadable_json_is_none(text: str | None) -> None:
     assert EndpointLayout.from_json(text) is None

@@ -145,6 +145,12 @@ def read_state(client: MlflowClient, model: str) -> DeploymentState:
     return _snapshot(client, model).state(model)
 
 
+def read_state_and_tags(client: MlflowClient, model: str) -> tuple[DeploymentState, dict[str, str]]:
+    """The deployment state and the registered model's tags, from the same single registry call."""
+    snapshot = _snapshot(client, model)
+    return snapshot.state(model), dict(snapshot.tags)
+
+
 def _parse_percent(model: str, raw: str | None) -> float:
     if raw is None or raw == "":
         return 0.0

@@ -97,7 +97,7 @@ class EndpointLayout:
             raw = json.loads(text or "")
             weights = {str(k): float(v) for k, v in raw["weights"].items()}
             shadow = raw.get("shadow")
-        except (ValueError, TypeError, KeyError, AttributeError):
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
             return None
         return cls(weights, str(shadow) if shadow is not None else None)
 

@@ -184,7 +184,11 @@ class ResolveCandidateOperator(RolloutBaseOperator):
             if version is None:
                 raise RegistryError(f"{self.model}: no candidate version (no event, no param, no challenger)")
             require_gate_passed(client, self.model, version)
-            state = self.deployment_target(client).state(self.model)
+            target = self.deployment_target(client)
+            check_in_sync = getattr(target, "check_in_sync", None)
+            if check_in_sync is not None:  # a cloud endpoint changed by hand: stop before anything moves
+                check_in_sync(self.model)
+            state = target.state(self.model)
         if state.champion is None:
             raise RegistryError(f"{self.model} has no champion to compare v{version} with; promote one first")
         self.log.info("Rolling out %s v%s against champion v%s", self.model, version, state.champion)

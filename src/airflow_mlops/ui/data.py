@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
 PSI_PREFIX = "psi."
+#: The endpoint layout last applied is shown in at most this many characters (the tag is untrusted text).
+MAX_LAYOUT_TEXT = 200
+#: A ``mlops.target.applied`` tag longer than this is not parsed (MLflow allows 8000 characters; ours are short).
+MAX_LAYOUT_TAG = 8000
 
 XKind = Literal["time", "category"]
 
@@ -288,6 +292,14 @@ class ModelSummary:
     links: dict[str, str | None] = field(default_factory=dict)
     registered: bool = True
     errors: list[str] = field(default_factory=list)
+    #: The config's ``rollout.target``: ``local`` (the bundled gateway), ``sagemaker`` or ``azureml``.
+    target: str = "local"
+    #: A cloud target's endpoint (config ``rollout.target_options.endpoint_name``); ``None`` for ``local``.
+    endpoint: str | None = None
+    #: A cloud target's endpoint layout as airflow-mlops last applied it (registered-model tag
+    #: ``mlops.target.applied``, e.g. ``"v1 95%, v2 5%"``), not read from the cloud: ``None`` when unknown
+    #: (never applied, unreadable tag, or not read). ``airflow-mlops status <model>`` shows the live endpoint.
+    endpoint_layout: str | None = None
 
 
 @dataclass
@@ -405,6 +417,24 @@ def pending_approvals(records: Iterable[ApprovalRecord], airflow_base: str) -> l
     ]
 
 
+def applied_layout_text(raw: str | None) -> str | None:
+    """What the ``mlops.target.applied`` tag says was last applied (``"v1 95%, v2 5%"``), at most
+    :data:`MAX_LAYOUT_TEXT` characters; ``None`` for a missing, oversized or unreadable tag (never raises:
+    the tag is untrusted text from the registry)."""
+    if not raw or len(raw) > MAX_LAYOUT_TAG:
+        return None
+    from airflow_mlops.deploy.sagemaker import EndpointLayout  # imported here: it pulls in SQLAlchemy
+
+    try:
+        layout = EndpointLayout.from_json(raw)
+        text = layout.describe() if layout is not None else None
+    except Exception:  # e.g. RecursionError on deeply nested JSON, which from_json does not catch
+        return None
+    if text is None:
+        return None
+    return text if len(text) <= MAX_LAYOUT_TEXT else text[: MAX_LAYOUT_TEXT - 1] + "\u2026"
+
+
 def summarize(
     *,
     name: str,
@@ -419,8 +449,12 @@ def summarize(
     airflow_base: str,
     registered: bool = True,
     errors: Sequence[str] = (),
+    target: str = "local",
+    endpoint: str | None = None,
+    target_applied: str | None = None,
 ) -> ModelSummary:
-    """The list page's view of one model."""
+    """The list page's view of one model. ``target_applied`` is the raw ``mlops.target.applied`` tag of the
+    registered model (read for a cloud target only; ignored for ``local``)."""
     values = {alias: aliases.get(alias) for alias in ALIASES}
     links: dict[str, str | None] = {"mlflow_model": mlflow_model_url(mlflow_base, name) if registered else None}
     for alias in ALIASES:
@@ -442,6 +476,9 @@ def summarize(
         links=links,
         registered=registered,
         errors=list(errors),
+        target=target,
+        endpoint=endpoint if target != "local" else None,
+        endpoint_layout=applied_layout_text(target_applied) if target != "local" else None,
     )
 
 

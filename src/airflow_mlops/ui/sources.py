@@ -54,7 +54,7 @@ from airflow_mlops.ui.data import (
     traffic_charts,
     version_rows,
 )
-from airflow_mlops.vocabulary import ALIASES
+from airflow_mlops.vocabulary import ALIASES, Tag
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -188,6 +188,9 @@ class MlflowSnapshot:
     versions: list[VersionRecord] = field(default_factory=list)
     monitoring: list[MonitoringRecord] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: The registered model's ``mlops.target.applied`` tag (raw, untrusted): the endpoint layout a cloud
+    #: target last applied. Shown as "last applied", never as what the endpoint serves now.
+    target_applied: str | None = None
 
 
 def _versions(client: MlflowClient, model: str, limit: int) -> list[VersionRecord]:
@@ -248,8 +251,9 @@ def _monitoring(client: MlflowClient, model: str, limit: int) -> list[Monitoring
 
 
 def read_mlflow(hook: MlflowHook, model: str, *, detail: bool, secrets: Sequence[str]) -> MlflowSnapshot:
-    """Aliases, canary share, versions (with metrics when ``detail``) and monitoring runs of one model."""
-    from airflow_mlops.deploy.promotion import read_state
+    """Aliases, canary share, applied endpoint layout, versions (with metrics when ``detail``) and monitoring
+    runs of one model. The registered model (aliases and tags) is one ``get_registered_model`` call."""
+    from airflow_mlops.deploy.promotion import read_state_and_tags
     from airflow_mlops.exceptions import RegistryError
 
     snap = MlflowSnapshot()
@@ -259,10 +263,11 @@ def read_mlflow(hook: MlflowHook, model: str, *, detail: bool, secrets: Sequence
         snap.errors.append(_error("MLflow connection", exc, secrets))
         return snap
     try:
-        state = read_state(client, model)
+        state, tags = read_state_and_tags(client, model)
         snap.registered = True
         snap.aliases = {alias: getattr(state, alias) for alias in ALIASES}
         snap.canary_percent = state.canary_percent
+        snap.target_applied = tags.get(Tag.TARGET_APPLIED)
     except RegistryError:
         snap.registered = False
     except Exception as exc:
@@ -384,8 +389,16 @@ class ModelSources:
             airflow_base=airflow_base_path(),
             registered=snap.registered,
             errors=errors,
+            target=self.loaded.config.rollout.target,
+            endpoint=self.endpoint(),
+            target_applied=snap.target_applied,
         )
         return summary, snap, base, secrets
+
+    def endpoint(self) -> str | None:
+        """A cloud target's endpoint name (config ``rollout.target_options.endpoint_name``); ``None`` for local."""
+        name = getattr(self.loaded.config.rollout.target_options, "endpoint_name", None)
+        return str(name) if name else None
 
     def unavailable(self, message: str) -> ModelSummary:
         """The list row of a model whose MLflow read did not finish in time: its config, approvals and ``message``."""
@@ -401,6 +414,8 @@ class ModelSources:
             mlflow_base=None,
             airflow_base=airflow_base_path(),
             errors=[message, *([self.approvals_error] if self.approvals_error else [])],
+            target=self.loaded.config.rollout.target,
+            endpoint=self.endpoint(),
         )
 
     def detail(self, hours: int, deadline: float) -> ModelDetail:
