@@ -172,7 +172,7 @@ def test_missing_data_gives_zeros_and_no_latency(cloudwatch: Any, seeded: Seeded
     for stat in ("p95", "Maximum"):
         got = variant_metrics(cloudwatch, seeded.endpoint, "nobody", seeded.start, seeded.end, latency_stat=stat)
         assert got == VariantMetrics(invocations=0, errors_4xx=0, errors_5xx=0, latency_p95_ms=None)
-        assert (got.errors, got.error_rate) == (0, 0.0)
+        assert (got.errors_against(None), got.error_rate_against(None)) == (0, 0.0)
 
 
 def test_stats_converters_and_decisions(cloudwatch: Any, seeded: Seeded) -> None:
@@ -218,8 +218,15 @@ def test_stats_converters_and_decisions(cloudwatch: Any, seeded: Seeded) -> None
 
 
 def test_error_rate_never_reads_unmatched_errors_as_healthy() -> None:
-    assert VariantMetrics(invocations=0, errors_4xx=0, errors_5xx=3, latency_p95_ms=None).error_rate == 1.0
-    assert VariantMetrics(invocations=4, errors_4xx=0, errors_5xx=1, latency_p95_ms=None).error_rate == 0.25
+    assert (
+        VariantMetrics(invocations=0, errors_4xx=0, errors_5xx=3, latency_p95_ms=None).error_rate_against(None) == 1.0
+    )
+    assert (
+        VariantMetrics(invocations=4, errors_4xx=0, errors_5xx=1, latency_p95_ms=None).error_rate_against(None) == 0.25
+    )
+    assert (
+        VariantMetrics(invocations=0, errors_4xx=2, errors_5xx=0, latency_p95_ms=None).error_rate_against(None) == 1.0
+    )
 
 
 # --- the request and the response handling, with botocore's Stubber ---------------------------------------

@@ -344,10 +344,10 @@ def test_apply_refuses_an_update_that_sagemaker_rolled_back(client: Any, stubber
     )
     expect_describe(stubber, described("Updating", {"1": 100.0}))
     expect_describe(stubber, described("InService", {"1": 100.0}, config=OLD_CONFIG, failure=reason))
-    stubber.add_response("describe_endpoint_config", config_described(OLD_CONFIG, packages, {"1": 100.0}))
 
     with pytest.raises(TargetError, match=re.escape(reason)):
         endpoint.apply(layout, packages)
+    stubber.assert_no_pending_responses()
 
 
 def test_apply_stops_at_a_failed_rollback(client: Any, stubber: Stubber) -> None:

@@ -369,7 +369,8 @@ class CanaryConfig(_Strict):
 
 #: The key the rollout section adds to ``target_options`` so its union knows which target's model applies.
 _TARGET_KIND_KEY = "__target__"
-TARGET_KINDS: tuple[str, ...] = ("local", "sagemaker", "azureml")
+TargetKind = Literal["local", "sagemaker", "azureml"]
+TARGET_KINDS: tuple[TargetKind, ...] = ("local", "sagemaker", "azureml")
 
 
 class _TargetOptions(_Strict):
@@ -465,7 +466,7 @@ TARGET_OPTIONS: dict[str, type[_TargetOptions]] = {kind: model for model, kind i
 class RolloutConfig(_Strict):
     """How a gated candidate reaches traffic (used by ``<model>__deploy``)."""
 
-    target: Literal["local", "sagemaker", "azureml"] = "local"
+    target: TargetKind = "local"
     #: The target's settings: one set of fields per target (see the sections below); ``local`` takes none.
     target_options: TargetOptions = Field(default_factory=LocalTargetOptions)
     shadow: ShadowConfig = Field(default_factory=ShadowConfig)

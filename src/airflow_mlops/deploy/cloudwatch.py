@@ -73,11 +73,6 @@ class VariantMetrics:
     #: The conservative p95 of ``ModelLatency`` in ms (see :func:`variant_metrics`); ``None``: no latency data.
     latency_p95_ms: float | None
 
-    @property
-    def errors(self) -> int:
-        """The version's errors: 5xx only (see the class docstring for why not 4xx)."""
-        return self.errors_5xx
-
     def errors_against(self, baseline: VariantMetrics | None) -> int:
         """5xx plus the 4xx beyond ``baseline``'s 4xx share (the champion's, same window); without a baseline
         every 4xx counts (fail closed)."""
@@ -87,20 +82,15 @@ class VariantMetrics:
         return self.errors_5xx + max(0, self.errors_4xx - round(self.invocations * share))
 
     def error_rate_against(self, baseline: VariantMetrics | None) -> float:
+        """:meth:`errors_against` over invocations; 0.0 without traffic.
+
+        The denominator is at least the error count: SageMaker's docs do not say whether ``Invocations``
+        counts the requests that failed, so errors without matching invocations read as a rate of up to 1,
+        never as a healthy 0.
+        """
         errors = self.errors_against(baseline)
         total = max(self.invocations, errors)
         return errors / total if total else 0.0
-
-    @property
-    def error_rate(self) -> float:
-        """5xx over invocations; 0.0 without traffic.
-
-        The denominator is at least the error count: SageMaker's docs do not say whether ``Invocations``
-        counts the requests that failed, so 5xx without matching invocations read as a rate of up to 1,
-        never as a healthy 0.
-        """
-        total = max(self.invocations, self.errors_5xx)
-        return self.errors_5xx / total if total else 0.0
 
 
 def variant_metrics(

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.deploy import promotion
 from airflow_mlops.deploy.locking import model_lock
+from airflow_mlops.deploy.targets import RegistryTarget
 from airflow_mlops.exceptions import TargetDriftError, TargetError
 from airflow_mlops.vocabulary import Tag
 
@@ -160,7 +161,6 @@ class EndpointView:
     served: EndpointLayout | None
     expected: EndpointLayout
     applied: EndpointLayout | None
-    models: dict[str, str] = field(default_factory=dict)
     failure_reason: str | None = None
 
     @property
@@ -223,8 +223,6 @@ def _check_archive(client: MlflowClient, model: str, version: str, uri: str, bod
         absolute paths: refused by tarfile's ``data`` filter), too large, or files that hash differently from
         the (signed) registration checksum.
     """
-    import tarfile
-
     from airflow_mlops.registry.checksum import ModelIntegrityError, registered_checksum, tree_sha256
 
     expected = registered_checksum(client, model, version)
@@ -546,7 +544,7 @@ def aws_clients(options: SageMakerOptions, *services: str) -> list[Any]:
     ]
 
 
-class SageMakerTarget:
+class SageMakerTarget(RegistryTarget):
     """The rollout on a SageMaker endpoint: registry first (guarded, audited), then the endpoint follows.
 
     :param client: MLflow client of the registry (the source of truth).
@@ -564,9 +562,8 @@ class SageMakerTarget:
         *,
         lock_timeout: float = promotion.DEFAULT_LOCK_TIMEOUT,
     ) -> None:
-        self.deployments = promotion.Deployments(client, audit, lock_timeout=lock_timeout)
+        super().__init__(client, audit, lock_timeout=lock_timeout)
         self.endpoint = endpoint
-        self.lock_timeout = lock_timeout
 
     @classmethod
     def from_options(
@@ -585,23 +582,12 @@ class SageMakerTarget:
     def __repr__(self) -> str:
         return f"SageMakerTarget(endpoint={self.endpoint.name!r}, tracking_uri={self.client.tracking_uri!r})"
 
-    @property
-    def client(self) -> MlflowClient:
-        return self.deployments.client
-
-    @property
-    def audit(self) -> AuditTrail:
-        return self.deployments.audit
-
     # -- reading ----------------------------------------------------------------------------------
-
-    def state(self, model: str) -> DeploymentState:
-        return self.deployments.state(model)
 
     def view(self, model: str) -> EndpointView:
         """The endpoint next to the registry, for ``airflow-mlops status`` and the drift check."""
         described = self.endpoint.describe()
-        served, models = self.endpoint.served(described)
+        served, _ = self.endpoint.served(described)
         tags = dict(self.client.get_registered_model(model).tags or {})
         return EndpointView(
             endpoint=self.endpoint.name,
@@ -610,7 +596,6 @@ class SageMakerTarget:
             served=served,
             expected=desired_layout(self.state(model)),
             applied=EndpointLayout.from_json(tags.get(Tag.TARGET_APPLIED)),
-            models=models,
             failure_reason=(described or {}).get("FailureReason"),
         )
 

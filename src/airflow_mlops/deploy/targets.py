@@ -14,9 +14,10 @@ then reconciles its endpoint's variants with them. Azure ML is planned behind th
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from airflow_mlops import settings
+from airflow_mlops.config.schema import TARGET_KINDS, TargetKind
 from airflow_mlops.deploy import promotion
 from airflow_mlops.deploy.audit import AuditTrail
 
@@ -25,8 +26,7 @@ if TYPE_CHECKING:
 
     from airflow_mlops.deploy.promotion import DeploymentState, PromotionResult
 
-TargetKind = Literal["local", "sagemaker", "azureml"]
-TARGET_KINDS: tuple[TargetKind, ...] = ("local", "sagemaker", "azureml")
+__all__ = ["TARGET_KINDS", "DeploymentTarget", "LocalGatewayTarget", "RegistryTarget", "TargetKind", "get_target"]
 
 
 @runtime_checkable
@@ -70,7 +70,28 @@ class DeploymentTarget(Protocol):
         ...
 
 
-class LocalGatewayTarget:
+class RegistryTarget:
+    """What every target shares: the guarded, audited alias moves of the registry, the source of truth."""
+
+    def __init__(
+        self, client: MlflowClient, audit: AuditTrail, *, lock_timeout: float = promotion.DEFAULT_LOCK_TIMEOUT
+    ) -> None:
+        self.deployments = promotion.Deployments(client, audit, lock_timeout=lock_timeout)
+        self.lock_timeout = lock_timeout
+
+    @property
+    def client(self) -> MlflowClient:
+        return self.deployments.client
+
+    @property
+    def audit(self) -> AuditTrail:
+        return self.deployments.audit
+
+    def state(self, model: str) -> DeploymentState:
+        return self.deployments.state(model)
+
+
+class LocalGatewayTarget(RegistryTarget):
     """The bundled serving gateway: it polls the registry, so changing the registry is the deployment.
 
     Every method is the matching guarded operation of :class:`~airflow_mlops.deploy.promotion.Deployments`.
@@ -81,19 +102,6 @@ class LocalGatewayTarget:
     """
 
     kind: TargetKind = "local"
-
-    def __init__(
-        self, client: MlflowClient, audit: AuditTrail, *, lock_timeout: float = promotion.DEFAULT_LOCK_TIMEOUT
-    ) -> None:
-        self.deployments = promotion.Deployments(client, audit, lock_timeout=lock_timeout)
-
-    @property
-    def client(self) -> MlflowClient:
-        return self.deployments.client
-
-    @property
-    def audit(self) -> AuditTrail:
-        return self.deployments.audit
 
     @classmethod
     def from_options(
@@ -117,9 +125,6 @@ class LocalGatewayTarget:
 
     def __repr__(self) -> str:
         return f"LocalGatewayTarget(tracking_uri={self.client.tracking_uri!r}, audit={self.audit!r})"
-
-    def state(self, model: str) -> DeploymentState:
-        return self.deployments.state(model)
 
     def set_traffic(
         self, model: str, canary_version: str | None, percent: float, *, actor: str, reason: str

@@ -31,22 +31,27 @@ def _read_window(root: str, conn_id: str | None, model: str, start: float, with_
     return rows, feedback
 
 
-def _variant_metrics(source: dict[str, Any], version: str, start: float) -> Any:
-    """One SageMaker variant's CloudWatch metrics since ``start`` (``source``: the operator's health source)."""
+def _variants_metrics(source: dict[str, Any], versions: list[str], start: float) -> list[Any]:
+    """The SageMaker variants' CloudWatch metrics since ``start``, one client and one window for all
+    (``source``: the operator's health source, the target's options)."""
     from airflow_mlops.config.schema import SageMakerOptions
     from airflow_mlops.deploy.cloudwatch import variant_metrics
     from airflow_mlops.deploy.sagemaker import aws_clients, variant_name
 
     options = SageMakerOptions.model_validate(source)
     (cloudwatch,) = aws_clients(options, "cloudwatch")
-    return variant_metrics(
-        cloudwatch,
-        options.endpoint_name,
-        variant_name(version),
-        datetime.fromtimestamp(start, tz=UTC),
-        datetime.now(tz=UTC),
-        latency_stat=options.latency_statistic,
-    )
+    since, until = datetime.fromtimestamp(start, tz=UTC), datetime.now(tz=UTC)
+    return [
+        variant_metrics(
+            cloudwatch,
+            options.endpoint_name,
+            variant_name(version),
+            since,
+            until,
+            latency_stat=options.latency_statistic,
+        )
+        for version in versions
+    ]
 
 
 def _settle(source: dict[str, Any] | None) -> float:
@@ -58,7 +63,7 @@ def _settle(source: dict[str, Any] | None) -> float:
     return parse_duration(SageMakerOptions.model_validate(source).metrics_delay).total_seconds()
 
 
-def _captured_rows(source: dict[str, Any], roles: dict[str, str], start: float) -> Any:
+def _captured_rows(source: dict[str, Any], model: str, roles: dict[str, str], start: float) -> Any:
     """The SageMaker variants' captured requests and answers since ``start`` as prediction-log rows
     (``roles``: version -> the role it serves in)."""
     from airflow_mlops.config.schema import SageMakerOptions
@@ -75,7 +80,7 @@ def _captured_rows(source: dict[str, Any], roles: dict[str, str], start: float) 
         lines = read_capture(
             s3, options.data_capture_s3_uri, options.endpoint_name, variant_name(version), since, until
         )
-        capture_rows(lines, model="", version=version, role=role, start=since, end=until, into=found)
+        capture_rows(lines, model=model, version=version, role=role, start=since, end=until, into=found)
     if found.skipped:
         log.warning("Capture lines of %s left out: %s", options.endpoint_name, found.skipped)
     return found.frame()
@@ -134,12 +139,14 @@ class ShadowWindowTrigger(BaseTrigger):
             from airflow_mlops.deploy.cloudwatch import shadow_stats_from_metrics
             from airflow_mlops.vocabulary import Role
 
-            baseline = _variant_metrics(self.cloudwatch, self.champion, self.start)
-            stats = shadow_stats_from_metrics(_variant_metrics(self.cloudwatch, self.shadow, self.start), baseline)
+            shadow, champion = _variants_metrics(self.cloudwatch, [self.shadow, self.champion], self.start)
+            stats = shadow_stats_from_metrics(shadow, baseline=champion)
             if not self.cloudwatch.get("data_capture_s3_uri"):
                 return stats  # no answers to compare: the gate fails closed on the missing agreement
             roles = {self.champion: Role.CHAMPION, self.shadow: Role.SHADOW}
-            paired = shadow_stats(_captured_rows(self.cloudwatch, roles, self.start), self.champion, self.shadow)
+            paired = shadow_stats(
+                _captured_rows(self.cloudwatch, self.model, roles, self.start), self.champion, self.shadow
+            )
             return replace(stats, pairs=paired.pairs, agreement=paired.agreement, mean_abs_delta=paired.mean_abs_delta)
         rows, _ = _read_window(self.log_root, self.log_conn_id, self.model, self.start, False)
         return shadow_stats(rows, self.champion, self.shadow)
@@ -219,8 +226,7 @@ class CanaryStepTrigger(BaseTrigger):
         from airflow_mlops.deploy.cloudwatch import canary_stats_from_metrics
 
         assert self.cloudwatch is not None
-        canary = _variant_metrics(self.cloudwatch, self.canary, self.start)
-        champion = _variant_metrics(self.cloudwatch, self.champion, self.start)
+        canary, champion = _variants_metrics(self.cloudwatch, [self.canary, self.champion], self.start)
         return canary_stats_from_metrics(canary, self.metric, baseline=champion)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
