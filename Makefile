@@ -13,7 +13,7 @@ export DO_NOT_TRACK := 1
 export GX_ANALYTICS_ENABLED := False
 export SCARF_ANALYTICS := false
 
-.PHONY: demo demo-tickets test test-fast lint docs venv tools browser prometheus lock build clean
+.PHONY: demo up demo-tickets test test-fast lint docs venv tools browser prometheus lock build clean
 
 venv: $(STAMP)
 
@@ -50,6 +50,10 @@ prometheus:
 
 demo: $(STAMP)
 	$(BIN)/airflow-mlops demo --home .demo
+
+# The live stack on loopback (Airflow UI, MLflow UI, gateway, traffic) until Ctrl-C; state kept in .up/.
+up: $(STAMP)
+	$(BIN)/airflow-mlops up --home .up
 
 # The multiclass example (dags/configs/tickets.yaml: string labels, time split) through its real train DAG.
 demo-tickets: $(STAMP)

@@ -171,8 +171,23 @@ def _demo_tickets_command(parser: argparse.ArgumentParser, args: argparse.Namesp
 
 
 #: The short example demos besides ``demo`` (each on embedded SQLite Airflow + MLflow under ``--home``).
+def _up_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from airflow_mlops.examples.stack import Ports, run_up
+
+    ports = Ports(airflow=args.airflow_port, mlflow=args.mlflow_port, gateway=args.gateway_port)
+    return run_up(Path(args.home), Path(args.dags_folder), ports, args.traffic_rate)
+
+
+def _traffic_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from airflow_mlops.examples.traffic import run_traffic
+
+    return run_traffic(args.gateway, Path(args.config_dir), Path(args.rows), args.rate)
+
+
 _DEMO_COMMANDS: dict[str, Callable[[argparse.ArgumentParser, argparse.Namespace], int]] = {
     "demo-tickets": _demo_tickets_command,
+    "up": _up_command,
+    "traffic": _traffic_command,
 }
 
 
@@ -267,6 +282,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="train and gate the multiclass tickets example (string labels, time split) with its real train DAG",
     )
     tickets.add_argument("--home", default=".demo-tickets", help="project-local folder for Airflow, MLflow and data")
+    up = sub.add_parser(
+        "up", help="run Airflow, MLflow, the gateway and example traffic live on loopback until Ctrl-C (make up)"
+    )
+    up.add_argument("--home", default=".up", help="project-local folder for all state (reused by the next start)")
+    up.add_argument("--dags-folder", default="dags", help="the folder with airflow_mlops_dags.py and configs/")
+    up.add_argument("--airflow-port", type=int, default=8080)
+    up.add_argument("--mlflow-port", type=int, default=5000)
+    up.add_argument("--gateway-port", type=int, default=8001)
+    up.add_argument("--traffic-rate", type=float, default=10.0, help="requests/s per model (0: no generated traffic)")
+    traffic = sub.add_parser("traffic", help="send example requests and their labels to a gateway until Ctrl-C")
+    traffic.add_argument("--gateway", required=True, help="the gateway's base URL")
+    traffic.add_argument("--config-dir", required=True, help="model configs (each model's target column)")
+    traffic.add_argument("--rows", required=True, help="folder of <model>.csv files: features plus the target")
+    traffic.add_argument("--rate", type=float, default=10.0, help="requests per second per model")
     serve = sub.add_parser("serve", help="start the serving gateway for one or more models")
     serve.add_argument("--model", dest="models", action="append", required=True, help="repeat for more models")
     serve.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"), help="MLflow tracking URI")
@@ -399,6 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from airflow_mlops.examples.demo import run_demo
 
         return run_demo(Path(args.home))
+
     if args.command == "make-example-data":
         from airflow_mlops.examples.datasets import write_example_data
 

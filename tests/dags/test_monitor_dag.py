@@ -231,3 +231,42 @@ def test_retention_prunes_old_hours_after_the_run_as_a_teardown_that_cannot_fail
     assert states(run)["prune_prediction_log[-1]"] == "failed"
     assert states(run)["evaluate_drift[-1]"] == "success"
     assert run.state == "success", "a failed prune does not fail the monitoring run"
+
+
+def test_a_champion_trained_on_a_data_folder_is_compared_with_its_own_files_after_new_ones_land(
+    workspace: Any, airflow_db: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``data.uri`` is a folder (as ``make up`` configures it): evidently's reference is the champion's recorded
+    training file, not the folder (which failed the run: "is a directory"), and not a batch that landed later."""
+    import shutil
+
+    from airflow_mlops.deploy.targets import LocalGatewayTarget
+    from airflow_mlops.examples.datasets import fraud_batch
+
+    root, folder = tmp_path / "prediction-log", tmp_path / "batches"
+    folder.mkdir()
+    shutil.copy(Path(__file__).resolve().parents[2] / "dags" / "data" / "fraud" / "transactions_batch_001.csv", folder)
+    state_url = f"sqlite:///{tmp_path / 'state.db'}"
+    monkeypatch.setenv("AIRFLOW_MLOPS_STATE_DB", state_url)
+    config = workspace.write_config(
+        "fraud",
+        {
+            "data": {"uri": str(folder)},
+            "serving": {"prediction_log": str(root)},
+            "monitoring": {"window": "6h", "cooldown": "6h"},
+        },
+    )
+    version = train_version(config, "manual__folder_champion")
+    client = workspace.client()
+    LocalGatewayTarget.from_options(client=client, state_url=state_url).promote("fraud", version, actor="t", reason="c")
+    fraud_batch(2, data_drift=1.0).to_csv(folder / "transactions_batch_002.csv", index=False)  # lands later
+    log_traffic(root, client, data_drift=0.0, seed=24)
+
+    run = run_monitor(workspace)
+
+    assert run.state == "success", states(run)
+    experiment = client.get_experiment_by_name("airflow-mlops/fraud/monitoring")
+    (monitoring_run,) = client.search_runs([experiment.experiment_id])
+    assert "mlops.drift.report_skipped" not in monitoring_run.data.tags, monitoring_run.data.tags
+    # the reference is the clean first batch: the clean window is no drift for evidently either
+    assert monitoring_run.data.tags["mlops.drift.evidently"] == "no_drift"

@@ -18,10 +18,7 @@ without them, failed when ``CI=true``.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,56 +27,26 @@ from typing import Any
 import pytest
 from test_rest_api import UI_MODEL, log, wait_pending_approval, wait_success
 
+from browser_support import assert_screenshots, browser_node, run_browser
 from live_airflow import API_USER
 from support import train_version
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-BROWSER_TOOLS = REPO / "tools" / "browser"
-SCRIPT = BROWSER_TOOLS / "models_page.mjs"
 ARTIFACTS = REPO / "test-artifacts" / "browser"
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CANARY_PERCENT = 10
 MODEL = UI_MODEL
 TRAIN = f"{MODEL}__train"
 
 
-def _skip_or_fail(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"required in CI: {reason}")
-    pytest.skip(reason)
-
-
 @pytest.fixture
 def browser_env(shared_live_airflow: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    node = shutil.which("node")
-    if not CHROMIUM.exists():
-        _skip_or_fail(f"{CHROMIUM} missing: apt-get install -y --no-install-recommends chromium")
-    if node is None:
-        _skip_or_fail("node is not installed")
-    if not (BROWSER_TOOLS / "node_modules" / "playwright-core" / "package.json").exists():
-        _skip_or_fail("playwright-core missing: npm ci --prefix tools/browser")
+    node = browser_node()
     setup = shared_live_airflow.start()  # the database migrates (if not done yet) while v1 and v2 train
     for key in ("AIRFLOW_CONN_MLFLOW_DEFAULT", "AIRFLOW_MLOPS_STATE_DB"):
         monkeypatch.setenv(key, setup["env"][key])
     yield {**setup, "node": node, "live": shared_live_airflow}
-
-
-def run_browser(node: str, options: dict[str, Any], timeout: float = 300.0) -> dict[str, Any]:
-    done = subprocess.run(
-        [node, str(SCRIPT), json.dumps(options)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=BROWSER_TOOLS,
-    )
-    print(done.stderr, flush=True)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    assert lines, f"browser script printed no result (exit {done.returncode}):\n{done.stdout}\n{done.stderr}"
-    result: dict[str, Any] = json.loads(lines[-1])
-    return result
 
 
 def test_models_page_and_approval_in_chromium(browser_env: dict[str, Any]) -> None:
@@ -117,7 +84,6 @@ def test_models_page_and_approval_in_chromium(browser_env: dict[str, Any]) -> No
             "approve": True,
             "approvalSubject": pending["subject"],
             "artifacts": str(ARTIFACTS),
-            "executablePath": str(CHROMIUM),
         },
     )
     log(f"browser: {result.get('steps')}")
@@ -131,7 +97,4 @@ def test_models_page_and_approval_in_chromium(browser_env: dict[str, Any]) -> No
 
     version = browser_env["client"].get_model_version(MODEL, "3")
     assert version.tags["mlops.approved_by"] == API_USER, version.tags
-    for name in ("models-page.png", "approval-pending.png", "approval-done.png"):
-        shot = ARTIFACTS / name
-        assert shot.is_file() and shot.stat().st_size > 1000, shot
-        assert shot.read_bytes()[:8] == PNG_MAGIC, shot
+    assert_screenshots(ARTIFACTS, "models-page.png", "approval-pending.png", "approval-done.png")

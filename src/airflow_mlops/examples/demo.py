@@ -9,7 +9,9 @@
    offline gate, goes to canary while new-category traffic arrives, and is rolled back automatically.
 6. The traffic each version served, and the audit trail of alias moves, are printed.
 
-Everything lives under one project-local folder; no network beyond loopback; no telemetry.
+The terminal gets the story; Airflow's and MLflow's own output (task logs, the expected rollback's traceback)
+goes to ``<home>/demo.log``. Everything lives under one project-local folder; no network beyond loopback; no
+telemetry. ``make up`` runs the same loop live, with the Airflow and MLflow UIs.
 """
 
 from __future__ import annotations
@@ -21,10 +23,9 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import yaml
 
@@ -119,11 +120,16 @@ def run_in_demo_environment(home: Path, dags_folder: Path, module: str) -> int:
 
 
 class _Clock:
-    def __init__(self) -> None:
+    def __init__(self, story: TextIO | None = None) -> None:
         self.start = time.monotonic()
+        self.story = story or sys.stdout
 
     def say(self, text: str) -> None:
-        print(f"[demo {time.monotonic() - self.start:6.1f}s] {text}", flush=True)
+        self.tell(f"[demo {time.monotonic() - self.start:6.1f}s] {text}")
+
+    def tell(self, text: str = "") -> None:
+        """A line of the story (the terminal, even while Airflow's output goes to the demo's log)."""
+        print(text, file=self.story, flush=True)
 
 
 #: The demo's clock: prints ``[demo  12.3s] text`` lines.
@@ -193,46 +199,12 @@ class _Gateway:
         self.log.close()
 
 
-class _Traffic(threading.Thread):
-    """Transactions from batch 3 at a steady pace, labels sent back as feedback; optionally new categories."""
+def _traffic(url: str) -> Any:
+    """Transactions from batch 3 at a steady pace, labels sent back as feedback."""
+    from airflow_mlops.examples.datasets import fraud_batch
+    from airflow_mlops.examples.traffic import TrafficGenerator
 
-    def __init__(self, url: str) -> None:
-        super().__init__(daemon=True)
-        from airflow_mlops.examples.datasets import fraud_batch
-
-        self.use(fraud_batch(3))
-        self.url = url
-        self.new_category_share = 0.0
-        self.statuses: dict[int, int] = {}
-        self._halt = threading.Event()
-
-    def use(self, frame: Any) -> None:
-        """Send these transactions from now on (labels sent back as feedback)."""
-        frame = frame.copy()
-        self.labels = frame.pop("is_fraud").tolist()
-        self.rows = frame.to_dict("records")
-
-    def run(self) -> None:
-        import httpx
-
-        with httpx.Client(base_url=self.url, timeout=10.0) as client:
-            i = 0
-            while not self._halt.is_set():
-                rows, labels = self.rows, self.labels
-                row = dict(rows[i % len(rows)])
-                if self.new_category_share and i % round(1 / self.new_category_share) == 0:
-                    row["merchant_category"] = "crypto"
-                answer = client.post(f"/v1/models/{MODEL}/predict", json={"records": row})
-                self.statuses[answer.status_code] = self.statuses.get(answer.status_code, 0) + 1
-                if answer.status_code == 200:
-                    label = {"request_id": answer.json()["request_id"], "label": labels[i % len(labels)]}
-                    client.post(f"/v1/models/{MODEL}/feedback", json=label)
-                i += 1
-                time.sleep(0.01)
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(timeout=30)
+    return TrafficGenerator(url, MODEL, fraud_batch(3), "is_fraud")
 
 
 def _gate_lines(client: Any, version: str) -> list[str]:
@@ -281,7 +253,7 @@ def _drift_events() -> list[dict[str, Any]]:
     return [dict(row[0] or {}) for row in rows]
 
 
-def _close_the_loop(clock: _Clock, client: Any, target: Any, traffic: _Traffic, gateway: _Gateway, home: Path) -> None:
+def _close_the_loop(clock: _Clock, client: Any, target: Any, traffic: Any, gateway: _Gateway, home: Path) -> None:
     """Clean traffic -> no drift; drifted batch + traffic -> drift event -> retrain -> rollout -> new champion."""
     from airflow_mlops.examples.fraud import generate_transactions
 
@@ -297,7 +269,8 @@ def _close_the_loop(clock: _Clock, client: Any, target: Any, traffic: _Traffic, 
     time.sleep(20)
     run = _dag("monitor").test()
     events = _drift_events()
-    clock.say(f"monitor (drifted traffic): {run.state}; drift event: {events[-1] if events else None}")
+    reasons = "; ".join(events[-1].get("reasons", [])) if events else "none"
+    clock.say(f"monitor (drifted traffic): {run.state}; drift event: {reasons}")
     if not events:
         return
     drift = asset_uri(MODEL, AssetKind.DRIFT)
@@ -319,12 +292,35 @@ def _close_the_loop(clock: _Clock, client: Any, target: Any, traffic: _Traffic, 
 
 
 def main(home: Path, dags_folder: Path) -> int:
+    """The demo with Airflow's and MLflow's output (file descriptors 1 and 2) in ``<home>/demo.log``."""
+    story = os.fdopen(os.dup(1), "w")
+    log_path = home / "demo.log"
+    with log_path.open("ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+    clock = _Clock(story)
+    clock.tell(f"[demo] Airflow's and MLflow's own output (task logs, tracebacks): {log_path}")
+    try:
+        code = _story(clock, home, dags_folder)
+    except Exception as exc:
+        import traceback
+
+        traceback.print_exc()  # into the log
+        clock.say(f"the demo failed: {type(exc).__name__}: {exc} (details in {log_path})")
+        return 1
+    if code != 0:
+        clock.say(f"the demo did not finish as expected (exit {code}); Airflow's side of it is in {log_path}")
+        return code
+    clock.tell("\n[demo] see the same loop live, in the Airflow UI and the MLflow UI: make up")
+    return code
+
+
+def _story(clock: _Clock, home: Path, dags_folder: Path) -> int:
     import mlflow
 
     from airflow_mlops.deploy.audit import AuditTrail, format_history
     from airflow_mlops.deploy.targets import LocalGatewayTarget
 
-    clock = _Clock()
     client = mlflow.MlflowClient()
     target = LocalGatewayTarget.from_options(client=client, state_url=settings.state_db_url())
 
@@ -339,14 +335,14 @@ def main(home: Path, dags_folder: Path) -> int:
     if _dag("train").test(run_conf={"data_uri": batch2}).state != "success":
         return 1
     for line in _gate_lines(client, "1") + _gate_lines(client, "2"):
-        print(line)
+        clock.tell(line)
 
     gateway = _Gateway(home)
-    traffic: _Traffic | None = None
+    traffic: Any = None
     try:
         gateway.wait(lambda m: m["champion"] == "1")
         clock.say(f"gateway serving v1 at {gateway.url}; generated traffic starts (labels fed back)")
-        traffic = _Traffic(gateway.url)
+        traffic = _traffic(gateway.url)
         traffic.start()
         write_demo_config(home, dags_folder, gateway_url=gateway.url)
 
@@ -361,15 +357,17 @@ def main(home: Path, dags_folder: Path) -> int:
             return 1
         broken = str(max(int(v.version) for v in client.search_model_versions(f"name = '{MODEL}'")))
         clock.say(f"  v{broken} passed its offline gate (its data has no new categories); deploy with shadow skipped")
-        traffic.new_category_share = 0.05
+        traffic.override, traffic.override_share = {"merchant_category": "crypto"}, 0.05
         clock.say("  traffic now includes a new merchant category 'crypto' (5%)")
         run = _dag("deploy").test(run_conf={"version": broken})
         state = target.state(MODEL)
         reason = client.get_model_version(MODEL, broken).tags.get(Tag.ROLLBACK_REASON, "-")
-        clock.say(f"  fraud__deploy {run.state}: rolled back automatically -> {state.aliases()}")
-        clock.say(f"  reason: {reason}")
+        clock.say(
+            f"  as expected, fraud__deploy {run.state}: v{broken} rolled back automatically ({reason}); "
+            f"champion stays v{state.champion}"
+        )
         gateway.wait(lambda m: m["canary"] is None and m["champion"] == "2", timeout=10)
-        traffic.new_category_share = 0.0
+        traffic.override_share = 0.0
 
         _close_the_loop(clock, client, target, traffic, gateway, home)
     finally:
@@ -377,18 +375,18 @@ def main(home: Path, dags_folder: Path) -> int:
             traffic.stop()
         gateway.stop()
 
-    print(f"\n[demo] client responses by HTTP status: {traffic.statuses if traffic else {}}")
-    print("[demo] traffic each version served (from the prediction log):")
+    clock.tell(f"\n[demo] client responses by HTTP status: {traffic.statuses if traffic else {}}")
+    clock.tell("[demo] traffic each version served (from the prediction log):")
     for line in _served_table(home):
-        print(line)
-    print("\n[demo] audit trail (airflow-mlops history fraud):")
-    print(format_history(AuditTrail(settings.state_db_url()).history(MODEL)))
-    print("\n[demo] where to look")
-    print(f"  MLflow UI:  .venv/bin/mlflow ui --backend-store-uri sqlite:///{home / 'mlflow.db'} --port 5000")
-    print(f"  artifacts:  {home / 'mlartifacts' / MODEL}/<run id>/artifacts/(gate|validation|evaluation)")
-    print(f"  predictions: {home / 'prediction-log' / MODEL}  gateway log: {home / 'gateway.log'}")
+        clock.tell(line)
+    clock.tell("\n[demo] audit trail (airflow-mlops history fraud):")
+    clock.tell(format_history(AuditTrail(settings.state_db_url()).history(MODEL)))
+    clock.tell("\n[demo] where to look")
+    clock.tell(f"  MLflow UI:  .venv/bin/mlflow ui --backend-store-uri sqlite:///{home / 'mlflow.db'} --port 5000")
+    clock.tell(f"  artifacts:  {home / 'mlartifacts' / MODEL}/<run id>/artifacts/(gate|validation|evaluation)")
+    clock.tell(f"  predictions: {home / 'prediction-log' / MODEL}  gateway log: {home / 'gateway.log'}")
     state_env = settings.OPTIONS["state_db"].env
-    print(f"  history:    {state_env}=sqlite:///{home / 'state.db'} .venv/bin/airflow-mlops history fraud")
+    clock.tell(f"  history:    {state_env}=sqlite:///{home / 'state.db'} .venv/bin/airflow-mlops history fraud")
     healthy = traffic is not None and set(traffic.statuses) == {200}
     return 0 if healthy and target.state(MODEL).champion not in (None, "1") else 1
 

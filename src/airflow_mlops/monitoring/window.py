@@ -36,6 +36,9 @@ class Reference:
     #: The champion's classes as its version records them; ``None`` for a regressor or a 0/1 version trained
     #: before classes were recorded.
     classes: ClassSet | None = None
+    #: The files the champion was trained on (``data_uri`` may be a folder) and their store's connection.
+    files: tuple[str, ...] = ()
+    conn_id: str | None = None
 
 
 def recorded_classes(tags: dict[str, str], where: str) -> ClassSet | None:
@@ -64,7 +67,8 @@ def champion_reference(client: MlflowClient, config: ModelConfig) -> Reference:
     uri, expected = tags.get(Tag.DATA_URI), tags.get(Tag.DATA_SHA256)
     if not uri or not expected:
         raise DataError(f"{config.name} v{version} has no data lineage tags; cannot find its training data")
-    snapshot = read_snapshot(recorded_files(tags), tags.get(Tag.DATA_CONN_ID) or None, config.data.format)
+    files, conn_id = recorded_files(tags), tags.get(Tag.DATA_CONN_ID) or None
+    snapshot = read_snapshot(files, conn_id, config.data.format)
     frame, actual = snapshot.frame, snapshot.sha256
     if actual != expected:
         raise DataError(
@@ -72,7 +76,15 @@ def champion_reference(client: MlflowClient, config: ModelConfig) -> Reference:
             "the reference changed since training"
         )
     classes = recorded_classes(tags, f"{config.name} v{version}")
-    return Reference(version=version, data_uri=uri, data_sha256=expected, frame=frame, classes=classes)
+    return Reference(
+        version=version,
+        data_uri=uri,
+        data_sha256=expected,
+        frame=frame,
+        classes=classes,
+        files=tuple(files),
+        conn_id=conn_id,
+    )
 
 
 def reference_columns(reference: Reference, config: ModelConfig) -> dict[str, np.ndarray]:

@@ -89,6 +89,9 @@ class PlanMonitoringWindowOperator(RolloutBaseOperator):
             "champion_metric": run.data.metrics.get(cfg.primary_metric),
             "classes": classes.to_json() if classes is not None else None,
             "reference_uri": reference.data_uri,
+            "reference_files": list(reference.files),
+            "reference_conn_id": reference.conn_id,
+            "reference_sha256": reference.data_sha256,
             "reference": drift_reference.to_dict(),
             "logged_rows": total,
             "sample_rates": rates.to_dict(),
@@ -200,7 +203,7 @@ class EvaluateDriftOperator(RolloutBaseOperator):
         """
         import pandas as pd
 
-        from airflow_mlops.data.io import read_table
+        from airflow_mlops.data.snapshot import read_snapshot
         from airflow_mlops.exceptions import MissingExtraError
         from airflow_mlops.monitoring.report import evidently_drift
 
@@ -208,7 +211,16 @@ class EvaluateDriftOperator(RolloutBaseOperator):
         if not inputs:
             return None, "no predictions in the window"
         current = _typed(pd.DataFrame(inputs, columns=cfg.features.all), cfg.features.numeric)
-        reference, _ = read_table(plan["reference_uri"], None, cfg.data.format)
+        # the champion's own training files (its data_uri may be a folder that has grown since), re-verified
+        files = plan.get("reference_files") or [plan["reference_uri"]]
+        try:
+            snapshot = read_snapshot(files, plan.get("reference_conn_id"), cfg.data.format)
+        except Exception as exc:  # our statistics (from plan_window's reference) still decide
+            self.log.warning("evidently report skipped: cannot read the reference: %s", exc)
+            return None, f"cannot read the champion's training data for evidently: {exc}"
+        if plan.get("reference_sha256") and snapshot.sha256 != plan["reference_sha256"]:
+            return None, f"the champion's training data changed since plan_window read it ({', '.join(files)})"
+        reference = snapshot.frame
         monitoring = cfg.monitoring
         act = {
             name: monitoring.feature_thresholds.get(name, monitoring.thresholds).psi_act for name in cfg.features.all
