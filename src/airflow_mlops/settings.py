@@ -157,6 +157,10 @@ def _airflow_cfg(key: str) -> str | None:
     return str(value).strip() if value is not None else None
 
 
+#: Set by ``airflow-mlops up`` in every process it starts (and so in their children): how it finds them again.
+UP_HOME_ENV = "AIRFLOW_MLOPS_UP_HOME"
+
+
 def environ(**values: str | Path) -> dict[str, str]:
     """Environment variables that set the given options for a child process (``{state_db: url}`` → env)."""
     return {OPTIONS[key].env: str(value) for key, value in values.items()}

@@ -12,7 +12,7 @@ The example configs are copied to ``<home>/configs`` with minutes-long windows t
 start each model's v1 is trained with the train operators (outside Airflow: a seed, so no approval is asked
 and no deploy runs) and made champion, audited as ``make up``; fraud's second batch is staged for the REST
 example. SIGINT, SIGTERM or SIGHUP stop every process group (SIGTERM, then SIGKILL after a grace period) and
-then every process that carries the stack's marker in its environment (``AIRFLOW_MLOPS_UP_HOME``; Airflow
+then every process that carries the stack's marker in its environment (``settings.UP_HOME_ENV``; Airflow
 puts each task in a process group of its own): nothing keeps running. A lock on ``<home>/.lock`` keeps a
 second ``up`` off the same home, and leftovers of an ``up`` that was killed outright are stopped on the next
 start. A second start reuses ``<home>`` (no migration, no seed). The command prints the seconds from start
@@ -63,7 +63,7 @@ AIRFLOW_COMPONENTS = ("scheduler", "dag-processor", "triggerer", "api-server")
 #: Environment variables of the calling shell the stack does not pass on.
 _NOT_INHERITED = ("AIRFLOW_", "MLFLOW_")
 #: Set in every process the stack starts (and so in their children): how leftovers are found.
-MARKER = "AIRFLOW_MLOPS_UP_HOME"
+MARKER = settings.UP_HOME_ENV
 _HEALTH_KEYS = ("metadatabase", "scheduler", "dag_processor", "triggerer")
 
 
