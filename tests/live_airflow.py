@@ -68,6 +68,36 @@ def _tail(path: Path, chars: int = 3000) -> str:
         return "<no log>"
 
 
+def wait_exit_event_consumed(
+    scheduler_log: Path,
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    timeout: float = 120.0,
+    check_alive: Callable[[], None] | None = None,
+) -> float:
+    """Wait for the scheduler's log line that it consumed a task's deferral-exit event (see
+    :meth:`LiveAirflow.wait_exit_event_consumed`); return the seconds waited."""
+    began = time.monotonic()
+    needles = (
+        "Received executor event with state success for task instance",
+        f"dag_id='{dag_id}'",
+        f"task_id='{task_id}'",
+        f"run_id='{run_id}'",
+    )
+    while time.monotonic() - began < timeout:
+        if check_alive is not None:
+            check_alive()
+        try:
+            text = scheduler_log.read_text(errors="replace")
+        except OSError:
+            text = ""
+        if any(all(needle in line for needle in needles) for line in text.splitlines()):
+            return time.monotonic() - began
+        time.sleep(0.5)
+    raise TimeoutError(f"the scheduler never consumed the deferral exit of {dag_id}.{task_id} in {run_id}")
+
+
 class LiveAirflow:
     """Airflow's four long-running components on a fresh PostgreSQL database, stopped at exit.
 
@@ -485,23 +515,9 @@ class LiveAirflow:
         that event was seen 5.7 s late. The scheduler logs each event it consumes, so tests wait for that
         line instead of sleeping a guessed time. Returns the seconds waited.
         """
-        began = time.monotonic()
-        needles = (
-            "Received executor event with state success for task instance",
-            f"dag_id='{dag_id}'",
-            f"task_id='{task_id}'",
-            f"run_id='{run_id}'",
+        return wait_exit_event_consumed(
+            self.log_dir / "scheduler.log", dag_id, run_id, task_id, timeout, self._check_alive
         )
-        while time.monotonic() - began < timeout:
-            self._check_alive()
-            try:
-                text = (self.log_dir / "scheduler.log").read_text(errors="replace")
-            except OSError:
-                text = ""
-            if any(all(needle in line for needle in needles) for line in text.splitlines()):
-                return time.monotonic() - began
-            time.sleep(0.5)
-        raise TimeoutError(f"the scheduler never consumed the deferral exit of {dag_id}.{task_id} in {run_id}")
 
     def stale_event_failures(self) -> list[str]:
         """Scheduler log lines where a finished executor event failed a task the trigger had already resumed."""

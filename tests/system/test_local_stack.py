@@ -40,6 +40,7 @@ import httpx
 import pytest
 
 from browser_support import assert_screenshots, browser_node, run_browser
+from live_airflow import wait_exit_event_consumed
 
 pytestmark = [pytest.mark.integration]
 
@@ -239,24 +240,12 @@ def wait_pending_approval(api: httpx.Client, up: Up, dag_id: str, run_id: str) -
         for detail in pending.json()["hitl_details"]:
             ti = detail["task_instance"]
             if ti["dag_run_id"] == run_id and ti["task_id"] == "approve" and ti["state"] == "awaiting_input":
-                wait_exit_event_consumed(up, dag_id, run_id, "approve")
+                # answer only once the scheduler consumed the deferral's event (apache/airflow#67287)
+                wait_exit_event_consumed(up.home / "logs" / "scheduler.log", dag_id, run_id, "approve")
                 return dict(detail)
         assert api.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}").json()["state"] == "running"
         time.sleep(2.0)
     raise TimeoutError(f"{dag_id} {run_id} never waited for approval: {task_states(api, dag_id, run_id)}")
-
-
-def wait_exit_event_consumed(up: Up, dag_id: str, run_id: str, task_id: str, timeout: float = 120.0) -> None:
-    """Answer only after the scheduler consumed the deferral's executor event (apache/airflow#67287: an
-    answer before that can fail the task; see ``live_airflow.LiveAirflow.wait_exit_event_consumed``)."""
-    needles = ("Received executor event with state success", f"dag_id='{dag_id}'", f"task_id='{task_id}'", run_id)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = (up.home / "logs" / "scheduler.log").read_text(errors="replace")
-        if any(all(needle in line for needle in needles) for line in text.splitlines()):
-            return
-        time.sleep(0.5)
-    raise TimeoutError(f"the scheduler never consumed the deferral exit of {dag_id}.{task_id}")
 
 
 def test_train_deploy_approve_and_roll_back_in_the_live_stack(stack: Up) -> None:

@@ -85,7 +85,6 @@ class Ports:
 @dataclass
 class Component:
     name: str
-    args: list[str]
     proc: subprocess.Popen[bytes] | None = None
     log: IO[bytes] | None = None
 
@@ -147,11 +146,16 @@ class StackLayout:
 
     def staged_batch(self) -> Path:
         """Fraud's second batch: the ``data_uri`` of the REST example (under the config's data folder)."""
-        return self.data_folder("fraud") / "transactions_batch_002.csv"
+        return staged_batch(self.home)
 
 
-def stack_config(layout: StackLayout, model: str) -> dict[str, Any]:
-    """The shipped config of ``model`` for the stack: data in the stack's folder, short windows, the gateway."""
+def staged_batch(home: Path) -> Path:
+    return home / "data" / "fraud" / "transactions_batch_002.csv"
+
+
+def stack_config(layout: StackLayout, model: str) -> tuple[dict[str, Any], Path]:
+    """The shipped config of ``model`` for the stack (data in the stack's folder, short windows, the gateway),
+    and the shipped data file it is seeded from."""
     source = layout.dags_folder / "configs" / f"{model}.yaml"
     raw: dict[str, Any] = yaml.safe_load(source.read_text())
     shipped = (source.parent / raw["data"]["uri"]).resolve()
@@ -162,8 +166,7 @@ def stack_config(layout: StackLayout, model: str) -> dict[str, Any]:
     raw["rollout"] = {**raw.get("rollout", {}), **json.loads(json.dumps(STACK_ROLLOUT))}
     raw["monitoring"] = {**raw.get("monitoring", {}), **STACK_MONITORING}
     raw["serving"] = {"prediction_log": str(layout.home / "prediction-log"), "gateway_url": layout.url("gateway")}
-    raw.setdefault("x-stack", {})["shipped_data"] = str(shipped)
-    return raw
+    return raw, shipped
 
 
 def prepare(layout: StackLayout) -> None:
@@ -173,8 +176,7 @@ def prepare(layout: StackLayout) -> None:
     for folder in (layout.configs, layout.logs, layout.home / "traffic"):
         folder.mkdir(parents=True, exist_ok=True)
     for model in MODELS:
-        raw = stack_config(layout, model)
-        shipped = Path(raw.pop("x-stack")["shipped_data"])
+        raw, shipped = stack_config(layout, model)
         first = layout.data_folder(model) / shipped.name
         if not first.exists():
             first.parent.mkdir(parents=True, exist_ok=True)
@@ -493,7 +495,7 @@ class LocalStack:
         proc = subprocess.Popen(
             args, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.layout.home, start_new_session=True
         )
-        self.components[name] = Component(name, args, proc, log)
+        self.components[name] = Component(name, proc, log)
 
     def _run_once(self, name: str, args: list[str]) -> None:
         """Run a step to its end (migration, seed); a signal meanwhile stops it; a failure names its log."""
@@ -681,7 +683,7 @@ def seed(home: Path) -> int:
         version = _train_version(config)
         target.promote(model, version, actor="make up", reason="seed champion of the local stack")
         print(f"seed: {model} v{version} champion (trained on {data.name})", flush=True)
-    staged = StackLayout(home, Path(".")).staged_batch()
+    staged = staged_batch(home)
     if not staged.exists():
         from airflow_mlops.examples.datasets import fraud_batch
 
