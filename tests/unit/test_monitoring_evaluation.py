@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +141,29 @@ def test_hour_results_accept_one_or_many_and_refuse_anything_else() -> None:
     assert hour_results(None) == []
     with pytest.raises(ValueError, match="summaries: got str"):
         hour_results(["not a summary"])
+
+
+class SliceOnlySequence(Sequence[Any]):
+    """Like Airflow's lazy XCom sequence: a slice is one request; reading item by item runs past the end."""
+
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, key: Any) -> Any:
+        if not isinstance(key, slice):
+            raise AssertionError(f"read item by item (index {key}): one request per mapped task, and a 404 at the end")
+        return self.items[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        raise AssertionError("iterated: Airflow asks for each offset until it answers 404 (logged as an error)")
+
+
+def test_hour_results_read_a_lazy_sequence_with_one_slice() -> None:
+    one = {"rows": 1, "summary": {}}
+    assert hour_results(SliceOnlySequence([one, one])) == [one, one]
 
 
 def test_an_empty_window_decides_nothing() -> None:

@@ -162,8 +162,17 @@ class WindowEvaluation:
 
 
 def hour_results(pulled: Any) -> list[Mapping[str, Any]]:
-    """The mapped summaries as a list: one comes back as its value, several as a (lazy) sequence."""
-    parts = [pulled] if isinstance(pulled, Mapping) else list(pulled or [])
+    """The mapped summaries as a list: one comes back as its value, several as a (lazy) sequence.
+
+    A sequence is read with one slice: Airflow's lazy XCom sequence answers a slice in one request, while
+    iterating asks item by item until the API answers 404, which Airflow logs as an error on every run.
+    """
+    if isinstance(pulled, Mapping):
+        parts: list[Any] = [pulled]
+    elif isinstance(pulled, Sequence) and not isinstance(pulled, str | bytes):
+        parts = list(pulled[:])
+    else:
+        parts = list(pulled or [])
     bad = [type(part).__name__ for part in parts if part and not isinstance(part, Mapping)]
     if bad:
         raise ValueError(f"summaries: got {bad[0]}; expected the summarize task's mappings")

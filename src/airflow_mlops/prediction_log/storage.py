@@ -150,7 +150,12 @@ def list_files(storage: Storage, rel_dir: str) -> tuple[pafs.FileSystem, str, li
     directory = f"{base}/{rel_dir}".rstrip("/")
     selector = pafs.FileSelector(directory, recursive=True, allow_not_found=True)
     try:
-        infos = fs.get_file_info(selector)
+        try:
+            infos = fs.get_file_info(selector)
+        except FileNotFoundError:
+            # pyarrow can still report "not found" for a folder a writer is creating at this instant (seen on a
+            # local disk under load, despite allow_not_found); the second listing sees it whole
+            infos = fs.get_file_info(selector)
     except (OSError, ValueError) as exc:
         raise DataError(f"Cannot list {storage.uri + '/' + rel_dir!r}: {_first_line(exc)}") from exc
     files = [
