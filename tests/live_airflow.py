@@ -15,12 +15,18 @@ output in ``<home>/components/<name>.log``; nothing is shared with the developer
 components, wait until the health endpoint reports them) can also be called apart, so a test can
 do its own setup while the database migrates. PostgreSQL unreachable: the test is skipped, or
 failed when ``CI=true``.
+
+With ``celery_workers`` the executor is CeleryExecutor on the machine's Redis (127.0.0.1:6379, its keys
+under a prefix of this harness's own, deleted at stop) with Celery's results in the metadata database;
+each named worker is one more component, ``airflow celery worker --queues <queues> --concurrency 1``,
+logging to ``components/worker-<name>.log`` (each line of a task it took starts "Executing workload").
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -39,6 +45,7 @@ import pytest
 PG_HOST = "127.0.0.1"
 PG_PORT = 5432
 PG_USER = "postgres"
+REDIS_URL = "redis://127.0.0.1:6379/0"
 API_USER = "ci"
 COMPONENTS = ("scheduler", "dag-processor", "triggerer", "api-server")
 HEALTH_KEYS = {"scheduler": "scheduler", "dag-processor": "dag_processor", "triggerer": "triggerer"}
@@ -47,14 +54,14 @@ MIGRATE_TIMEOUT_S = 600.0
 TERMINAL_STATES = frozenset({"success", "failed"})
 
 
-def _skip_or_fail(reason: str) -> NoReturn:
+def skip_or_fail(reason: str) -> NoReturn:
     """A missing service skips the test on a user's machine and fails it in CI (``CI=true``)."""
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"required in CI: {reason}")
     pytest.skip(reason)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -98,6 +105,44 @@ def wait_exit_event_consumed(
     raise TimeoutError(f"the scheduler never consumed the deferral exit of {dag_id}.{task_id} in {run_id}")
 
 
+def _pg_admin() -> Any:
+    try:
+        import psycopg2
+    except ImportError:
+        skip_or_fail("psycopg2 is not installed (part of the `test` extra)")
+    try:
+        admin = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", connect_timeout=5)
+    except psycopg2.OperationalError as exc:
+        skip_or_fail(f"PostgreSQL not reachable at {PG_HOST}:{PG_PORT} as {PG_USER}: {exc}".strip())
+    admin.autocommit = True
+    return admin
+
+
+def create_database(name: str) -> str:
+    """A new, empty database on the local PostgreSQL (skipped, or failed in CI, when it is not reachable)."""
+    admin = _pg_admin()
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        admin.close()
+    return name
+
+
+def drop_database(name: str) -> None:
+    """Drop a database made by :func:`create_database`, with any sessions still open on it."""
+    admin = _pg_admin()
+    try:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.close()
+
+
+def postgres_url(database: str) -> str:
+    return f"postgresql+psycopg2://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}"
+
+
 class LiveAirflow:
     """Airflow's four long-running components on a fresh PostgreSQL database, stopped at exit.
 
@@ -106,14 +151,24 @@ class LiveAirflow:
     :param env: Extra environment for every component (model config dir, connections, ...); it may override
         the harness's defaults (parallelism, intervals) but not the database, port, home or DAG folder.
     :param start_timeout: Seconds ``wait_ready`` waits for the migration, the api-server and the health report.
+    :param celery_workers: Worker name -> comma-separated queues; given, the executor is CeleryExecutor.
     """
 
-    def __init__(self, home: Path, dags_folder: Path, env: dict[str, str], *, start_timeout: float = 300.0) -> None:
+    def __init__(
+        self,
+        home: Path,
+        dags_folder: Path,
+        env: dict[str, str],
+        *,
+        start_timeout: float = 300.0,
+        celery_workers: dict[str, str] | None = None,
+    ) -> None:
         self.home = Path(home)
+        self.celery_workers = dict(celery_workers or {})
         self.dags_folder = Path(dags_folder)
         self.extra_env = dict(env)
         self.start_timeout = start_timeout
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.database = f"airflow_{uuid.uuid4().hex[:12]}"
         self.password = secrets.token_urlsafe(16)
@@ -172,9 +227,7 @@ class LiveAirflow:
         fixed = {
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": (
-                f"postgresql+psycopg2://{PG_USER}@{PG_HOST}:{PG_PORT}/{self.database}"
-            ),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": (postgres_url(self.database)),
             "AIRFLOW__CORE__AUTH_MANAGER": (
                 "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
             ),
@@ -189,44 +242,57 @@ class LiveAirflow:
             "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
             "PYTHONUNBUFFERED": "1",
         }
+        if self.celery_workers:
+            fixed.update(self._celery_env())
         self.env = {**os.environ, **defaults, **self.extra_env, **fixed}
         self._migrate_thread = threading.Thread(target=self._run_migrate, name="airflow-db-migrate", daemon=True)
         self._migrate_thread.start()
 
-    def _create_database(self) -> None:
+    @property
+    def redis_prefix(self) -> str:
+        return f"{self.database}:"
+
+    def _celery_env(self) -> dict[str, str]:
+        """CeleryExecutor on the local Redis, every key under this harness's prefix; results in the metadata DB."""
         try:
-            import psycopg2
+            import redis
         except ImportError:
-            _skip_or_fail("psycopg2 is not installed (part of the `test` extra)")
+            skip_or_fail("redis is not installed (the `celery` extra brings it)")
+        try:
+            redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5).ping()
+        except redis.RedisError as exc:
+            skip_or_fail(f"Redis not reachable at {REDIS_URL}: {exc}")
+        return {
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__CELERY__BROKER_URL": REDIS_URL,
+            "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": self.redis_prefix,
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{postgres_url(self.database)}",
+            "AIRFLOW__CELERY__WORKER_CONCURRENCY": "1",
+        }
+
+    def _delete_redis_keys(self) -> None:
+        import redis
+
+        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5)
+        try:
+            keys = list(client.scan_iter(match=f"{self.redis_prefix}*", count=1000))
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()
+
+    def _create_database(self) -> None:
         try:  # Airflow 3 also opens an async engine on the metadata DB: postgresql -> postgresql+asyncpg
             import asyncpg  # noqa: F401
         except ImportError:
-            _skip_or_fail("asyncpg is not installed (Airflow 3's async engine needs it for PostgreSQL)")
-        try:
-            admin = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", connect_timeout=5)
-        except psycopg2.OperationalError as exc:
-            _skip_or_fail(f"PostgreSQL not reachable at {PG_HOST}:{PG_PORT} as {PG_USER}: {exc}".strip())
-        try:
-            admin.autocommit = True
-            with admin.cursor() as cur:
-                cur.execute(f'CREATE DATABASE "{self.database}"')
-            self._db_created = True
-        finally:
-            admin.close()
+            skip_or_fail("asyncpg is not installed (Airflow 3's async engine needs it for PostgreSQL)")
+        create_database(self.database)
+        self._db_created = True
 
     def _drop_database(self) -> None:
-        if not self._db_created:
-            return
-        import psycopg2
-
-        admin = psycopg2.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", connect_timeout=5)
-        try:
-            admin.autocommit = True
-            with admin.cursor() as cur:
-                cur.execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+        if self._db_created:
+            drop_database(self.database)
             self._db_created = False
-        finally:
-            admin.close()
 
     def _run_migrate(self) -> None:
         started = time.monotonic()
@@ -264,7 +330,11 @@ class LiveAirflow:
         components_started = time.monotonic()
         for name in COMPONENTS:
             self._spawn(name)
+        for worker, queues in self.celery_workers.items():
+            self._spawn_worker(worker, queues)
         health = self._wait_healthy(deadline)
+        for worker in self.celery_workers:
+            self._wait_worker(worker, deadline)
         self.timings["components_ready_s"] = time.monotonic() - components_started
         self.timings["ready_s"] = time.monotonic() - self._started
         return health
@@ -278,6 +348,37 @@ class LiveAirflow:
         self.procs[name] = subprocess.Popen(
             args, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.home, start_new_session=True
         )
+
+    def _spawn_worker(self, name: str, queues: str) -> None:
+        args = [self._airflow, "celery", "worker", "--queues", queues, "--concurrency", "1"]
+        args += ["--celery-hostname", f"{name}@{self.database}", "--skip-serve-logs"]
+        log = (self.log_dir / f"worker-{name}.log").open("wb")
+        self._log_files.append(log)
+        self.procs[f"worker-{name}"] = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.home, start_new_session=True
+        )
+
+    def _wait_worker(self, name: str, deadline: float) -> None:
+        """Celery logs "<name>@<host> ready." once the worker consumes its queues."""
+        while time.monotonic() < deadline:
+            self._check_alive()
+            if f"{name}@{self.database} ready." in self.log_tail(f"worker-{name}", 200_000):
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"Celery worker {name} not ready in time:\n{self.log_tail(f'worker-{name}')}")
+
+    def worker_tasks(self, name: str) -> list[dict[str, Any]]:
+        """The task instances one Celery worker took, from its "Executing workload" log lines (oldest first):
+        ``dag_id``, ``task_id``, ``run_id``, ``map_index`` and ``queue`` of each."""
+        text = self.log_tail(f"worker-{name}", 10_000_000)
+        found = []
+        for line in text.splitlines():
+            if "Executing workload in Celery" not in line:
+                continue
+            fields = dict(re.findall(r"\b(task_id|dag_id|run_id|queue)='([^']*)'", line))
+            index = re.search(r"\bmap_index=(-?\d+)", line)
+            found.append({**fields, "map_index": int(index.group(1)) if index else -1})
+        return found
 
     def _check_alive(self) -> None:
         for name, proc in self.procs.items():
@@ -311,6 +412,11 @@ class LiveAirflow:
         if self._migrate_thread is not None:
             self._migrate_thread.join(timeout=30)
         self._stop_components()
+        if self.celery_workers:
+            try:
+                self._delete_redis_keys()
+            except Exception as exc:  # teardown must not hide the test's own outcome
+                print(f"LiveAirflow: could not delete Redis keys {self.redis_prefix}*: {exc}", file=sys.stderr)
         for log in self._log_files:
             log.close()
         self._log_files.clear()
@@ -544,6 +650,12 @@ class LiveAirflow:
             "GET", "/api/v2/assets/events", params={"asset_id": asset_id, "order_by": "timestamp", "limit": 100}
         )
         return sorted(data["asset_events"], key=lambda event: int(event["id"]))
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str = "return_value", map_index: int = -1) -> Any:
+        """One XCom value of a task instance, deserialized."""
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/{key}"
+        value = self._request("GET", path, params={"map_index": map_index, "deserialize": True})["value"]
+        return json.loads(value) if isinstance(value, str) else value
 
     def post_asset_event(self, uri: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Announce an event on ``uri`` from outside Airflow (``POST /api/v2/assets/events``)."""

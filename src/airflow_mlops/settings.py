@@ -32,6 +32,7 @@ __all__ = [
     "environ",
     "estimator_allowlist",
     "executor",
+    "gateway_url",
     "get",
     "model_signing_conn_id",
     "prediction_log_root",
@@ -79,15 +80,28 @@ OPTIONS: dict[str, Option] = {
         Option(
             "state_db",
             "SQLAlchemy URL of the state database (model locks, pending operations, audit trail). "
-            "Default with a local executor: sqlite:///<cwd>/airflow_mlops_state.db; required with a distributed "
-            "one (Celery, Kubernetes, ...), where tasks fail with a message saying so.",
+            "Default with a local executor: sqlite:///<cwd>/airflow_mlops_state.db; with a distributed one "
+            "(Celery, Kubernetes, ...) this or state_db_conn_id is required, and tasks fail with a message "
+            "saying so.",
             example="postgresql+psycopg2://airflow@postgres:5432/mlops",
             sensitive=True,
+        ),
+        Option(
+            "state_db_conn_id",
+            "Airflow connection of the state database, used when state_db is unset (conn type postgres or "
+            "sqlite): its password stays in Airflow's connections or secrets backend.",
+            example="mlops_state",
         ),
         Option(
             "prediction_log",
             "Deployment-wide prediction-log root for models whose config sets no serving.prediction_log.",
             example="s3://ml-logs/prediction-log",
+        ),
+        Option(
+            "gateway_url",
+            "Base URL of the serving gateway for models whose config sets no serving.gateway_url: "
+            "<model>__rollback waits until it serves the restored version.",
+            example="http://gateway:8081",
         ),
         Option(
             "estimator_allowlist",
@@ -196,7 +210,8 @@ def _distributed(executors: str) -> list[str]:
 
 
 def state_db_url() -> str:
-    """The state database URL; ``sqlite:///<cwd>/airflow_mlops_state.db`` when unset on a local executor.
+    """The state database URL: ``state_db``, else the ``state_db_conn_id`` connection's; when neither is set,
+    ``sqlite:///<cwd>/airflow_mlops_state.db`` on a local executor.
 
     Unset with a distributed executor (Celery, Kubernetes, ...) is an error: each worker would create its
     own SQLite file, so locks would not exclude and the audit trail would be split across machines.
@@ -204,15 +219,64 @@ def state_db_url() -> str:
     configured = get("state_db")
     if configured:
         return configured
+    conn_id = get("state_db_conn_id")
+    if conn_id:
+        return state_db_from_connection(conn_id)
     remote = _distributed(executor())
     if remote:
         option = OPTIONS["state_db"]
         raise ValueError(
             f"[mlops] state_db is not set and the executor is {', '.join(remote)}: every worker would keep its "
             f"own SQLite state DB (model locks, pending operations, audit trail). Set {option.airflow_env} (or "
-            f"[mlops] state_db) to a database every worker reaches, e.g. {option.example}"
+            f"[mlops] state_db) to a database every worker reaches, e.g. {option.example}, or "
+            f"{OPTIONS['state_db_conn_id'].airflow_env} to an Airflow connection of one"
         )
     return f"sqlite:///{Path.cwd() / 'airflow_mlops_state.db'}"
+
+
+#: Airflow connection types the state DB may be, and their SQLAlchemy drivers.
+_STATE_DB_DRIVERS = {"postgres": "postgresql+psycopg2", "postgresql": "postgresql+psycopg2", "sqlite": "sqlite"}
+
+
+def state_db_from_connection(conn_id: str) -> str:
+    """The SQLAlchemy URL of Airflow connection ``conn_id`` (``[mlops] state_db_conn_id``).
+
+    :raises ValueError: the connection cannot be read, or is not a postgres or sqlite connection.
+    """
+    setting = f"[mlops] state_db_conn_id = {conn_id!r}"
+    try:
+        from airflow.sdk.bases.hook import BaseHook
+
+        conn = BaseHook.get_connection(conn_id)
+    except Exception as exc:  # not found, a secrets backend down: no silent fallback to a local file
+        raise ValueError(f"{setting}: the connection cannot be read ({type(exc).__name__}: {exc})") from exc
+    driver = _STATE_DB_DRIVERS.get(str(conn.conn_type or "").lower())
+    if driver is None:
+        raise ValueError(
+            f"{setting}: got a connection of type {conn.conn_type!r}; expected one of {sorted(_STATE_DB_DRIVERS)}"
+        )
+    from sqlalchemy.engine import URL
+
+    if driver == "sqlite":
+        if not conn.host:
+            raise ValueError(f"{setting}: got a sqlite connection without a host; expected the database file's path")
+        return f"sqlite:///{conn.host}"
+    if not conn.host:
+        raise ValueError(f"{setting}: got a postgres connection without a host; expected the database server")
+    url = URL.create(
+        driver,
+        username=conn.login or None,
+        password=conn.password or None,
+        host=conn.host,
+        port=conn.port or None,
+        database=conn.schema or None,
+    )
+    return url.render_as_string(hide_password=False)
+
+
+def gateway_url() -> str | None:
+    """The deployment-wide gateway URL, for models whose config names none."""
+    return get("gateway_url")
 
 
 def prediction_log_root() -> str | None:

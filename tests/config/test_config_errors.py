@@ -42,8 +42,8 @@ estimator:
 
 TOP_LEVEL_FIELDS = (
     "['approval', 'data', 'description', 'estimator', 'evaluation', 'expectations', 'features', 'gates', "
-    "'mlflow_conn_id', 'monitoring', 'name', 'owner', 'positive_class', 'retraining', 'rollout', 'schedule', "
-    "'serving', 'tags', 'target', 'task', 'training']"
+    "'mlflow_conn_id', 'monitoring', 'name', 'owner', 'positive_class', 'resources', 'retraining', 'rollout', "
+    "'schedule', 'serving', 'tags', 'target', 'task', 'training']"
 )
 CLASSIFICATION = (
     "['roc_auc', 'f1', 'precision', 'recall', 'accuracy', 'balanced_accuracy', 'log_loss', 'f1_macro', "
@@ -327,6 +327,14 @@ RULES = [
             "rollout.shadow.enabled: false"
         ],
         id="sagemaker-shadow-gate-needs-answers",
+    ),
+    pytest.param(
+        MINIMAL + "resources:\n  queue: 'gpu pool; rm -rf'\n",
+        [
+            "resources.queue: got 'gpu pool; rm -rf'; expected: string should match pattern "
+            "'^[A-Za-z0-9][A-Za-z0-9_.\\-]{0,199}$'"
+        ],
+        id="queue-name-is-a-plain-word",
     ),
 ]
 

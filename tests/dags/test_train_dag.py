@@ -261,3 +261,18 @@ def test_hand_written_training_dag_without_yaml(
     assert run.state == "success", states(run)
     report = client.get_model_version("fraud", "2").tags["mlops.gate_report"]
     assert "champion" in Path(report.removeprefix("file://")).read_text()  # compared with champion v1
+
+
+def test_resources_queue_routes_only_the_training_step(workspace: Any) -> None:
+    """``resources.queue`` puts ``train_model`` on that executor queue; every other task stays on the default."""
+    from airflow.configuration import conf
+
+    default = conf.get("operators", "default_queue")
+    workspace.write_config("fraud", {"resources": {"queue": "gpu"}})
+    queues = {task.task_id: task.queue for task in workspace.dag("fraud").tasks}
+    assert queues.pop("train_model") == "gpu"
+    assert set(queues.values()) == {default}, queues
+    assert "executor queue `gpu`" in (workspace.dag("fraud").doc_md or "")
+
+    workspace.write_config("fraud")
+    assert {task.queue for task in workspace.dag("fraud").tasks} == {default}

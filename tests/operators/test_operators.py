@@ -282,6 +282,8 @@ def test_provider_metadata_declares_the_mlflow_connection_type() -> None:
     assert set(info["config"]["mlops"]["options"]) == {
         "config_dir",
         "state_db",
+        "state_db_conn_id",
+        "gateway_url",
         "prediction_log",
         "estimator_allowlist",
         "data_roots",

@@ -21,6 +21,10 @@ The windows are shortened through the test config (shadow 10 s / 30 requests, ca
 10 s steps checked every second; see ``DEFERRED_WINDOW_S`` for why not 5 s). The test prints the time from
 t0 to the retrain run starting and to the new champion answering clients. Near the top of the hour the
 drifted batch waits for the hour to turn (see ``settle_hour_boundary``).
+
+The part from t0 on (``drift_to_new_champion``, ``assert_chain``) is shared with
+``test_closed_loop_celery.py``, the same loop on Celery workers; each writes its seconds from t0 to
+``test-artifacts/closed-loop/<executor>.json`` for ``benchmarks/closed_loop.py``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,6 +49,7 @@ from support import GatewayProcess, train_version
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
 REPO = Path(__file__).resolve().parents[2]
+FIGURES = REPO / "test-artifacts" / "closed-loop"
 MODEL = "fraud"
 DRIFT_URI = f"mlops://{MODEL}/drift"
 CANDIDATE_URI = f"mlops://{MODEL}/candidate"
@@ -86,9 +92,12 @@ def parse_ts(value: str | None, default: datetime) -> datetime:
 
 
 class Traffic:
-    """One client thread posting fraud transactions at a set rate; the row source switches clean -> drifted."""
+    """One client thread posting fraud transactions at a set rate; the row source switches clean -> drifted.
 
-    def __init__(self, url: str) -> None:
+    With more than one gateway URL the requests go round-robin, as a load balancer in front of replicas would.
+    """
+
+    def __init__(self, *urls: str) -> None:
         from airflow_mlops.examples.datasets import fraud_batch
         from airflow_mlops.examples.fraud import generate_transactions
 
@@ -98,12 +107,13 @@ class Traffic:
             .drop(columns=["is_fraud"])
             .to_dict("records"),
         }
-        self.url = url
+        self.urls = urls
         self.phase, self.rate = "clean", 0.0
         self.ok = {"clean": 0, "drifted": 0}
         self.statuses: dict[int | str, int] = {}
         self.served: dict[tuple[str, str], int] = {}
         self.first_seen: dict[tuple[str, str], datetime] = {}
+        self.ok_by_url = dict.fromkeys(urls, 0)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="traffic", daemon=True)
@@ -123,7 +133,7 @@ class Traffic:
     def _run(self) -> None:
         i = 0
         next_at = time.monotonic()
-        with httpx.Client(base_url=self.url, timeout=10.0) as client:
+        with httpx.Client(timeout=10.0) as client:
             while not self._stop.is_set():
                 with self._lock:
                     phase, rate = self.phase, self.rate
@@ -131,9 +141,9 @@ class Traffic:
                     time.sleep(0.05)
                     next_at = time.monotonic()
                     continue
-                rows = self.rows[phase]
+                rows, url = self.rows[phase], self.urls[i % len(self.urls)]
                 try:
-                    answer = client.post(f"/v1/models/{MODEL}/predict", json={"records": rows[i % len(rows)]})
+                    answer = client.post(f"{url}/v1/models/{MODEL}/predict", json={"records": rows[i % len(rows)]})
                     status: int | str = answer.status_code
                 except httpx.HTTPError as exc:
                     answer, status = None, type(exc).__name__
@@ -141,6 +151,7 @@ class Traffic:
                     self.statuses[status] = self.statuses.get(status, 0) + 1
                     if answer is not None and answer.status_code == 200:
                         self.ok[phase] += 1
+                        self.ok_by_url[url] += 1
                         body = answer.json()
                         key = (str(body["model_version"]), str(body["role"]))
                         self.served[key] = self.served.get(key, 0) + 1
@@ -254,13 +265,11 @@ def loop_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[s
 
 def test_drift_retrains_and_rolls_out_a_new_champion(loop_env: dict[str, Any]) -> None:
     from airflow_mlops.deploy.targets import LocalGatewayTarget
-    from airflow_mlops.examples.fraud import generate_transactions
 
     began = time.monotonic()
     airflow = LiveAirflow(loop_env["tmp"] / "airflow", loop_env["dags"], loop_env["env"])
     gateway: GatewayProcess | None = None
     traffic: Traffic | None = None
-    marks: dict[str, datetime] = {}
     try:
         airflow.start()  # the database migrates while v1 trains
         v1 = train_version(loop_env["v1_config"], "manual__v1")
@@ -298,73 +307,7 @@ def test_drift_retrains_and_rolls_out_a_new_champion(loop_env: dict[str, Any]) -
         assert airflow.asset_events(DRIFT_URI) == []
         log(f"clean monitor run: {clean_states} ({traffic.ok['clean']} clean answers)")
 
-        # --- the drifted batch lands (t0) -----------------------------------------------------------------
-        settle_hour_boundary(airflow, traffic)
-        staged = loop_env["latest"].with_suffix(".tmp")
-        generate_transactions(6000, seed=202, data_drift=1.0, concept_drift=0.5).to_csv(staged, index=False)
-        staged.replace(loop_env["latest"])
-        traffic.set("drifted", DRIFTED_RATE)
-        t0 = marks["t0 drifted batch landed"] = datetime.now(UTC)
-        deadline = time.monotonic() + 120
-        while traffic.ok["drifted"] < DRIFTED_OVER_CLEAN * traffic.ok["clean"]:
-            assert time.monotonic() < deadline, f"drifted traffic too slow: {traffic.ok}"
-            time.sleep(0.2)
-        time.sleep(1.5)
-        drift_run = airflow.trigger(f"{MODEL}__monitor", run_id="manual__monitor_drifted")["dag_run_id"]
-        marks["monitor triggered"] = datetime.now(UTC)
-        log(f"answers so far {traffic.ok}; monitor triggered")
-        done = airflow.wait_run_done(f"{MODEL}__monitor", drift_run, timeout=300)
-        drift_states = airflow.task_states(f"{MODEL}__monitor", drift_run)
-        assert done["state"] == "success", airflow.describe_run(f"{MODEL}__monitor", done)
-        assert drift_states["emit_drift"] == "success", airflow.describe_run(f"{MODEL}__monitor", done)
-
-        # --- drift event -> retrain -> candidate -> rollout -------------------------------------------------
-        train = airflow.wait_run(
-            f"{MODEL}__train",
-            lambda r: r["state"] in ("success", "failed"),
-            timeout=420,
-            fail_on=lambda r: r["state"] == "failed",
-        )
-        assert train["state"] == "success" and train["run_type"] == "asset_triggered", train
-        v2 = str(airflow.asset_events(CANDIDATE_URI)[-1]["extra"]["version"])
-        assert v2 != v1
-        log(f"retrain run {train['dag_run_id']} registered v{v2}; waiting for its rollout")
-        deploy = airflow.wait_run(
-            f"{MODEL}__deploy", lambda r: r["state"] in ("success", "failed"), timeout=420, interval=0.5
-        )
-        assert deploy["state"] == "success", airflow.describe_run(f"{MODEL}__deploy", deploy)
-        served = gateway.wait_ready(predicate=lambda r: r["models"][MODEL]["champion"] == v2, timeout=30)
-        deadline = time.monotonic() + 30
-        while (v2, "champion") not in traffic.first_seen:
-            assert time.monotonic() < deadline, f"no client answer from v{v2} as champion: {traffic.served}"
-            time.sleep(0.2)
-        time.sleep(1.0)  # a little traffic on the new champion
-
-        # --- evidence, read while Airflow is still up ----------------------------------------------------
-        drift_events = airflow.asset_events(DRIFT_URI)
-        candidate_events = airflow.asset_events(CANDIDATE_URI)
-        train_runs = airflow.runs(f"{MODEL}__train")
-        deploy_runs = airflow.runs(f"{MODEL}__deploy")
-        train_trigger = airflow.upstream_asset_events(f"{MODEL}__train", train["dag_run_id"])
-        deploy_trigger = airflow.upstream_asset_events(f"{MODEL}__deploy", deploy["dag_run_id"])
-        deploy_states = airflow.task_states(f"{MODEL}__deploy", deploy["dag_run_id"])
-        monitor_runs = [(r["dag_run_id"], r["run_type"], r["state"]) for r in airflow.runs(f"{MODEL}__monitor")]
-        log(f"monitor runs: {monitor_runs}")
-        log(f"drift event: {[e['extra'] for e in drift_events]}")
-
-        marks["drift event"] = parse_ts(drift_events[0]["timestamp"] if drift_events else None, t0)
-        marks["train run queued"] = parse_ts(train.get("queued_at"), t0)
-        marks["train run started"] = parse_ts(train["start_date"], t0)
-        marks["train run ended"] = parse_ts(train["end_date"], t0)
-        marks["candidate event"] = parse_ts(candidate_events[-1]["timestamp"] if candidate_events else None, t0)
-        marks["deploy run started"] = parse_ts(deploy["start_date"], t0)
-        marks["deploy run ended"] = parse_ts(deploy["end_date"], t0)
-        marks["new champion serving"] = traffic.first_seen[(v2, "champion")]
-        for name, when in sorted(marks.items(), key=lambda item: item[1]):
-            log(f"{(when - t0).total_seconds():8.1f} s  {name}")
-        retrain_s = (marks["train run started"] - t0).total_seconds()
-        serving_s = (marks["new champion serving"] - t0).total_seconds()
-        log(f"t0 -> retrain run start: {retrain_s:.1f} s; t0 -> new champion serving: {serving_s:.1f} s")
+        outcome = drift_to_new_champion(airflow, traffic, [gateway], loop_env["latest"], v1, traffic.ok["clean"])
     finally:
         if traffic is not None:
             traffic.__exit__()
@@ -372,19 +315,147 @@ def test_drift_retrains_and_rolls_out_a_new_champion(loop_env: dict[str, Any]) -
             gateway.kill()
         airflow.stop()
     log(f"whole test: {time.monotonic() - began:.1f} s; answers by (version, role): {traffic.served}")
+    record_figures("LocalExecutor", outcome)
+    assert_chain(outcome, v1, target, loop_env, traffic)
 
-    # --- the chain -----------------------------------------------------------------------------------------
-    assert [e["source_run_id"] for e in drift_events] == [drift_run], drift_events
-    assert {e["id"] for e in train_trigger} == {drift_events[0]["id"]}, train_trigger
-    assert [(r["run_type"], r["state"]) for r in train_runs] == [("asset_triggered", "success")], train_runs
-    assert [e["extra"]["version"] for e in candidate_events] == [v2], candidate_events
-    assert {e["id"] for e in deploy_trigger} == {candidate_events[0]["id"]}, deploy_trigger
-    assert [(r["run_type"], r["state"]) for r in deploy_runs] == [("asset_triggered", "success")], deploy_runs
-    assert set(deploy_states.values()) == {"success"}, deploy_states
-    assert served["models"][MODEL]["champion"] == v2
+
+@dataclass
+class LoopOutcome:
+    """What ``drift_to_new_champion`` saw, read from Airflow's REST API while it was still up."""
+
+    v2: str
+    drift_run: str
+    plan: dict[str, Any]
+    answered_before_monitor: dict[str, int]  # each gateway URL's 200s before the monitor run (traffic paused)
+    served: list[dict[str, Any]]
+    drift_events: list[dict[str, Any]]
+    candidate_events: list[dict[str, Any]]
+    train_runs: list[dict[str, Any]]
+    deploy_runs: list[dict[str, Any]]
+    train_trigger: list[dict[str, Any]]
+    deploy_trigger: list[dict[str, Any]]
+    deploy_states: dict[str, str]
+    marks: dict[str, datetime]
+
+    def seconds(self, mark: str) -> float:
+        return (self.marks[mark] - self.marks["t0 drifted batch landed"]).total_seconds()
+
+
+def drift_to_new_champion(
+    airflow: LiveAirflow, traffic: Traffic, gateways: list[GatewayProcess], latest: Path, v1: str, clean_rows: int
+) -> LoopOutcome:
+    """The loop under test, from the drifted batch landing (t0) to the new champion answering clients.
+
+    ``clean_rows`` is how many clean answers the monitoring window already holds; the monitor runs once the
+    drifted ones outnumber them ``DRIFTED_OVER_CLEAN`` times. Traffic pauses while the monitor runs, so the
+    rows it counts are exactly the ones the replicas logged; it resumes for the rollout.
+    """
+    from airflow_mlops.examples.fraud import generate_transactions
+
+    marks: dict[str, datetime] = {}
+    settle_hour_boundary(airflow, traffic)
+    staged = latest.with_suffix(".tmp")
+    generate_transactions(6000, seed=202, data_drift=1.0, concept_drift=0.5).to_csv(staged, index=False)
+    staged.replace(latest)
+    traffic.set("drifted", DRIFTED_RATE)
+    t0 = marks["t0 drifted batch landed"] = datetime.now(UTC)
+    deadline = time.monotonic() + 120
+    while traffic.ok["drifted"] < DRIFTED_OVER_CLEAN * clean_rows:
+        assert time.monotonic() < deadline, f"drifted traffic too slow: {traffic.ok}"
+        time.sleep(0.2)
+    traffic.set("drifted", 0.0)
+    time.sleep(1.5)  # the gateways flush their prediction logs every 0.5 s
+    answered_before_monitor = dict(traffic.ok_by_url)
+    drift_run = airflow.trigger(f"{MODEL}__monitor", run_id="manual__monitor_drifted")["dag_run_id"]
+    marks["monitor triggered"] = datetime.now(UTC)
+    log(f"answers so far {traffic.ok} by replica {traffic.ok_by_url}; monitor triggered")
+    done = airflow.wait_run_done(f"{MODEL}__monitor", drift_run, timeout=300)
+    drift_states = airflow.task_states(f"{MODEL}__monitor", drift_run)
+    assert done["state"] == "success", airflow.describe_run(f"{MODEL}__monitor", done)
+    assert drift_states["emit_drift"] == "success", airflow.describe_run(f"{MODEL}__monitor", done)
+    plan = airflow.xcom(f"{MODEL}__monitor", drift_run, "plan_window", "plan")
+    traffic.set("drifted", DRIFTED_RATE)
+
+    # --- drift event -> retrain -> candidate -> rollout -----------------------------------------------------
+    train = airflow.wait_run(
+        f"{MODEL}__train",
+        lambda r: r["state"] in ("success", "failed"),
+        timeout=420,
+        fail_on=lambda r: r["state"] == "failed",
+    )
+    assert train["state"] == "success" and train["run_type"] == "asset_triggered", train
+    v2 = str(airflow.asset_events(CANDIDATE_URI)[-1]["extra"]["version"])
+    assert v2 != v1
+    log(f"retrain run {train['dag_run_id']} registered v{v2}; waiting for its rollout")
+    deploy = airflow.wait_run(
+        f"{MODEL}__deploy", lambda r: r["state"] in ("success", "failed"), timeout=420, interval=0.5
+    )
+    assert deploy["state"] == "success", airflow.describe_run(f"{MODEL}__deploy", deploy)
+    served = [
+        gateway.wait_ready(predicate=lambda r: r["models"][MODEL]["champion"] == v2, timeout=30) for gateway in gateways
+    ]
+    deadline = time.monotonic() + 30
+    while (v2, "champion") not in traffic.first_seen:
+        assert time.monotonic() < deadline, f"no client answer from v{v2} as champion: {traffic.served}"
+        time.sleep(0.2)
+    time.sleep(1.0)  # a little traffic on the new champion
+
+    outcome = LoopOutcome(
+        v2=v2,
+        drift_run=drift_run,
+        plan=plan,
+        answered_before_monitor=answered_before_monitor,
+        served=served,
+        drift_events=airflow.asset_events(DRIFT_URI),
+        candidate_events=airflow.asset_events(CANDIDATE_URI),
+        train_runs=airflow.runs(f"{MODEL}__train"),
+        deploy_runs=airflow.runs(f"{MODEL}__deploy"),
+        train_trigger=airflow.upstream_asset_events(f"{MODEL}__train", train["dag_run_id"]),
+        deploy_trigger=airflow.upstream_asset_events(f"{MODEL}__deploy", deploy["dag_run_id"]),
+        deploy_states=airflow.task_states(f"{MODEL}__deploy", deploy["dag_run_id"]),
+        marks=marks,
+    )
+    log(f"monitor runs: {[(r['dag_run_id'], r['run_type'], r['state']) for r in airflow.runs(f'{MODEL}__monitor')]}")
+    log(f"drift event: {[e['extra'] for e in outcome.drift_events]}")
+    drift_events, candidate_events = outcome.drift_events, outcome.candidate_events
+    marks["drift event"] = parse_ts(drift_events[0]["timestamp"] if drift_events else None, t0)
+    marks["train run queued"] = parse_ts(train.get("queued_at"), t0)
+    marks["train run started"] = parse_ts(train["start_date"], t0)
+    marks["train run ended"] = parse_ts(train["end_date"], t0)
+    marks["candidate event"] = parse_ts(candidate_events[-1]["timestamp"] if candidate_events else None, t0)
+    marks["deploy run started"] = parse_ts(deploy["start_date"], t0)
+    marks["deploy run ended"] = parse_ts(deploy["end_date"], t0)
+    marks["new champion serving"] = traffic.first_seen[(v2, "champion")]
+    for name, when in sorted(marks.items(), key=lambda item: item[1]):
+        log(f"{(when - t0).total_seconds():8.1f} s  {name}")
+    log(
+        f"t0 -> retrain run start: {outcome.seconds('train run started'):.1f} s; "
+        f"t0 -> new champion serving: {outcome.seconds('new champion serving'):.1f} s"
+    )
+    return outcome
+
+
+def record_figures(executor: str, outcome: LoopOutcome) -> None:
+    """Seconds from t0 to each mark, for ``benchmarks/closed_loop.py`` (``test-artifacts/closed-loop/``)."""
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    figures = {name: round(outcome.seconds(name), 2) for name in outcome.marks}
+    (FIGURES / f"{executor}.json").write_text(json.dumps({"executor": executor, "seconds_from_t0": figures}, indent=1))
+
+
+def assert_chain(outcome: LoopOutcome, v1: str, target: Any, loop_env: dict[str, Any], traffic: Traffic) -> None:
+    """One drift event -> one retrain on it -> one candidate -> one rollout on it -> v2 champion, v1 previous."""
+    v2 = outcome.v2
+    assert [e["source_run_id"] for e in outcome.drift_events] == [outcome.drift_run], outcome.drift_events
+    assert {e["id"] for e in outcome.train_trigger} == {outcome.drift_events[0]["id"]}, outcome.train_trigger
+    assert [(r["run_type"], r["state"]) for r in outcome.train_runs] == [("asset_triggered", "success")]
+    assert [e["extra"]["version"] for e in outcome.candidate_events] == [v2], outcome.candidate_events
+    assert {e["id"] for e in outcome.deploy_trigger} == {outcome.candidate_events[0]["id"]}, outcome.deploy_trigger
+    assert [(r["run_type"], r["state"]) for r in outcome.deploy_runs] == [("asset_triggered", "success")]
+    assert set(outcome.deploy_states.values()) == {"success"}, outcome.deploy_states
+    assert all(served["models"][MODEL]["champion"] == v2 for served in outcome.served)
     assert traffic.statuses.keys() == {200}, f"clients got more than 200s: {traffic.statuses}"
     assert traffic.served.get((v2, "canary"), 0) > 0 and traffic.served.get((v1, "champion"), 0) > 0
     state = target.state(MODEL)
     assert (state.champion, state.previous, state.canary, state.shadow) == (v2, v1, None, None)
     assert loop_env["client"].get_model_version(MODEL, v2).tags["mlops.data_uri"] == str(loop_env["latest"])
-    assert 0 < retrain_s < serving_s
+    assert 0 < outcome.seconds("train run started") < outcome.seconds("new champion serving")

@@ -116,7 +116,7 @@ def exported_names(exposition: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def resolved() -> dict[str, Any]:
-    done = compose("config", "--format", "json")
+    done = compose("--profile", "training", "config", "--format", "json")  # every service, the optional too
     assert done.returncode == 0, done.stderr
     model: dict[str, Any] = json.loads(done.stdout)
     return model
@@ -153,6 +153,7 @@ def test_every_long_running_service_has_a_healthcheck_and_waits_on_conditions(re
         "airflow-dag-processor",
         "airflow-triggerer",
         "airflow-worker",
+        "airflow-worker-training",
         "gateway",
         "prometheus",
         "grafana",
@@ -171,6 +172,9 @@ def test_every_long_running_service_has_a_healthcheck_and_waits_on_conditions(re
     assert worker["environment"]["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     # one state DB for every worker: the locks and the audit trail live in PostgreSQL, not per-worker SQLite
     assert worker["environment"]["AIRFLOW__MLOPS__STATE_DB"].startswith("postgresql+psycopg2://")
+    training = services["airflow-worker-training"]  # resources.queue: training -> this pool only
+    assert training["profiles"] == ["training"] and training["command"][-2:] == ["--queues", "training"]
+    assert training["environment"] == worker["environment"]
 
 
 def test_no_secret_is_written_into_the_committed_files() -> None:

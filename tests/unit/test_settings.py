@@ -55,6 +55,60 @@ def test_a_distributed_executor_without_a_state_db_is_an_error_not_a_sqlite_file
     assert settings.state_db_url() == "postgresql+psycopg2://mlops@db/mlops"
 
 
+def test_the_state_db_can_be_an_airflow_connection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``state_db_conn_id`` names a connection (here from ``AIRFLOW_CONN_*``, as a secrets backend would give it);
+    the password is quoted into the URL, and a distributed executor accepts it."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", "CeleryExecutor")
+    monkeypatch.setenv("AIRFLOW__MLOPS__STATE_DB_CONN_ID", "mlops_state")
+    conn = {
+        "conn_type": "postgres",
+        "host": "db",
+        "port": 5433,
+        "login": "mlops",
+        "password": "p@ss/w:rd",
+        "schema": "s",
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_MLOPS_STATE", json.dumps(conn))
+    url = settings.state_db_url()
+    assert url == "postgresql+psycopg2://mlops:p%40ss%2Fw%3Ard@db:5433/s"
+    from sqlalchemy.engine import make_url
+
+    assert make_url(url).password == "p@ss/w:rd"
+    monkeypatch.setenv("AIRFLOW_CONN_MLOPS_STATE", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "s.db")}))
+    assert settings.state_db_url() == f"sqlite:///{tmp_path / 's.db'}"
+    monkeypatch.setenv("AIRFLOW__MLOPS__STATE_DB", "postgresql+psycopg2://other@db/mlops")  # the URL wins
+    assert settings.state_db_url() == "postgresql+psycopg2://other@db/mlops"
+
+
+@pytest.mark.parametrize(
+    ("conn", "message"),
+    [
+        (None, "the connection cannot be read"),
+        ({"conn_type": "http", "host": "db"}, "got a connection of type 'http'; expected one of"),
+        ({"conn_type": "postgres", "login": "mlops"}, "postgres connection without a host"),
+        ({"conn_type": "sqlite"}, "sqlite connection without a host"),
+    ],
+)
+def test_a_state_db_connection_that_cannot_be_used_is_an_error_not_a_local_file(
+    conn: dict[str, object] | None, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AIRFLOW__MLOPS__STATE_DB_CONN_ID", "mlops_state_missing" if conn is None else "mlops_state")
+    if conn is not None:
+        monkeypatch.setenv("AIRFLOW_CONN_MLOPS_STATE", json.dumps(conn))
+    with pytest.raises(ValueError, match=r"\[mlops\] state_db_conn_id = 'mlops_state[a-z_]*': ") as error:
+        settings.state_db_url()
+    assert message in str(error.value)
+    assert not (tmp_path / "airflow_mlops_state.db").exists()
+
+
+def test_gateway_url_setting_is_the_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert settings.gateway_url() is None
+    monkeypatch.setenv("AIRFLOW__MLOPS__GATEWAY_URL", "http://gateway:8081")
+    assert settings.gateway_url() == "http://gateway:8081"
+
+
 @pytest.mark.parametrize("executor", ["LocalExecutor", "airflow.executors.local_executor.LocalExecutor", ""])
 def test_a_local_executor_keeps_the_sqlite_default(
     executor: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

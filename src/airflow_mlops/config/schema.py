@@ -517,6 +517,15 @@ class ServingConfig(_Strict):
     gateway_url: str | None = None
 
 
+class ResourcesConfig(_Strict):
+    """Where ``<model>__train``'s training step runs, for executors with more than one pool of workers."""
+
+    #: Executor queue of the ``train_model`` task (e.g. a GPU pool). CeleryExecutor: only workers started with
+    #: ``airflow celery worker --queues <name>`` take it. Unset: Airflow's ``[operators] default_queue``. The local
+    #: executor runs every task itself and ignores queues.
+    queue: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
+
+
 class DriftThresholds(_Strict):
     psi_warn: float = Field(default=0.1, gt=0.0)
     psi_act: float = Field(default=0.25, gt=0.0)
@@ -614,6 +623,7 @@ class ModelConfig(_Strict):
     serving: ServingConfig = Field(default_factory=ServingConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     retraining: RetrainingConfig = Field(default_factory=RetrainingConfig)
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     mlflow_conn_id: str = "mlflow_default"
 
     @model_validator(mode="after")

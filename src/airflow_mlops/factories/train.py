@@ -44,6 +44,7 @@ def _doc(loaded: LoadedConfig) -> str:
         f"* on pass: alias `challenger` and an event on `{candidate_asset_uri(cfg.name)}`\n"
         f"* also runs on `{asset_uri(cfg.name, AssetKind.DRIFT)}` and `{asset_uri(cfg.name, AssetKind.DATA)}` events"
         " (see `retraining`)\n"
+        + (f"* training runs on executor queue `{cfg.resources.queue}`\n" if cfg.resources.queue else "")
     )
 
 
@@ -73,7 +74,8 @@ def build_train_dag(loaded: LoadedConfig) -> DAG:
         fingerprint = FingerprintDataOperator(task_id="fingerprint_data", multiple_outputs=True, **common)
         run: dict[str, Any] = {"mlflow_run_id": XComArg(fingerprint, key="mlflow_run_id")}
         validate = ValidateDataOperator(task_id="validate_data", **run, **common)
-        train = TrainModelOperator(task_id="train_model", **run, **common)
+        queue: dict[str, Any] = {"queue": cfg.resources.queue} if cfg.resources.queue else {}  # else default_queue
+        train = TrainModelOperator(task_id="train_model", **queue, **run, **common)
         register = RegisterModelOperator(task_id="register_model", **run, **common)
         gate = GateModelOperator(task_id="gate_model", **run, **common)
         challenger = SetChallengerOperator(

@@ -449,8 +449,8 @@ class RollbackOperator(RolloutBaseOperator):
     """Serve ``version`` (a number or an alias such as ``previous``) to all traffic.
 
     :param version: Version number or alias (templated); default ``previous``.
-    :param gateway_url: When given (default: the config's ``serving.gateway_url``), wait until the
-        gateway's ``/ready`` reports the version as champion.
+    :param gateway_url: When given (default: the config's ``serving.gateway_url``, else ``[mlops] gateway_url``),
+        wait until the gateway's ``/ready`` reports the version as champion.
     :return: ``{"version": str}``.
     """
 
@@ -472,7 +472,11 @@ class RollbackOperator(RolloutBaseOperator):
             self.deployment_target(client).rollback(
                 self.model, version, actor=self.actor(context), reason=f"manual rollback to {wanted}"
             )
-        url = self.gateway_url or (self.loaded.config.serving.gateway_url if self.has_config else None)
+        url = (
+            self.gateway_url
+            or (self.loaded.config.serving.gateway_url if self.has_config else None)
+            or settings.gateway_url()
+        )
         if url and self.target_kind == "local":  # a cloud endpoint is confirmed by its target, not the gateway
             self._confirm_served(str(url), version)
         return {"version": version}
