@@ -139,6 +139,21 @@ def drop_database(name: str) -> None:
         admin.close()
 
 
+def require_redis() -> None:
+    """The local Redis answers (skipped, or failed in CI, when it does not)."""
+    try:
+        import redis
+    except ImportError:
+        skip_or_fail("redis is not installed (the `celery` extra brings it)")
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        skip_or_fail(f"Redis not reachable at {REDIS_URL}: {exc}")
+    finally:
+        client.close()
+
+
 def postgres_url(database: str) -> str:
     return f"postgresql+psycopg2://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}"
 
@@ -254,14 +269,7 @@ class LiveAirflow:
 
     def _celery_env(self) -> dict[str, str]:
         """CeleryExecutor on the local Redis, every key under this harness's prefix; results in the metadata DB."""
-        try:
-            import redis
-        except ImportError:
-            skip_or_fail("redis is not installed (the `celery` extra brings it)")
-        try:
-            redis.Redis.from_url(REDIS_URL, socket_connect_timeout=5).ping()
-        except redis.RedisError as exc:
-            skip_or_fail(f"Redis not reachable at {REDIS_URL}: {exc}")
+        require_redis()
         return {
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
             "AIRFLOW__CELERY__BROKER_URL": REDIS_URL,

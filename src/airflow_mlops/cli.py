@@ -12,7 +12,7 @@ from airflow_mlops import settings
 from airflow_mlops.config.loader import config_files, load_configs
 from airflow_mlops.gates.dry_run import DEFAULT_SAMPLE_ROWS
 
-_STATE_DB_HELP = f"[mlops] state_db, ${settings.OPTIONS['state_db'].env}"
+_STATE_DB_HELP = f"[mlops] state_db or state_db_conn_id, ${settings.OPTIONS['state_db'].env}"
 
 
 def _expand(paths: Sequence[str]) -> list[Path]:

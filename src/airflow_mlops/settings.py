@@ -236,12 +236,21 @@ def state_db_url() -> str:
 
 #: Airflow connection types the state DB may be, and their SQLAlchemy drivers.
 _STATE_DB_DRIVERS = {"postgres": "postgresql+psycopg2", "postgresql": "postgresql+psycopg2", "sqlite": "sqlite"}
+#: A postgres connection's extras that reach the driver (libpq's TLS, timeout and session options).
+_POSTGRES_EXTRAS = frozenset(
+    {"sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl", "connect_timeout", "options", "application_name"}
+)
 
 
 def state_db_from_connection(conn_id: str) -> str:
     """The SQLAlchemy URL of Airflow connection ``conn_id`` (``[mlops] state_db_conn_id``).
 
-    :raises ValueError: the connection cannot be read, or is not a postgres or sqlite connection.
+    A postgres connection's libpq extras (``sslmode``, ``sslrootcert``, ...) become URL query arguments; any
+    other extra is refused rather than dropped (a TLS setting must not vanish on the way). The URL, which
+    holds the password, is registered with Airflow's secrets masker.
+
+    :raises ValueError: the connection cannot be read, is not a postgres or sqlite connection, has extras
+        the state DB cannot honour, or is a SQLite file while tasks may run on other machines.
     """
     setting = f"[mlops] state_db_conn_id = {conn_id!r}"
     try:
@@ -255,14 +264,18 @@ def state_db_from_connection(conn_id: str) -> str:
         raise ValueError(
             f"{setting}: got a connection of type {conn.conn_type!r}; expected one of {sorted(_STATE_DB_DRIVERS)}"
         )
-    from sqlalchemy.engine import URL
-
     if driver == "sqlite":
-        if not conn.host:
-            raise ValueError(f"{setting}: got a sqlite connection without a host; expected the database file's path")
-        return f"sqlite:///{conn.host}"
+        return _sqlite_state_db(setting, conn.host)
     if not conn.host:
         raise ValueError(f"{setting}: got a postgres connection without a host; expected the database server")
+    extras = dict(conn.extra_dejson or {})
+    unknown = sorted(set(extras) - _POSTGRES_EXTRAS)
+    if unknown:
+        raise ValueError(
+            f"{setting}: got connection extras {unknown}; expected only libpq options {sorted(_POSTGRES_EXTRAS)}"
+        )
+    from sqlalchemy.engine import URL
+
     url = URL.create(
         driver,
         username=conn.login or None,
@@ -270,8 +283,36 @@ def state_db_from_connection(conn_id: str) -> str:
         host=conn.host,
         port=conn.port or None,
         database=conn.schema or None,
-    )
-    return url.render_as_string(hide_password=False)
+        query={key: str(value) for key, value in sorted(extras.items())},
+    ).render_as_string(hide_password=False)
+    _mask(url, conn.password)
+    return url
+
+
+def _sqlite_state_db(setting: str, path: str | None) -> str:
+    if not path:
+        raise ValueError(f"{setting}: got a sqlite connection without a host; expected the database file's path")
+    remote = _distributed(executor())
+    if remote:
+        raise ValueError(
+            f"{setting}: got a sqlite connection while the executor is {', '.join(remote)}; every worker would "
+            "keep its own file. Expected a postgres connection every worker reaches"
+        )
+    return f"sqlite:///{path}"
+
+
+def _mask(url: str, password: str | None) -> None:
+    """Keep the state DB's URL and password out of task logs (no-op where Airflow's masker is absent)."""
+    if not password:
+        return
+    try:
+        from urllib.parse import quote_plus
+
+        from airflow.sdk.log import mask_secret
+    except ImportError:
+        return
+    for secret in (url, password, quote_plus(password)):
+        mask_secret(secret)
 
 
 def gateway_url() -> str | None:

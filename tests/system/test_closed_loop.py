@@ -114,6 +114,7 @@ class Traffic:
         self.served: dict[tuple[str, str], int] = {}
         self.first_seen: dict[tuple[str, str], datetime] = {}
         self.ok_by_url = dict.fromkeys(urls, 0)
+        self.last_ok: datetime | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="traffic", daemon=True)
@@ -152,6 +153,7 @@ class Traffic:
                     if answer is not None and answer.status_code == 200:
                         self.ok[phase] += 1
                         self.ok_by_url[url] += 1
+                        self.last_ok = datetime.now(UTC)
                         body = answer.json()
                         key = (str(body["model_version"]), str(body["role"]))
                         self.served[key] = self.served.get(key, 0) + 1
@@ -168,8 +170,13 @@ def settle_hour_boundary(airflow: LiveAirflow, traffic: Traffic) -> None:
     appearing between t0 and the triggered monitor run would start a second monitor run on the drifted
     traffic, racing ours for the single drift event (the cooldown holds back the loser). Close to the hour,
     let the hour turn first (a few clean answers open the new partition) and let that watcher run finish.
+    The same when the hour already turned since the last answer (Airflow's start-up can take that long).
     """
-    now = datetime.now(UTC)
+    last, now = traffic.last_ok, datetime.now(UTC)
+    if last is not None and (last.date(), last.hour) != (now.date(), now.hour):
+        log("the hour turned since the last answer: opening the new hour before the drifted batch lands")
+        open_new_hour(airflow, traffic)
+        now = datetime.now(UTC)
     to_boundary = 3600.0 - (now.minute * 60 + now.second + now.microsecond / 1e6)
     if to_boundary > HOUR_MARGIN_S:
         return
@@ -307,7 +314,9 @@ def test_drift_retrains_and_rolls_out_a_new_champion(loop_env: dict[str, Any]) -
         assert airflow.asset_events(DRIFT_URI) == []
         log(f"clean monitor run: {clean_states} ({traffic.ok['clean']} clean answers)")
 
-        outcome = drift_to_new_champion(airflow, traffic, [gateway], loop_env["latest"], v1, traffic.ok["clean"])
+        outcome = drift_to_new_champion(
+            airflow, traffic, [gateway], loop_env["latest"], v1, log_root=loop_env["log_root"]
+        )
     finally:
         if traffic is not None:
             traffic.__exit__()
@@ -342,13 +351,21 @@ class LoopOutcome:
 
 
 def drift_to_new_champion(
-    airflow: LiveAirflow, traffic: Traffic, gateways: list[GatewayProcess], latest: Path, v1: str, clean_rows: int
+    airflow: LiveAirflow,
+    traffic: Traffic,
+    gateways: list[GatewayProcess],
+    latest: Path,
+    v1: str,
+    *,
+    log_root: Path,
+    logged_before: int = 0,
 ) -> LoopOutcome:
     """The loop under test, from the drifted batch landing (t0) to the new champion answering clients.
 
-    ``clean_rows`` is how many clean answers the monitoring window already holds; the monitor runs once the
-    drifted ones outnumber them ``DRIFTED_OVER_CLEAN`` times. Traffic pauses while the monitor runs, so the
-    rows it counts are exactly the ones the replicas logged; it resumes for the rollout.
+    ``logged_before`` is how many clean rows the prediction log held before ``traffic`` began; the monitor
+    runs once the drifted answers outnumber all clean rows ``DRIFTED_OVER_CLEAN`` times. Traffic pauses while
+    the monitor runs, once every answer is in the log, so the rows it counts are exactly the ones logged; it
+    resumes for the rollout.
     """
     from airflow_mlops.examples.fraud import generate_transactions
 
@@ -360,12 +377,13 @@ def drift_to_new_champion(
     traffic.set("drifted", DRIFTED_RATE)
     t0 = marks["t0 drifted batch landed"] = datetime.now(UTC)
     deadline = time.monotonic() + 120
-    while traffic.ok["drifted"] < DRIFTED_OVER_CLEAN * clean_rows:
+    while traffic.ok["drifted"] < DRIFTED_OVER_CLEAN * (logged_before + traffic.ok["clean"]):
         assert time.monotonic() < deadline, f"drifted traffic too slow: {traffic.ok}"
         time.sleep(0.2)
     traffic.set("drifted", 0.0)
-    time.sleep(1.5)  # the gateways flush their prediction logs every 0.5 s
+    time.sleep(0.5)  # the last request in flight
     answered_before_monitor = dict(traffic.ok_by_url)
+    wait_logged(log_root, logged_before + sum(answered_before_monitor.values()))
     drift_run = airflow.trigger(f"{MODEL}__monitor", run_id="manual__monitor_drifted")["dag_run_id"]
     marks["monitor triggered"] = datetime.now(UTC)
     log(f"answers so far {traffic.ok} by replica {traffic.ok_by_url}; monitor triggered")
@@ -433,6 +451,21 @@ def drift_to_new_champion(
         f"t0 -> new champion serving: {outcome.seconds('new champion serving'):.1f} s"
     )
     return outcome
+
+
+def wait_logged(log_root: Path, rows: int, timeout: float = 30.0) -> None:
+    """Wait until the prediction log holds ``rows`` prediction rows (the gateways flush every 0.5 s)."""
+    from airflow_mlops.prediction_log import LocalStorage, count_prediction_parts, list_partitions
+
+    storage, seen = LocalStorage(log_root), -1
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen = count_prediction_parts(storage, list_partitions(storage, MODEL))
+        if seen >= rows:
+            assert seen == rows, f"the prediction log holds {seen} rows, more than the {rows} answered"
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"the prediction log holds {seen} rows after {timeout} s; {rows} were answered")
 
 
 def record_figures(executor: str, outcome: LoopOutcome) -> None:

@@ -46,7 +46,7 @@ from test_closed_loop import (
     write_configs,
 )
 
-from live_airflow import LiveAirflow, create_database, drop_database, postgres_url
+from live_airflow import LiveAirflow, create_database, drop_database, postgres_url, require_redis
 from mlflow_server import MlflowServer
 from support import GatewayProcess, train_version
 
@@ -111,6 +111,7 @@ def celery_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict
     """PostgreSQL databases for MLflow and the state DB, the configs, the DAG folder and the environment."""
     from airflow_mlops.config.loader import load_config
 
+    require_redis()  # before minutes of setup
     suffix = uuid.uuid4().hex[:10]
     databases = [create_database(f"mlflow_{suffix}")]
     try:
@@ -206,9 +207,14 @@ def test_the_loop_on_celery_workers_with_two_gateway_replicas(celery_env: dict[s
             assert not airflow.wait_dag(dag_id, timeout=180)["is_paused"]
         log(f"Airflow on Celery ready ({airflow.timings}) after {time.monotonic() - began:.1f} s")
 
-        time.sleep(1.5)  # the gateways flush the warm-up answers
         outcome = drift_to_new_champion(
-            airflow, traffic, gateways, celery_env["latest"], v1, clean_hour + traffic.ok["clean"]
+            airflow,
+            traffic,
+            gateways,
+            celery_env["latest"],
+            v1,
+            log_root=celery_env["log_root"],
+            logged_before=clean_hour,
         )
         taken = {name: airflow.worker_tasks(name) for name in WORKERS}
         page = airflow.client().get("/mlops/api/models/fraud")  # the api-server reads the state DB's connection too

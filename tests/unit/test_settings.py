@@ -75,6 +75,17 @@ def test_the_state_db_can_be_an_airflow_connection(tmp_path: Path, monkeypatch: 
     from sqlalchemy.engine import make_url
 
     assert make_url(url).password == "p@ss/w:rd"
+    tls = {"sslmode": "verify-full", "sslrootcert": "/etc/ssl/ca.pem", "connect_timeout": 5}
+    monkeypatch.setenv("AIRFLOW_CONN_MLOPS_STATE", json.dumps({**conn, "extra": tls}))
+    assert make_url(settings.state_db_url()).query == {
+        "connect_timeout": "5",
+        "sslmode": "verify-full",
+        "sslrootcert": "/etc/ssl/ca.pem",
+    }, "TLS settings reach the driver"
+    from airflow.sdk._shared.secrets_masker.secrets_masker import redact
+
+    assert redact(f"connecting to {url} as p@ss/w:rd") == "connecting to *** as ***", "kept out of task logs"
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", "LocalExecutor")  # a SQLite file only where tasks share a disk
     monkeypatch.setenv("AIRFLOW_CONN_MLOPS_STATE", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "s.db")}))
     assert settings.state_db_url() == f"sqlite:///{tmp_path / 's.db'}"
     monkeypatch.setenv("AIRFLOW__MLOPS__STATE_DB", "postgresql+psycopg2://other@db/mlops")  # the URL wins
@@ -88,12 +99,15 @@ def test_the_state_db_can_be_an_airflow_connection(tmp_path: Path, monkeypatch: 
         ({"conn_type": "http", "host": "db"}, "got a connection of type 'http'; expected one of"),
         ({"conn_type": "postgres", "login": "mlops"}, "postgres connection without a host"),
         ({"conn_type": "sqlite"}, "sqlite connection without a host"),
+        ({"conn_type": "postgres", "host": "db", "extra": {"sslmod": "require"}}, "got connection extras ['sslmod']"),
+        ({"conn_type": "sqlite", "host": "/shared/state.db"}, "while the executor is CeleryExecutor; every worker"),
     ],
 )
 def test_a_state_db_connection_that_cannot_be_used_is_an_error_not_a_local_file(
     conn: dict[str, object] | None, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", "CeleryExecutor")
     monkeypatch.setenv("AIRFLOW__MLOPS__STATE_DB_CONN_ID", "mlops_state_missing" if conn is None else "mlops_state")
     if conn is not None:
         monkeypatch.setenv("AIRFLOW_CONN_MLOPS_STATE", json.dumps(conn))
