@@ -4,7 +4,9 @@ Airflow runs for real on loopback (scheduler, dag-processor, triggerer, api-serv
 fresh PostgreSQL database, see ``live_airflow.py``), next to the serving gateway and a traffic generator:
 
 1. v1 is trained on the shipped clean batch (in this process, with the real operators) and made champion.
-2. Clean traffic for ~20 s; ``fraud__monitor`` (triggered over REST) succeeds and emits no drift event.
+2. The prediction log already holds an hour of clean traffic (``log_clean_hour``: written with the real
+   ``PredictionLog`` as a gateway writes it, last hour's timestamps, the champion's own answers), so the
+   monitoring window (90 minutes) spans two hour partitions and the summarize task is mapped twice.
 3. The drifted batch lands (t0): a new training file appears at the config's ``data.uri`` and the generator
    switches to drifted rows. Once the drifted rows dominate the monitoring window, ``fraud__monitor`` is
    triggered again: it emits ``mlops://fraud/drift``; ``fraud__train`` starts by itself on that event, trains
@@ -35,7 +37,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +55,7 @@ FIGURES = REPO / "test-artifacts" / "closed-loop"
 MODEL = "fraud"
 DRIFT_URI = f"mlops://{MODEL}/drift"
 CANDIDATE_URI = f"mlops://{MODEL}/candidate"
-CLEAN_SECONDS = 20.0
-CLEAN_RATE = 15.0  # requests/s while the world is clean
+CLEAN_HOUR_ROWS = 300  # last hour's clean traffic, already in the prediction log when the test begins
 DRIFTED_RATE = 60.0  # requests/s once the drifted batch landed
 DRIFTED_OVER_CLEAN = 3.0  # monitor again once drifted answers outnumber clean ones this much in the window
 NEW_HOUR_POLL_S = 30.0  # NewPredictionHourTrigger's poll interval (the monitor's new-hour watcher)
@@ -163,6 +164,43 @@ class Traffic:
                 time.sleep(max(0.0, next_at - time.monotonic()))
 
 
+def log_clean_hour(root: Path, client: Any, version: str) -> int:
+    """Last hour's clean traffic, as a gateway would have logged it (inputs from the shipped clean batch,
+    outputs from the champion itself); returns the rows written."""
+    import mlflow
+
+    from airflow_mlops.examples.datasets import fraud_batch
+    from airflow_mlops.prediction_log import LocalStorage, PredictionLog, PredictionRecord
+
+    frame = fraud_batch(11).drop(columns=["is_fraud"]).head(CLEAN_HOUR_ROWS)
+    saved = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(client.tracking_uri)  # mlflow-artifacts:/ URIs are read through the tracking server
+    try:
+        model = mlflow.sklearn.load_model(client.get_model_version_download_uri(MODEL, version))
+    finally:
+        mlflow.set_tracking_uri(saved)
+    scores = model.predict_proba(frame)[:, 1]
+    start = datetime.now(UTC) - timedelta(minutes=65)  # always in an earlier hour partition than now
+    records = [
+        PredictionRecord(
+            request_id=f"clean-hour-{i}",
+            ts=start + timedelta(seconds=i * 0.1),
+            model=MODEL,
+            version=version,
+            role="champion",
+            inputs=json.dumps(row),
+            output=json.dumps({"prediction": int(score >= 0.5), "score": float(score)}),
+            latency_ms=1.0,
+            error=None,
+        )
+        for i, (row, score) in enumerate(zip(frame.to_dict("records"), scores, strict=True))
+    ]
+    writer = PredictionLog(LocalStorage(root))
+    writer.append(records)
+    writer.close()
+    return len(records)
+
+
 def settle_hour_boundary(airflow: LiveAirflow, traffic: Traffic) -> None:
     """Keep the top of the hour out of the drift phase.
 
@@ -210,7 +248,7 @@ def write_configs(tmp: Path, log_root: Path, latest: Path) -> tuple[Path, Path]:
     raw["schedule"] = None
     raw["rollout"] = ROLLOUT
     raw["serving"] = {"prediction_log": str(log_root)}
-    raw["monitoring"] = {**raw["monitoring"], "schedule": None, "window": "10m", "cooldown": "1h"}
+    raw["monitoring"] = {**raw["monitoring"], "schedule": None, "window": "90m", "cooldown": "1h"}
     raw["retraining"] = {"on_drift": True, "on_new_data": False}
     live = tmp / "configs" / f"{MODEL}.yaml"
     live.parent.mkdir(parents=True)
@@ -282,6 +320,7 @@ def test_drift_retrains_and_rolls_out_a_new_champion(loop_env: dict[str, Any]) -
         v1 = train_version(loop_env["v1_config"], "manual__v1")
         target = LocalGatewayTarget.from_options(client=loop_env["client"], state_url=loop_env["state_url"])
         target.promote(MODEL, v1, actor="test", reason="first champion")
+        clean_hour = log_clean_hour(loop_env["log_root"], loop_env["client"], v1)
         gateway = GatewayProcess(
             models=[MODEL],
             tracking_uri=loop_env["tracking_uri"],
@@ -301,21 +340,8 @@ def test_drift_retrains_and_rolls_out_a_new_champion(loop_env: dict[str, Any]) -
             assert not airflow.wait_dag(dag_id, timeout=180)["is_paused"]
         log(f"Airflow ready ({airflow.timings}) after {time.monotonic() - began:.1f} s")
 
-        # --- clean world: no drift ------------------------------------------------------------------------
-        traffic.set("clean", CLEAN_RATE)
-        time.sleep(CLEAN_SECONDS)
-        traffic.set("clean", 0.0)
-        time.sleep(1.5)  # the gateway flushes its prediction log every 0.5 s
-        clean_run = airflow.trigger(f"{MODEL}__monitor", run_id="manual__monitor_clean")["dag_run_id"]
-        done = airflow.wait_run_done(f"{MODEL}__monitor", clean_run, timeout=240)
-        clean_states = airflow.task_states(f"{MODEL}__monitor", clean_run)
-        assert done["state"] == "success", airflow.describe_run(f"{MODEL}__monitor", done)
-        assert clean_states["emit_drift"] == "skipped", clean_states
-        assert airflow.asset_events(DRIFT_URI) == []
-        log(f"clean monitor run: {clean_states} ({traffic.ok['clean']} clean answers)")
-
         outcome = drift_to_new_champion(
-            airflow, traffic, [gateway], loop_env["latest"], v1, log_root=loop_env["log_root"]
+            airflow, traffic, [gateway], loop_env["latest"], v1, log_root=loop_env["log_root"], logged_before=clean_hour
         )
     finally:
         if traffic is not None:
@@ -336,6 +362,7 @@ class LoopOutcome:
     drift_run: str
     plan: dict[str, Any]
     answered_before_monitor: dict[str, int]  # each gateway URL's 200s before the monitor run (traffic paused)
+    logged_before: int  # rows in the prediction log before any traffic
     served: list[dict[str, Any]]
     drift_events: list[dict[str, Any]]
     candidate_events: list[dict[str, Any]]
@@ -423,6 +450,7 @@ def drift_to_new_champion(
         drift_run=drift_run,
         plan=plan,
         answered_before_monitor=answered_before_monitor,
+        logged_before=logged_before,
         served=served,
         drift_events=airflow.asset_events(DRIFT_URI),
         candidate_events=airflow.asset_events(CANDIDATE_URI),
@@ -492,3 +520,7 @@ def assert_chain(outcome: LoopOutcome, v1: str, target: Any, loop_env: dict[str,
     assert (state.champion, state.previous, state.canary, state.shadow) == (v2, v1, None, None)
     assert loop_env["client"].get_model_version(MODEL, v2).tags["mlops.data_uri"] == str(loop_env["latest"])
     assert 0 < outcome.seconds("train run started") < outcome.seconds("new champion serving")
+    # the monitor counted every logged row: the clean hour and each gateway's answers
+    answered = outcome.answered_before_monitor
+    assert all(count > 0 for count in answered.values()), answered
+    assert outcome.plan["logged_rows"] == outcome.logged_before + sum(answered.values()), (outcome.plan, answered)
