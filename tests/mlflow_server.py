@@ -15,7 +15,11 @@ from live_airflow import free_port, skip_or_fail
 
 
 class MlflowServer:
-    """``mlflow server`` from the venv as a child process in its own process group, stopped by its PID."""
+    """``mlflow server`` from the venv as a child process in its own process group, stopped by its PID.
+
+    The port is chosen once: a restart comes back on the same URL, as a real server behind its DNS name would,
+    so clients (a gateway, a connection) configured with it reach the new process.
+    """
 
     def __init__(self, backend_uri: str, artifacts: Path, log_dir: Path, *, start_timeout: float = 60.0) -> None:
         self.start_timeout = start_timeout
@@ -23,7 +27,7 @@ class MlflowServer:
         self.artifacts = artifacts
         self.log_dir = log_dir
         self.proc: subprocess.Popen[bytes] | None = None
-        self.port = 0
+        self.port = free_port()
         self.starts = 0
         self.log_path = log_dir / "mlflow-server-0.log"
 
@@ -32,12 +36,11 @@ class MlflowServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> float:
-        """Start on a fresh free port and wait (bounded) for ``GET /health`` -> 200; return seconds taken."""
+        """Start and wait (bounded) for ``GET /health`` -> 200; return seconds taken."""
         assert self.proc is None, "already running"
         binary = Path(sys.executable).with_name("mlflow")
         if not binary.exists():
             skip_or_fail(f"{binary} not found: mlflow is not installed in this venv")
-        self.port = free_port()
         self.starts += 1
         self.log_path = self.log_dir / f"mlflow-server-{self.starts}.log"
         env = {
@@ -100,6 +103,13 @@ class MlflowServer:
             proc.wait(timeout=10)
         except ProcessLookupError:
             pass
+
+    def kill(self) -> None:
+        """MLflow goes down hard: SIGKILL to the whole process group, no shutdown handlers run."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
 
     def log_tail(self, limit: int = 3000) -> str:
         try:

@@ -25,12 +25,6 @@ import importlib
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -56,7 +50,8 @@ from airflow_mlops.operators.training import (
 )
 from airflow_mlops.triggers.rollout import CanaryStepTrigger
 from airflow_mlops.vocabulary import Alias, Tag
-from support import GatewayProcess, conftest_module, context, free_port, train_version
+from mlflow_server import MlflowServer
+from support import GatewayProcess, conftest_module, context, train_version
 
 pytestmark = pytest.mark.integration
 
@@ -67,70 +62,6 @@ REPO = Path(__file__).resolve().parents[2]
 #: or the step ends with no traffic, which passes.
 CANARY = {"steps": [25, 100], "step_duration": 30, "check_interval": 0.5, "max_error_rate": 0.05, "min_requests": 3}
 GATEWAY_POLL = 0.5
-
-
-# --- a real ``mlflow server`` that can be killed and brought back on the same port --------------------------
-
-
-class MlflowServer:
-    """``mlflow server`` over the module's SQLite store, in its own process group; ``kill()`` is SIGKILL."""
-
-    def __init__(self, backend_uri: str, artifacts: Path, log_dir: Path) -> None:
-        self.backend_uri, self.artifacts, self.log_dir = backend_uri, artifacts, log_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        assert self.proc is None, "already running"
-        binary = Path(sys.executable).with_name("mlflow")
-        self.starts += 1
-        env = {
-            **os.environ,
-            "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-            "MLFLOW_DISABLE_TELEMETRY": "true",
-            "PATH": f"{binary.parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        }
-        env.pop("MLFLOW_TRACKING_URI", None)
-        cmd = [
-            str(binary),
-            "server",
-            "--backend-store-uri",
-            self.backend_uri,
-            "--artifacts-destination",
-            str(self.artifacts),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--workers",
-            "1",
-        ]
-        log = (self.log_dir / f"mlflow-server-{self.starts}.log").open("wb")
-        self.proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
-        )
-        log.close()
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mlflow server exited with {self.proc.returncode}: see {self.log_dir}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"mlflow server not healthy within 120 s: see {self.log_dir}")
-
-    def kill(self) -> None:
-        """MLflow goes down hard: SIGKILL to the whole process group, no shutdown handlers run."""
-        proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
 
 
 # --- the module's registry: champion v1, candidate v2, a broken candidate v3 --------------------------------
@@ -246,7 +177,7 @@ def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         client = mlflow.MlflowClient(tracking_uri=sqlite_uri, registry_uri=sqlite_uri)
         target = LocalGatewayTarget.from_options(client=client, state_url=state_url)
         target.promote(MODEL, v1, actor="fault-matrix", reason="first champion")
-        server = MlflowServer(sqlite_uri, root / "served-artifacts", root)
+        server = MlflowServer(sqlite_uri, root / "served-artifacts", root, start_timeout=120.0)  # killed, restarted
         server.start()
         gateway = GatewayProcess(
             models=[MODEL],
