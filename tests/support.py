@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -36,6 +37,52 @@ def context(run_id: str = "manual__op-test", params: dict[str, Any] | None = Non
         "ti": FakeTI(xcoms),
         "outlet_events": defaultdict(lambda: SimpleNamespace(extra=None)),
     }
+
+
+def run_answering(
+    dag: Any,
+    api: Any,
+    answer: str,
+    *,
+    task_id: str = "approve",
+    params_input: dict[str, Any] | None = None,
+    wait: float = 120.0,
+    **test_kwargs: Any,
+) -> tuple[Any, dict[str, Any]]:
+    """``dag.test(**test_kwargs)`` while a thread answers its approval ``task_id`` through Airflow's REST API.
+
+    ``dag.test()`` blocks while the approval waits in ``awaiting_input``; the thread answers it with
+    ``PATCH .../hitlDetails`` on Airflow's own API app (in-process, same metadata DB), exactly as the
+    Airflow UI or a REST client would. Returns the run and ``{"pending": <the request>, "response": ...}``.
+    """
+    out: dict[str, Any] = {}
+
+    def respond() -> None:
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            pending = api.get(
+                f"/api/v2/dags/{dag.dag_id}/dagRuns/~/hitlDetails",
+                params={"response_received": False, "task_id": task_id},
+            )
+            if pending.status_code == 200 and pending.json()["hitl_details"]:
+                ti = pending.json()["hitl_details"][0]["task_instance"]
+                out["pending"] = pending.json()["hitl_details"][0]
+                out["response"] = api.patch(
+                    f"/api/v2/dags/{dag.dag_id}/dagRuns/{ti['dag_run_id']}/taskInstances/{task_id}/"
+                    f"{ti['map_index']}/hitlDetails",
+                    json={"chosen_options": [answer], "params_input": params_input or {}},
+                )
+                return
+            time.sleep(0.3)
+        out["error"] = f"the approval task {task_id} never reached awaiting_input"
+
+    responder = threading.Thread(target=respond, daemon=True)
+    responder.start()
+    run = dag.test(**test_kwargs)
+    responder.join(10)
+    assert "error" not in out, out["error"]
+    assert out["response"].status_code == 200, out["response"].text
+    return run, out
 
 
 def toy_config(**sections: Any) -> Any:

@@ -27,6 +27,7 @@ SENSOR_MODULES: list[str] = [
 ]
 
 OPERATOR_MODULES = [
+    "airflow_mlops.operators.approval",
     "airflow_mlops.operators.base",
     "airflow_mlops.operators.gates",
     "airflow_mlops.operators.monitoring",

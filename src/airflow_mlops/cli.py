@@ -151,9 +151,45 @@ def intents(action: str, model: str | None, op_id: str | None, state_db: str | N
     return 0
 
 
+def audit_verify(model: str | None, tracking_uri: str | None, state_db: str | None) -> int:
+    """``audit verify``: 0 when every chain is intact (and matches the registry), 1 naming the first bad entry."""
+    from airflow_mlops.deploy.audit import AuditTrail, verify
+
+    client = None
+    if tracking_uri:
+        import mlflow
+
+        client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    audit = AuditTrail(state_db or settings.state_db_url())
+    models = [model] if model else audit.models()
+    if not models:
+        print(f"audit verify: no audit entries in {audit.safe_url}")
+        return 0
+    broken = 0
+    for name in models:
+        try:
+            report = verify(audit, name, client)
+        except Exception as exc:  # the registry unreadable: nothing is verified, say so
+            print(f"audit verify: {name}: could not read the registry at {tracking_uri}: {exc}", file=sys.stderr)
+            return 2
+        print(report.summary(), file=sys.stdout if report.ok else sys.stderr)
+        broken += not report.ok
+    return 1 if broken else 0
+
+
+def _audit_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if not args.tracking_uri and not args.no_registry:
+        parser.error(
+            "audit verify: --tracking-uri (or MLFLOW_TRACKING_URI) is required to check the heads mirrored in the "
+            "registry; give --no-registry to check the database's chain only"
+        )
+    return audit_verify(args.model, None if args.no_registry else args.tracking_uri, args.state_db)
+
+
 #: The commands over the state database (locks, intents, audit trail).
 _STATE_COMMANDS: dict[str, Callable[[argparse.ArgumentParser, argparse.Namespace], int]] = {
     "intents": lambda parser, args: intents(args.action, args.model, args.op_id, args.state_db),
+    "audit": _audit_command,
     "status": lambda parser, args: _status_command(parser, args),
 }
 
@@ -351,7 +387,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     intents_parser.add_argument("model", nargs="?", default=None)
     intents_parser.add_argument("op_id", nargs="?", default=None, help="the intent to discard")
     intents_parser.add_argument("--state-db", default=None, help=f"SQLAlchemy URL (default: {_STATE_DB_HELP})")
-    history = sub.add_parser("history", help="print the audit trail of a model's alias moves")
+    audit = sub.add_parser("audit", help="check the hash-chained audit trail")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser(
+        "verify", help="exit 1 naming the first edited, deleted, inserted or reordered entry (all models by default)"
+    )
+    verify.add_argument("model", nargs="?", default=None)
+    verify.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"), help="MLflow tracking URI")
+    verify.add_argument("--state-db", default=None, help=f"SQLAlchemy URL (default: {_STATE_DB_HELP})")
+    verify.add_argument("--no-registry", action="store_true", help="do not compare with the registry's audit heads")
+    history = sub.add_parser("history", help="print a model's audit trail (alias moves, approvals, rejections)")
     history.add_argument("model")
     history.add_argument("--state-db", default=None, help=f"SQLAlchemy URL (default: {_STATE_DB_HELP})")
     history.add_argument("--limit", type=int, default=None, help="only the newest N entries")
@@ -421,8 +466,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "history":
         from airflow_mlops.deploy.audit import AuditTrail, format_history
 
-        events = AuditTrail(args.state_db or settings.state_db_url()).history(args.model, limit=args.limit)
-        print(format_history(events) if events else f"no alias moves recorded for {args.model!r}")
+        events = AuditTrail(args.state_db or settings.state_db_url()).entries(args.model, limit=args.limit)
+        print(format_history(events) if events else f"no audit entries recorded for {args.model!r}")
         return 0
     if args.command == "demo":
         from airflow_mlops.examples.demo import run_demo

@@ -73,6 +73,15 @@ class Tag:
     GATE_REPORT: Final = "mlops.gate_report"
     APPROVED_BY: Final = "mlops.approved_by"
     APPROVED_AT: Final = "mlops.approved_at"
+    APPROVED_COMMENT: Final = "mlops.approved_comment"
+    DECISION_PREFIX: Final = "mlops.decision."
+    """``mlops.decision.<stage>`` on a version: a person's answer at the approval before ``<stage>`` (``challenger``
+    in training, ``canary`` and ``champion`` in the rollout) as JSON: decision, by, at, comment, dag_run."""
+
+    @staticmethod
+    def decision(stage: str) -> str:
+        """The version tag holding the answer at the approval before ``stage``."""
+        return f"{Tag.DECISION_PREFIX}{stage}"
 
     # deployment state and its history
     CANARY_PERCENT: Final = "mlops.canary_percent"
@@ -80,6 +89,9 @@ class Tag:
     REJECTED_REASON: Final = "mlops.rejected_reason"
     REJECTED_BY: Final = "mlops.rejected_by"
     ROLLBACK_REASON: Final = "mlops.rollback_reason"
+    AUDIT_HEAD: Final = "mlops.audit_head"
+    """On a registered model: ``<seq>:<sha256>`` of the newest entry of its audit chain, written at every append
+    (:mod:`airflow_mlops.deploy.audit_chain`), so a database rewritten as a whole no longer matches the registry."""
     TARGET_APPLIED: Final = "mlops.target.applied"
     """On a registered model served by a cloud target: the endpoint layout last applied (JSON), so a later check
     tells an update of ours that did not finish from a change made by hand."""

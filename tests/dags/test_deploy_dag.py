@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from support import GatewayProcess, conftest_module, train_version
+from support import GatewayProcess, conftest_module, run_answering, train_version
 
 pytestmark = pytest.mark.integration
 
@@ -286,6 +286,61 @@ def test_candidate_failing_the_shadow_gate_is_rejected(
     assert traffic.versions.get((v2, "canary"), 0) == 0
 
 
+def test_a_rejected_canary_approval_takes_the_candidate_out_and_is_evidence(
+    workspace: Any, airflow_api: Any, rollout_env: dict[str, Any]
+) -> None:
+    """Reject at ``approve_canary`` (with a comment): the shadow stops, the version is rejected, the answer is on
+    the version (``mlops.decision.canary``) and in the audit chain, and nothing downstream runs."""
+    from airflow_mlops.deploy.audit import verify
+    from airflow_mlops.factories import build_dags
+
+    workspace.write_config(
+        "fraud",
+        {
+            "rollout": {**FAST_ROLLOUT, "approval_before_canary": True},
+            "approval": {"approvers": ["ci"]},
+            "serving": {"prediction_log": str(rollout_env["log_root"])},
+        },
+    )
+    v2, target = rollout_env["v2"], rollout_env["target"]
+    target.deployments.set_challenger(
+        "fraud", v2, actor="fraud__train/t", reason="gate passed"
+    )  # as training leaves it
+    dag = build_dags(None, workspace.config_dir)["fraud__deploy"]
+
+    with Traffic(rollout_env["gateway"].url):
+        run, out = run_answering(
+            dag,
+            airflow_api,
+            "Reject",
+            task_id="approve_canary",
+            params_input={"comment": "shadow disagrees on big tickets"},
+            run_conf={"version": v2},
+        )
+
+    assert states(run)["shadow"] == "success" and states(run)["approve_canary"] == "success", states(run)
+    assert {states(run)[t] for t in ("canary_50", "canary_100", "promote")} == {"skipped"}
+    assert f"Candidate v{v2} of fraud" in out["pending"]["body"]
+    assert f"**fraud v{v2} → `canary`?** Gate **passed**." in out["pending"]["body"]  # the evidence, inline
+    state = target.state("fraud")
+    assert (state.champion, state.shadow, state.canary, state.challenger) == (rollout_env["v1"], None, None, None)
+    tags = workspace.client().get_model_version("fraud", v2).tags
+    assert tags["mlops.rejected_by"] == "ci"
+    assert tags["mlops.rejected_reason"] == "rejected at approve_canary by ci: shadow disagrees on big tickets"
+    decision = json.loads(tags["mlops.decision.canary"])
+    assert (decision["decision"], decision["by"], decision["comment"]) == (
+        "rejected",
+        "ci",
+        "shadow disagrees on big tickets",
+    )
+    entries = target.audit.entries("fraud")
+    rejection = [e for e in entries if e.kind == "rejection"]
+    assert [(e.alias, e.to_version, e.actor) for e in rejection] == [("canary", v2, "ci")]
+    after = entries[entries.index(rejection[0]) + 1 :]
+    assert [(e.alias, e.from_version, e.to_version, e.actor) for e in after] == [("challenger", v2, None, "ci")]
+    assert verify(target.audit, "fraud", workspace.client()).ok
+
+
 def test_deploy_dag_inserts_approvals_where_configured(workspace: Any) -> None:
     from airflow_mlops.factories import build_dags
 
@@ -305,7 +360,8 @@ def test_deploy_dag_inserts_approvals_where_configured(workspace: Any) -> None:
     for upstream, downstream in itertools.pairwise(chain):
         # the chain, plus the data dependency on resolve_candidate's output (version, champion) where it is used
         assert upstream in dag.get_task(downstream).upstream_task_ids <= {upstream, "resolve_candidate"}
-    assert type(dag.get_task("approve_canary")).__name__ == "ApprovalOperator"
+    assert type(dag.get_task("approve_canary")).__name__ == "ModelApprovalOperator"
+    assert (dag.get_task("approve_canary").stage, dag.get_task("approve_promotion").stage) == ("canary", "champion")
     assert [asset.uri for asset in dag.schedule] == ["mlops://fraud/candidate"]
 
 

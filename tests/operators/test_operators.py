@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
+from airflow_mlops import settings
+from airflow_mlops.deploy.audit import AuditTrail
 from airflow_mlops.exceptions import DataError, DataValidationError, RegistryError
 from airflow_mlops.hooks.mlflow import MlflowHook
 from airflow_mlops.operators.gates import GateModelOperator
@@ -141,14 +143,36 @@ def test_challenger_requires_recorded_approval_when_configured(workspace: Any) -
 
     answer = {
         "chosen_options": ["Approve"],
-        "params_input": {},
+        "params_input": {"comment": "  slices look fine  "},
         "responded_at": datetime(2026, 11, 1, 12, 0, tzinfo=UTC),
         "responded_by_user": {"id": "ci", "name": "ci"},
     }
     recorded = op(RecordApprovalOperator, config, answer=answer).execute(ctx)
+    assert op(RecordApprovalOperator, config, answer=answer).execute(ctx) == recorded  # a retry records nothing new
     assert recorded == {"version": "1", "approved_by": "ci", "approved_at": "2026-11-01T12:00:00+00:00"}
     tags = workspace.client().get_model_version("fraud", "1").tags
     assert (tags["mlops.approved_by"], tags["mlops.approved_at"]) == ("ci", "2026-11-01T12:00:00+00:00")
+    assert tags["mlops.approved_comment"] == "slices look fine"
+    assert json.loads(tags["mlops.decision.challenger"]) == {
+        "decision": "approved",
+        "by": "ci",
+        "at": "2026-11-01T12:00:00+00:00",
+        "comment": "slices look fine",
+        "dag_run": "adhoc_airflow/manual__op-test",  # outside a DAG, Airflow names it adhoc_airflow
+    }
+    approvals = [e for e in AuditTrail(settings.state_db_url()).entries("fraud") if e.kind == "approval"]
+    assert [(e.alias, e.to_version, e.actor, e.reason) for e in approvals] == [
+        ("challenger", "1", "ci", "slices look fine")
+    ]
+    for bad, match in [
+        ({**answer, "params_input": {"comment": 7}}, "params_input.comment: expected text"),
+        ({**answer, "params_input": {"comment": "x" * 2001}}, "2001 characters; at most 2000"),
+        ({**answer, "chosen_options": ["Approve", "Reject"]}, "chosen_options: expected"),
+        ({**answer, "responded_by_user": "ci"}, "responded_by_user: expected a mapping"),
+        (["Approve"], "expected the approval task's answer"),
+    ]:
+        with pytest.raises(RegistryError, match=match):
+            op(RecordApprovalOperator, config, answer=bad).execute(ctx)
     assert op(SetChallengerOperator, config, require_approval=True).execute(ctx)["alias_moved"] is True
 
 

@@ -1,7 +1,12 @@
-"""Append-only audit trail of alias moves (MLflow keeps no alias history), stored in a SQL database.
+"""Append-only, hash-chained audit trail of deployment actions (MLflow keeps no alias history), in a SQL database.
 
-One row per alias move: model, alias, from and to version, reason, actor (DAG run or approver) and
-time (UTC). The same database holds the intents of deployment operations in flight
+One entry per alias move or traffic change (kind ``alias``) and per human decision on a version (kinds
+``approval`` and ``rejection``): model, alias, from and to version, reason, actor (DAG run or approver),
+time (UTC) and, for decisions, a JSON detail. Entries of a model form a hash chain
+(:mod:`airflow_mlops.deploy.audit_chain`): each carries its sequence number, the previous entry's hash and
+its own; the model's head is kept in ``mlops_audit_heads`` and, when the trail is given an MLflow client
+(:meth:`AuditTrail.mirror_heads_to`), as the registered model's tag ``mlops.audit_head``. ``airflow-mlops
+audit verify`` checks all three. The same database holds the intents of deployment operations in flight
 (``mlops_pending_ops``) and one row per model for the promotion lock (``mlops_model_locks``); see
 :mod:`airflow_mlops.deploy.promotion` and :mod:`airflow_mlops.deploy.locking`.
 
@@ -19,9 +24,10 @@ connection pool: create one per process (do not share it across ``fork``).
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -38,6 +44,8 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    inspect,
+    or_,
     select,
     update,
 )
@@ -45,8 +53,26 @@ from sqlalchemy import create_engine as _create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from airflow_mlops.deploy.audit_chain import (
+    GENESIS,
+    ChainHead,
+    ChainReport,
+    StoredEntry,
+    canonical_detail,
+    entry_hash,
+    verify_chain,
+)
+from airflow_mlops.vocabulary import Tag
+
 if TYPE_CHECKING:
+    from mlflow import MlflowClient
     from sqlalchemy.engine import Connection, Engine, RowMapping
+
+log = logging.getLogger(__name__)
+
+#: Kinds of audit entries: an alias move or traffic change, and a human decision on a version.
+ALIAS, APPROVAL, REJECTION = "alias", "approval", "rejection"
+KINDS = (ALIAS, APPROVAL, REJECTION)
 
 metadata = MetaData()
 
@@ -63,7 +89,25 @@ alias_events = Table(
     Column("ts", DateTime(timezone=True), nullable=False),
     # Groups the rows one operation appended (a promotion moves several aliases at once).
     Column("op_id", String(36), nullable=True),
+    # the hash chain (NULL only on rows written outside airflow-mlops: `audit verify` names them)
+    Column("seq", Integer, nullable=True),
+    Column("kind", String(16), nullable=True),
+    Column("detail", Text, nullable=True),
+    Column("prev_hash", String(64), nullable=True),
+    Column("entry_hash", String(64), nullable=True),
     Index("ix_mlops_alias_events_model_id", "model", "id"),
+    Index("ux_mlops_alias_events_model_seq", "model", "seq", unique=True),
+)
+
+#: Columns added to ``mlops_alias_events`` by the hash chain (created on a trail that predates it).
+_CHAIN_COLUMNS = ("seq", "kind", "detail", "prev_hash", "entry_hash")
+
+audit_heads = Table(
+    "mlops_audit_heads",
+    metadata,
+    Column("model", String(256), primary_key=True),
+    Column("seq", Integer, nullable=False),
+    Column("entry_hash", String(64), nullable=False),
 )
 
 model_locks = Table(
@@ -111,17 +155,23 @@ class AliasEvent:
     actor: str
     ts: datetime
     op_id: str | None = None
+    kind: str = ALIAS
+    detail: dict[str, Any] | None = None
+    seq: int | None = None
+    entry_hash: str | None = None
 
 
 @dataclass(frozen=True)
 class NewEvent:
-    """An alias move to append (the database assigns ``id``; ``ts`` is the commit time)."""
+    """An entry to append (the database assigns ``id``; ``ts`` is the commit time)."""
 
     alias: str
     from_version: str | None
     to_version: str | None
     reason: str
     actor: str
+    kind: str = ALIAS
+    detail: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -137,10 +187,12 @@ class PendingOp:
     created_at: datetime
 
 
-def _event(row: RowMapping) -> AliasEvent:
-    return AliasEvent(
+def _stored(row: RowMapping) -> StoredEntry:
+    return StoredEntry(
         id=int(row["id"]),
         model=row["model"],
+        seq=row["seq"],
+        kind=row["kind"],
         alias=row["alias"],
         from_version=row["from_version"],
         to_version=row["to_version"],
@@ -148,7 +200,23 @@ def _event(row: RowMapping) -> AliasEvent:
         actor=row["actor"],
         ts=_as_utc(row["ts"]),
         op_id=row["op_id"],
+        detail=row["detail"],
+        prev_hash=row["prev_hash"],
+        entry_hash=row["entry_hash"],
     )
+
+
+def _event(row: RowMapping) -> AliasEvent:
+    s = _stored(row)
+    detail = json.loads(s.detail) if s.detail else None
+    return AliasEvent(
+        s.id, s.model, s.alias, s.from_version, s.to_version, s.reason, s.actor, s.ts, s.op_id, s.kind or ALIAS, detail,
+        s.seq, s.entry_hash,
+    )  # fmt: skip
+
+
+#: Alias moves and traffic changes (rows from before the chain have no kind).
+_IS_ALIAS_MOVE = or_(alias_events.c.kind == ALIAS, alias_events.c.kind.is_(None))
 
 
 class AuditTrail:
@@ -164,6 +232,7 @@ class AuditTrail:
         self._engine_kwargs = engine_kwargs
         self._engine: Engine | None = None
         self._init_lock = threading.Lock()
+        self._head_mirror: Callable[[str, ChainHead], None] | None = None
 
     def __repr__(self) -> str:
         return f"AuditTrail({self.safe_url!r})"
@@ -200,7 +269,26 @@ class AuditTrail:
         except DBAPIError:
             # Another process created the tables between our existence check and CREATE TABLE.
             metadata.create_all(engine)
+        if _add_chain_columns(engine):
+            for model in _unsealed_models(engine):
+                self._seal(engine, model)
         return engine
+
+    def mirror_heads_to(self, client: MlflowClient) -> None:
+        """Write each model's chain head as its registered-model tag ``mlops.audit_head`` at every append.
+
+        The tag is written while the append holds the model's head row, so concurrent appends mirror in
+        order. A failed write is logged, not raised (the action it records has happened); ``audit verify``
+        reports the entries the registry does not confirm, and the next append writes the tag again.
+        """
+
+        def mirror(model: str, head: ChainHead) -> None:
+            try:
+                client.set_registered_model_tag(model, Tag.AUDIT_HEAD, str(head))
+            except Exception as exc:
+                log.warning("%s: could not mirror audit head %s to the registry: %s", model, head, exc)
+
+        self._head_mirror = mirror
 
     def dispose(self) -> None:
         """Close the pool's connections (the trail can be used again afterwards)."""
@@ -220,16 +308,68 @@ class AuditTrail:
         actor: str,
         ts: datetime | None = None,
         op_id: str | None = None,
+        kind: str = ALIAS,
+        detail: Mapping[str, Any] | None = None,
     ) -> AliasEvent:
-        """Append one alias move and return it as stored."""
-        with self.engine.begin() as conn:
-            return self._insert(
-                conn, model, NewEvent(alias, _version(from_version), _version(to_version), reason, actor), ts, op_id
-            )
+        """Append one entry and return it as stored."""
+        event = NewEvent(alias, _version(from_version), _version(to_version), reason, actor, kind, detail)
+        return self._append(model, [event], ts=ts, op_id=op_id)[0]
+
+    def record_decision(
+        self,
+        model: str,
+        version: str | int,
+        *,
+        approved: bool,
+        stage: str,
+        approver: str,
+        responded_at: str,
+        comment: str,
+        dag_run: str,
+    ) -> AliasEvent:
+        """Append a human decision on ``version`` at ``stage`` (the alias it was to reach), once.
+
+        The approver is the actor; the reason is their comment (or the bare decision); the detail keeps when
+        they answered and in which DAG run. The same decision recorded again (a retried task) returns the
+        entry already in the chain.
+        """
+        decision = "approved" if approved else "rejected"
+        kind, detail = (
+            APPROVAL if approved else REJECTION,
+            {
+                "decision": decision,
+                "responded_at": responded_at,
+                "comment": comment,
+                "dag_run": dag_run,
+            },
+        )
+        same = select(alias_events).where(
+            alias_events.c.model == model,
+            alias_events.c.kind == kind,
+            alias_events.c.alias == stage,
+            alias_events.c.to_version == str(version),
+            alias_events.c.detail == canonical_detail(detail),
+        )
+        with self.engine.connect() as conn:
+            recorded = conn.execute(same).mappings().first()
+        if recorded is not None:  # a retried task: the same answer is already in the chain
+            return _event(recorded)
+        return self.record(
+            model, stage, None, str(version), reason=comment or decision, actor=approver, kind=kind, detail=detail
+        )
 
     def history(self, model: str, limit: int | None = None) -> list[AliasEvent]:
-        """The model's alias moves, oldest first; with ``limit``, only the newest ``limit`` of them."""
+        """The model's alias moves and traffic changes, oldest first; with ``limit``, only the newest ``limit``."""
+        return self._read(model, limit, alias_moves_only=True)
+
+    def entries(self, model: str, limit: int | None = None) -> list[AliasEvent]:
+        """Every entry of the model's chain (alias moves, approvals, rejections), oldest first."""
+        return self._read(model, limit, alias_moves_only=False)
+
+    def _read(self, model: str, limit: int | None, *, alias_moves_only: bool) -> list[AliasEvent]:
         query = select(alias_events).where(alias_events.c.model == model)
+        if alias_moves_only:
+            query = query.where(_IS_ALIAS_MOVE)
         if limit is not None:
             if limit < 0:
                 raise ValueError(f"limit: got {limit}; expected a number >= 0 (or None for all)")
@@ -244,7 +384,7 @@ class AuditTrail:
         """Where the trail last left each alias it mentions (``None``: removed)."""
         newest = (
             select(alias_events.c.alias, func.max(alias_events.c.id).label("id"))
-            .where(alias_events.c.model == model)
+            .where(alias_events.c.model == model, _IS_ALIAS_MOVE)
             .group_by(alias_events.c.alias)
             .subquery()
         )
@@ -252,9 +392,109 @@ class AuditTrail:
         with self.engine.connect() as conn:
             return {row.alias: row.to_version for row in conn.execute(query)}
 
+    # -- the chain ----------------------------------------------------------------------------------
+
+    def models(self) -> list[str]:
+        """Every model with entries or a head row, sorted."""
+        with self.engine.connect() as conn:
+            names = {row[0] for row in conn.execute(select(alias_events.c.model).distinct())}
+            names |= {row[0] for row in conn.execute(select(audit_heads.c.model))}
+        return sorted(names)
+
+    def stored_entries(self, model: str) -> list[StoredEntry]:
+        """The model's rows exactly as stored, by row id (for verification)."""
+        query = select(alias_events).where(alias_events.c.model == model).order_by(alias_events.c.id)
+        with self.engine.connect() as conn:
+            return [_stored(row) for row in conn.execute(query).mappings()]
+
+    def head(self, model: str) -> ChainHead | None:
+        """The model's head row (``None``: no entry was ever appended)."""
+        query = select(audit_heads.c.seq, audit_heads.c.entry_hash).where(audit_heads.c.model == model)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None or row[0] == 0:
+            return None
+        return ChainHead(int(row[0]), str(row[1]))
+
+    def _ensure_head_row(self, model: str, engine: Engine | None = None) -> None:
+        engine = engine or self.engine
+        with engine.connect() as conn:
+            if conn.execute(select(audit_heads.c.model).where(audit_heads.c.model == model)).first() is not None:
+                return
+        try:
+            with engine.begin() as conn:
+                conn.execute(insert(audit_heads).values(model=model, seq=0, entry_hash=GENESIS))
+        except IntegrityError:
+            pass  # another process inserted it first
+
     @staticmethod
-    def _insert(conn: Connection, model: str, event: NewEvent, ts: datetime | None, op_id: str | None) -> AliasEvent:
-        when = _as_utc(ts) if ts is not None else utcnow()
+    def _lock_head(conn: Connection, model: str) -> ChainHead:
+        """Take the model's head row for this transaction and read it.
+
+        The no-op UPDATE comes first: it takes PostgreSQL's row lock and SQLite's write lock before the read,
+        so two appends never read the same head (a read first would let SQLite deadlock the second writer).
+        """
+        conn.execute(update(audit_heads).where(audit_heads.c.model == model).values(seq=audit_heads.c.seq))
+        row = conn.execute(
+            select(audit_heads.c.seq, audit_heads.c.entry_hash).where(audit_heads.c.model == model)
+        ).first()
+        if row is None:  # pragma: no cover - _ensure_head_row made it before the transaction
+            raise RuntimeError(f"{model}: the audit head row vanished")
+        return ChainHead(int(row[0]), str(row[1]))
+
+    def _append(
+        self,
+        model: str,
+        events: Sequence[NewEvent],
+        *,
+        ts: datetime | None = None,
+        op_id: str | None = None,
+        before: Callable[[Connection], bool] | None = None,
+    ) -> list[AliasEvent]:
+        """Append ``events`` to the model's chain in one transaction (after ``before(conn)``, which may veto)."""
+        for event in events:
+            if event.kind not in KINDS:
+                raise ValueError(f"audit entry kind: got {event.kind!r}; expected one of {', '.join(KINDS)}")
+        self._ensure_head_row(model)
+        with self.engine.begin() as conn:
+            if before is not None and not before(conn):
+                return []
+            head = self._lock_head(conn, model)
+            when = _as_utc(ts) if ts is not None else utcnow()
+            appended = []
+            for event in events:
+                stored = self._insert(conn, model, event, when, op_id, head)
+                head = ChainHead(int(stored.seq or 0), str(stored.entry_hash))
+                appended.append(stored)
+            if appended:
+                conn.execute(
+                    update(audit_heads)
+                    .where(audit_heads.c.model == model)
+                    .values(seq=head.seq, entry_hash=head.entry_hash)
+                )
+                if self._head_mirror is not None:
+                    self._head_mirror(model, head)
+        return appended
+
+    @staticmethod
+    def _insert(
+        conn: Connection, model: str, event: NewEvent, when: datetime, op_id: str | None, head: ChainHead
+    ) -> AliasEvent:
+        seq, detail = head.seq + 1, canonical_detail(event.detail)
+        digest = entry_hash(
+            model=model,
+            seq=seq,
+            kind=event.kind,
+            alias=event.alias,
+            from_version=event.from_version,
+            to_version=event.to_version,
+            reason=event.reason,
+            actor=event.actor,
+            ts=when,
+            op_id=op_id,
+            detail=detail,
+            prev_hash=head.entry_hash,
+        )
         values = {
             "model": model,
             "alias": event.alias,
@@ -264,6 +504,11 @@ class AuditTrail:
             "actor": event.actor,
             "ts": when,
             "op_id": op_id,
+            "seq": seq,
+            "kind": event.kind,
+            "detail": detail,
+            "prev_hash": head.entry_hash,
+            "entry_hash": digest,
         }
         key = conn.execute(insert(alias_events).values(**values)).inserted_primary_key
         if key is None:  # pragma: no cover - every supported dialect reports the new id
@@ -278,7 +523,52 @@ class AuditTrail:
             actor=event.actor,
             ts=when,
             op_id=op_id,
+            kind=event.kind,
+            detail=json.loads(detail) if detail else None,
+            seq=seq,
+            entry_hash=digest,
         )
+
+    def _seal(self, engine: Engine, model: str) -> int:
+        """Chain the model's rows written before the trail had a chain, in row order. Returns how many."""
+        self._ensure_head_row(model, engine)
+        with engine.begin() as conn:
+            head = self._lock_head(conn, model)
+            rows = list(
+                conn.execute(
+                    select(alias_events)
+                    .where(alias_events.c.model == model, alias_events.c.entry_hash.is_(None))
+                    .order_by(alias_events.c.id)
+                ).mappings()
+            )
+            for row in rows:
+                seq = head.seq + 1
+                digest = entry_hash(
+                    model=model,
+                    seq=seq,
+                    kind=ALIAS,
+                    alias=row["alias"],
+                    from_version=row["from_version"],
+                    to_version=row["to_version"],
+                    reason=row["reason"],
+                    actor=row["actor"],
+                    ts=_as_utc(row["ts"]),
+                    op_id=row["op_id"],
+                    detail=None,
+                    prev_hash=head.entry_hash,
+                )
+                conn.execute(
+                    update(alias_events)
+                    .where(alias_events.c.id == row["id"])
+                    .values(seq=seq, kind=ALIAS, prev_hash=head.entry_hash, entry_hash=digest)
+                )
+                head = ChainHead(seq, digest)
+            conn.execute(
+                update(audit_heads).where(audit_heads.c.model == model).values(seq=head.seq, entry_hash=head.entry_hash)
+            )
+        if rows:
+            log.warning("%s: sealed %d audit entries written before the trail was a hash chain", model, len(rows))
+        return len(rows)
 
     # -- intents of operations in flight ----------------------------------------------------------
 
@@ -329,12 +619,11 @@ class AuditTrail:
         Returns the appended events; returns ``[]`` (and appends nothing) when the intent is already
         gone, so an operation can never be audited twice.
         """
-        with self.engine.begin() as conn:
-            deleted = conn.execute(delete(pending_ops).where(pending_ops.c.op_id == op_id)).rowcount
-            if deleted != 1:
-                return []
-            now = utcnow()
-            return [self._insert(conn, model, event, now, op_id) for event in events]
+
+        def drop_intent(conn: Connection) -> bool:
+            return bool(conn.execute(delete(pending_ops).where(pending_ops.c.op_id == op_id)).rowcount == 1)
+
+        return self._append(model, events, op_id=op_id, before=drop_intent)
 
     # -- lock rows ---------------------------------------------------------------------------------
 
@@ -373,13 +662,70 @@ def _version(value: str | int | None) -> str | None:
     return None if value is None else str(value)
 
 
+def verify(audit: AuditTrail, model: str, client: MlflowClient | None) -> ChainReport:
+    """Check ``model``'s chain in ``audit``; with ``client``, also against the head mirrored in its registry.
+
+    :raises mlflow.exceptions.MlflowException: the registry could not be read (other than: no such model).
+    """
+    from mlflow.exceptions import MlflowException
+
+    registry_head = None
+    missing_model = False
+    if client is not None:
+        try:
+            registry_head = (client.get_registered_model(model).tags or {}).get(Tag.AUDIT_HEAD)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            missing_model = True
+    report = verify_chain(
+        model,
+        audit.stored_entries(model),
+        stored_head=audit.head(model),
+        registry_head=registry_head,
+        registry_checked=client is not None,
+    )
+    if missing_model and report.entries:
+        report.problems.append(f"the registry has no model {model!r} to confirm its {report.entries} entries")
+    return report
+
+
+def _add_chain_columns(engine: Engine) -> bool:
+    """Give a trail created before the hash chain its columns and index. Returns whether it had to."""
+    existing = {column["name"] for column in inspect(engine).get_columns(alias_events.name)}
+    missing = [alias_events.c[name] for name in _CHAIN_COLUMNS if name not in existing]
+    if not missing:
+        return False
+    for column in missing:
+        ddl = f"ALTER TABLE {alias_events.name} ADD COLUMN {column.name} {column.type.compile(engine.dialect)}"
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(ddl)
+        except DBAPIError:
+            # another process added it first
+            if column.name not in {c["name"] for c in inspect(engine).get_columns(alias_events.name)}:
+                raise
+    for index in alias_events.indexes:
+        try:
+            index.create(engine, checkfirst=True)
+        except DBAPIError:
+            pass  # another process created it first
+    return True
+
+
+def _unsealed_models(engine: Engine) -> list[str]:
+    query = select(alias_events.c.model).where(alias_events.c.entry_hash.is_(None)).distinct()
+    with engine.connect() as conn:
+        return sorted(row[0] for row in conn.execute(query))
+
+
 def format_history(events: Sequence[AliasEvent]) -> str:
     """The trail as a plain-text table (what ``airflow-mlops history <model>`` prints)."""
     header = ("time (UTC)", "alias", "from", "to", "actor", "reason")
     rows = [
         (
             event.ts.strftime("%Y-%m-%d %H:%M:%S"),
-            event.alias,
+            event.alias if event.kind == ALIAS else f"{event.kind}:{event.alias}",
             event.from_version or "-",
             event.to_version or "-",
             event.actor,

@@ -427,6 +427,7 @@ class Deployments:
         self.client = client
         self.audit = audit
         self.lock_timeout = lock_timeout
+        audit.mirror_heads_to(client)  # every entry this registry's moves append is confirmed by it
 
     def __repr__(self) -> str:
         return f"Deployments(tracking_uri={self.client.tracking_uri!r}, audit={self.audit!r})"

@@ -23,18 +23,20 @@ if TYPE_CHECKING:
     from airflow_mlops.config.loader import LoadedConfig
 
 
-def _approval(task_id: str, subject: str, loaded: LoadedConfig, resolve: Any) -> Any:
-    from airflow.providers.standard.operators.hitl import ApprovalOperator
+def _approval(task_id: str, stage: str, subject: str, loaded: LoadedConfig, version: Any) -> Any:
+    from airflow_mlops.operators.approval import ModelApprovalOperator
 
     approval = loaded.config.approval
-    version = f"{{{{ ti.xcom_pull(task_ids='{resolve.task_id}', key='version') }}}}"  # wired from resolve's output
-    return ApprovalOperator(
+    return ModelApprovalOperator(
         task_id=task_id,
+        version=version,
+        stage=stage,
         subject=subject,
-        body=f"Candidate v{version} of {loaded.name}",
+        body=f"Candidate v{{{{ ti.xcom_pull(task_ids='{version.operator.task_id}', key='version') }}}} of "
+        f"{loaded.name}",
         assigned_users=[{"id": user, "name": user} for user in approval.approvers] or None,
         response_timeout=parse_duration(approval.timeout),
-        defaults=["Reject"],
+        **rollout_arguments(loaded),
     )
 
 
@@ -79,7 +81,7 @@ def build_deploy_dag(loaded: LoadedConfig) -> DAG:
             policy = rollout.shadow.model_dump(mode="json")
             tasks.append(ShadowOperator(task_id="shadow", version=version, champion=champion, policy=policy, **common))
         if rollout.approval_before_canary:
-            tasks.append(_approval("approve_canary", f"Start the canary of {cfg.name}?", loaded, resolve))
+            tasks.append(_approval("approve_canary", Alias.CANARY, f"Start the canary of {cfg.name}?", loaded, version))
         for percent in rollout.canary.steps:
             label = f"{percent:g}".replace(".", "_")
             tasks.append(
@@ -94,7 +96,9 @@ def build_deploy_dag(loaded: LoadedConfig) -> DAG:
                 )
             )
         if rollout.approval_before_promotion:
-            tasks.append(_approval("approve_promotion", f"Promote {cfg.name} to champion?", loaded, resolve))
+            tasks.append(
+                _approval("approve_promotion", Alias.CHAMPION, f"Promote {cfg.name} to champion?", loaded, version)
+            )
         tasks.append(PromoteOperator(task_id="promote", version=version, **common))
         chain(*tasks)
     return dag

@@ -11,14 +11,14 @@ from airflow_mlops.config.schema import parse_duration
 from airflow_mlops.factories.assets import candidate_asset, cron_or_assets, data_asset, drift_asset
 from airflow_mlops.operators.base import PARAM_DATA_CONN_ID, PARAM_DATA_URI
 from airflow_mlops.operators.gates import GateModelOperator
-from airflow_mlops.operators.registry import RecordApprovalOperator, SetChallengerOperator, candidate_asset_uri
+from airflow_mlops.operators.registry import SetChallengerOperator, candidate_asset_uri
 from airflow_mlops.operators.training import (
     FingerprintDataOperator,
     RegisterModelOperator,
     TrainModelOperator,
     ValidateDataOperator,
 )
-from airflow_mlops.vocabulary import AssetKind, asset_uri
+from airflow_mlops.vocabulary import Alias, AssetKind, asset_uri
 
 if TYPE_CHECKING:
     from airflow_mlops.config.loader import LoadedConfig
@@ -87,20 +87,19 @@ def build_train_dag(loaded: LoadedConfig) -> DAG:
         )
         tasks: list[Any] = [fingerprint, validate, train, register, gate]
         if cfg.approval.required:
-            from airflow.providers.standard.operators.hitl import ApprovalOperator
+            from airflow_mlops.operators.approval import ModelApprovalOperator
 
-            approve = ApprovalOperator(
-                task_id="approve",
-                subject=f"Promote {cfg.name} candidate to challenger?",
-                body=(
-                    f"Candidate **{cfg.name} v{{{{ ti.xcom_pull(task_ids='{gate.task_id}')['version'] }}}}** passed "
-                    f"its gate.\n\nGate report: `{{{{ ti.xcom_pull(task_ids='{gate.task_id}')['report'] }}}}`"
-                ),
-                assigned_users=[{"id": user, "name": user} for user in cfg.approval.approvers] or None,
-                response_timeout=parse_duration(cfg.approval.timeout),
-                defaults=["Reject"],
+            tasks.append(
+                ModelApprovalOperator(
+                    task_id="approve",
+                    version=f"{{{{ ti.xcom_pull(task_ids='{gate.task_id}')['version'] }}}}",
+                    stage=Alias.CHALLENGER,
+                    subject=f"Promote {cfg.name} candidate to challenger?",
+                    body=f"Training run {{{{ run_id }}}} of {cfg.name} registered a candidate; the evidence follows.",
+                    assigned_users=[{"id": user, "name": user} for user in cfg.approval.approvers] or None,
+                    response_timeout=parse_duration(cfg.approval.timeout),
+                    **common,
+                )
             )
-            record = RecordApprovalOperator(task_id="record_approval", answer=XComArg(approve), **run, **common)
-            tasks += [approve, record]
         chain(*tasks, challenger)
     return dag

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops import settings
@@ -20,7 +19,12 @@ def candidate_asset_uri(model: str) -> str:
 
 
 class RecordApprovalOperator(MlopsBaseOperator):
-    """Copy the approver and the time of the answer from the approval task onto the model version.
+    """Record the answer of a plain ``ApprovalOperator`` before ``challenger`` on this DAG run's version.
+
+    For DAGs composed by hand around Airflow's own ``ApprovalOperator`` (our DAGs use
+    :class:`~airflow_mlops.operators.approval.ModelApprovalOperator`, which records its answer itself).
+    Writes what :func:`~airflow_mlops.registry.approval.record_answer` writes: approver, time and comment
+    as version tags and one ``approval`` entry in the audit chain (once, however often it runs).
 
     :param answer: The ``ApprovalOperator``'s result (``approve.output``; templated).
     """
@@ -32,23 +36,28 @@ class RecordApprovalOperator(MlopsBaseOperator):
         self.answer = answer
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_mlops.deploy.audit import AuditTrail
+        from airflow_mlops.registry.approval import HumanAnswer, record_answer
         from airflow_mlops.registry.versions import version_for_run
 
-        answer = self.answer
-        if not isinstance(answer, dict) or answer.get("chosen_options") != ["Approve"]:
-            raise RegistryError(f"{self.task_id}: answer: expected an 'Approve' answer, got {answer!r}")
-        user = answer.get("responded_by_user") or {}
-        approver = str(user.get("name") or user.get("id") or "unknown")
-        responded_at = answer.get("responded_at")
-        when = responded_at.isoformat() if isinstance(responded_at, datetime) else str(responded_at)
+        answer = HumanAnswer.from_hitl(self.answer, where=f"{self.task_id}: answer")
+        if not answer.approved:
+            raise RegistryError(f"{self.task_id}: answer: expected an 'Approve' answer, got a rejection")
         with self.hook.activate() as client:
             version = version_for_run(client, self.model, self.run_id(client, context))
             if version is None:
                 raise RegistryError(f"no registered version of {self.model} for this DAG run")
-            client.set_model_version_tag(self.model, version.version, Tag.APPROVED_BY, approver)
-            client.set_model_version_tag(self.model, version.version, Tag.APPROVED_AT, when)
-        self.log.info("%s v%s approved by %s at %s", self.model, version.version, approver, when)
-        return {"version": str(version.version), "approved_by": approver, "approved_at": when}
+            record_answer(
+                client,
+                AuditTrail(settings.state_db_url()),
+                self.model,
+                version.version,
+                stage=Alias.CHALLENGER,
+                answer=answer,
+                dag_run=f"{self.dag_id}/{context['dag_run'].run_id}",
+            )
+        self.log.info("%s v%s approved by %s at %s", self.model, version.version, answer.approver, answer.responded_at)
+        return {"version": str(version.version), "approved_by": answer.approver, "approved_at": answer.responded_at}
 
 
 class SetChallengerOperator(MlopsBaseOperator):

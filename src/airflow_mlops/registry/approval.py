@@ -1,23 +1,47 @@
-"""The approval answer a model version carries in the registry: approved, rejected, or still pending.
+"""Approval answers on a model version: recorded from a person's answer, read back as approved, rejected or pending.
 
-An approval is recorded on the version as ``Tag.APPROVED_BY`` / ``Tag.APPROVED_AT`` (written by
-``RecordApprovalOperator`` from the answer to Airflow's ``ApprovalOperator``); a rejection as
-``Tag.REJECTED_REASON`` / ``Tag.REJECTED_BY`` (written by the promotion protocol's ``reject``). A
-rejection wins over an approval, as everywhere in the registry: a version approved and later
-rejected is rejected. Plain Python over an ``MlflowClient``; no Airflow.
+A person answers Airflow's ``ApprovalOperator`` (``ModelApprovalOperator`` in our DAGs). :func:`record_answer`
+keeps that answer as evidence: the version tag ``mlops.decision.<stage>`` (decision, by, at, comment, DAG
+run) for every stage, ``Tag.APPROVED_BY`` / ``Tag.APPROVED_AT`` / ``Tag.APPROVED_COMMENT`` for an approval
+before ``challenger`` (what training approvals always wrote), and one ``approval`` or ``rejection`` entry in
+the hash-chained audit trail. A rejection is recorded on the version as ``Tag.REJECTED_REASON`` /
+``Tag.REJECTED_BY`` (written by the promotion protocol's ``reject``). A rejection wins over an approval, as
+everywhere in the registry: a version approved and later rejected is rejected. Plain Python over an
+``MlflowClient``; no Airflow.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from airflow_mlops.vocabulary import Tag
+from airflow_mlops.exceptions import RegistryError
+from airflow_mlops.vocabulary import Alias, Tag
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-__all__ = ["ApprovalAnswer", "Decision", "approval_answer"]
+    from airflow_mlops.deploy.audit import AliasEvent, AuditTrail
+
+__all__ = [
+    "COMMENT_PARAM",
+    "MAX_COMMENT",
+    "ApprovalAnswer",
+    "Decision",
+    "HumanAnswer",
+    "approval_answer",
+    "record_answer",
+]
+
+#: The approval form's free-text field (a task param of the HITL form).
+COMMENT_PARAM = "comment"
+#: Longest comment kept (characters); a longer one is refused, not cut.
+MAX_COMMENT = 2000
+#: Who answered when nobody did: the approval timed out and took its default answer.
+TIMED_OUT = "nobody (timed out: default answer)"
 
 Decision = Literal["approved", "rejected"]
 
@@ -51,3 +75,84 @@ def approval_answer(client: MlflowClient, model: str, version: str | int) -> App
     if tags.get(Tag.APPROVED_BY):
         return ApprovalAnswer(model, version, "approved", by=tags[Tag.APPROVED_BY], at=tags.get(Tag.APPROVED_AT))
     return None
+
+
+@dataclass(frozen=True)
+class HumanAnswer:
+    """A person's answer to an approval, checked: which option, who, when, and their comment."""
+
+    approved: bool
+    approver: str
+    responded_at: str
+    comment: str
+
+    @property
+    def decision(self) -> Decision:
+        return "approved" if self.approved else "rejected"
+
+    @classmethod
+    def from_hitl(cls, answer: Any, *, where: str) -> HumanAnswer:
+        """Read the result of Airflow's ``ApprovalOperator`` (``chosen_options``, ``responded_by_user``,
+        ``responded_at``, ``params_input``); anything else is refused with ``where`` named."""
+        if not isinstance(answer, Mapping):
+            raise RegistryError(f"{where}: expected the approval task's answer (a mapping), got {answer!r}")
+        chosen = answer.get("chosen_options")
+        if chosen not in (["Approve"], ["Reject"]):
+            raise RegistryError(f"{where}: chosen_options: expected ['Approve'] or ['Reject'], got {chosen!r}")
+        user = answer.get("responded_by_user") or {}
+        if not isinstance(user, Mapping):
+            raise RegistryError(f"{where}: responded_by_user: expected a mapping, got {user!r}")
+        approver = str(user.get("name") or user.get("id") or "").strip() or TIMED_OUT
+        responded = answer.get("responded_at")
+        responded_at = responded.isoformat() if isinstance(responded, datetime) else str(responded or "")
+        params = answer.get("params_input") or {}
+        comment = params.get(COMMENT_PARAM) if isinstance(params, Mapping) else None
+        if comment is not None and not isinstance(comment, str):
+            raise RegistryError(f"{where}: params_input.{COMMENT_PARAM}: expected text, got {comment!r}")
+        comment = (comment or "").strip()
+        if len(comment) > MAX_COMMENT:
+            raise RegistryError(
+                f"{where}: params_input.{COMMENT_PARAM}: {len(comment)} characters; at most {MAX_COMMENT} are kept"
+            )
+        return cls(chosen == ["Approve"], approver, responded_at, comment)
+
+
+def record_answer(
+    client: MlflowClient,
+    audit: AuditTrail,
+    model: str,
+    version: str | int,
+    *,
+    stage: str,
+    answer: HumanAnswer,
+    dag_run: str,
+) -> AliasEvent:
+    """Keep ``answer`` (given at the approval before ``stage``) on the version and in the audit trail.
+
+    Safe to repeat: the same answer in the same DAG run is one audit entry, however often it is recorded.
+    """
+    version = str(version)
+    record = {
+        "decision": answer.decision,
+        "by": answer.approver,
+        "at": answer.responded_at,
+        "comment": answer.comment,
+        "dag_run": dag_run,
+    }
+    client.set_model_version_tag(model, version, Tag.decision(stage), json.dumps(record, sort_keys=True))
+    if stage == Alias.CHALLENGER and answer.approved:
+        client.set_model_version_tag(model, version, Tag.APPROVED_BY, answer.approver)
+        client.set_model_version_tag(model, version, Tag.APPROVED_AT, answer.responded_at)
+        if answer.comment:
+            client.set_model_version_tag(model, version, Tag.APPROVED_COMMENT, answer.comment)
+    audit.mirror_heads_to(client)
+    return audit.record_decision(
+        model,
+        version,
+        approved=answer.approved,
+        stage=stage,
+        approver=answer.approver,
+        responded_at=answer.responded_at,
+        comment=answer.comment,
+        dag_run=dag_run,
+    )

@@ -1,0 +1,157 @@
+"""The approval form's evidence, read from a real (local) MLflow store: verdicts, drift, lineage, hostile reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_mlops.exceptions import RegistryError
+from airflow_mlops.gates.evidence import GATE_REPORT_JSON, approval_body, cell, read_evidence, version_page
+from airflow_mlops.vocabulary import Tag
+
+MODEL = "fraud"
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Any:
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+
+
+def register(client: Any, tmp_path: Path, report: Any, *, run_tags: dict[str, str] | None = None) -> str:
+    """A training run with ``report`` as its gate report artifact, registered as a version of ``fraud``."""
+    experiment = client.create_experiment("train", artifact_location=(tmp_path / "artifacts").as_uri())
+    run = client.create_run(experiment, tags=run_tags or {})
+    source = tmp_path / "report"
+    (source / "gate").mkdir(parents=True, exist_ok=True)
+    (source / GATE_REPORT_JSON).write_text(report if isinstance(report, str) else json.dumps(report))
+    client.log_artifacts(run.info.run_id, str(source))
+    client.set_terminated(run.info.run_id)
+    if not client.search_registered_models(f"name = '{MODEL}'"):
+        client.create_registered_model(MODEL)
+    version = client.create_model_version(MODEL, run.info.artifact_uri, run_id=run.info.run_id)
+    client.set_model_version_tag(MODEL, version.version, Tag.DATA_SHA256, "ab" * 32)
+    client.set_model_version_tag(MODEL, version.version, Tag.DATA_URI, "s3://bucket/fraud/batch_7.csv")
+    return str(version.version)
+
+
+REPORT = {
+    "model": MODEL,
+    "version": "1",
+    "run_id": "r",
+    "result": "passed",
+    "checks": [
+        {"name": "roc_auc", "kind": "threshold", "status": "pass", "value": 0.91234, "threshold": ">= 0.8"},
+        {
+            "name": "champion:roc_auc",
+            "kind": "champion",
+            "status": "pass",
+            "value": 0.9123,
+            "threshold": ">= 0.8800 (champion v3 = 0.9000, max regression 0.02)",
+        },
+        {"name": "slice:country=FR", "kind": "slice", "status": "pass", "value": 0.04, "threshold": "<= 0.1"},
+        {"name": "slice:country=DE", "kind": "slice", "status": "pass", "value": 0.07, "threshold": "<= 0.1"},
+        {"name": "case:big_ticket", "kind": "behaviour", "status": "fail", "value": "0", "detail": "expected 1"},
+    ],
+}
+
+
+def test_the_body_shows_every_verdict_the_champion_the_worst_slice_and_the_lineage(client: Any, tmp_path: Path) -> None:
+    version = register(client, tmp_path, REPORT)
+
+    evidence = read_evidence(client, MODEL, version, stage="champion", ui_url="http://mlflow.internal:5000/")
+    body = approval_body(evidence)
+
+    assert body.startswith(f"**fraud v{version} → `champion`?** Gate **passed**.")
+    assert "**1 failing check(s):** case:big_ticket" in body
+    assert (
+        "| champion:roc_auc | champion | 0.9123 | >= 0.8800 (champion v3 = 0.9000, max regression 0.02) | pass |"
+        in body
+    )
+    assert "| roc_auc | threshold | 0.9123 | >= 0.8 | pass |" in body
+    assert "Largest slice gap: slice:country=DE = 0.0700 (pass)." in body
+    assert "- data sha256: `" + "ab" * 32 + "`" in body and "- data: `s3://bucket/fraud/batch_7.csv`" in body
+    assert f"[open v{version} in MLflow](http://mlflow.internal:5000/#/models/fraud/versions/{version})" in body
+    assert "Retrained for drift" not in body
+
+
+def test_the_drift_that_started_the_retrain_is_shown(client: Any, tmp_path: Path) -> None:
+    experiment = client.create_experiment("monitor")
+    monitor = client.create_run(
+        experiment, tags={Tag.DRIFT_ACT: "true", Tag.WINDOW_START: "2026-12-07T10:00", Tag.WINDOW_END: "11:00"}
+    )
+    for name, value in {"psi.amount": 0.61, "psi.merchant": 0.05, "drifted_share": 0.5}.items():
+        client.log_metric(monitor.info.run_id, name, value)
+    version = register(client, tmp_path, REPORT, run_tags={Tag.RETRAINED_FOR_DRIFT: f"{monitor.info.run_id},gone"})
+
+    body = approval_body(read_evidence(client, MODEL, version, stage="challenger"))
+
+    assert "#### Retrained for drift" in body
+    assert (
+        f"- monitoring run `{monitor.info.run_id}` (2026-12-07T10:00 to 11:00): drift; "
+        "amount PSI 0.610, merchant PSI 0.050" in body
+    )
+    assert "- monitoring run `gone` (): monitoring run not found" in body
+    assert "open v" not in body  # a sqlite tracking URI has no UI to link to
+
+
+def test_a_hostile_report_cannot_break_out_of_its_table(client: Any, tmp_path: Path) -> None:
+    nasty = {
+        **REPORT,
+        "checks": [
+            {
+                "name": "x | injected | column\n\n# heading",
+                "kind": "threshold",
+                "status": "pass",
+                "value": "<img src=x onerror=alert(1)>",
+                "threshold": "`code` " + "y" * 1000,
+            }
+        ],
+    }
+    version = register(client, tmp_path, nasty)
+
+    body = approval_body(read_evidence(client, MODEL, version, stage="canary"))
+
+    row = next(line for line in body.splitlines() if line.startswith("| x"))
+    assert row.startswith(
+        "| x \\| injected \\| column # heading | threshold | &lt;img src=x onerror=alert(1)> | 'code' y"
+    )
+    assert row.count(" | ") == 5 and len(row) < 400
+    assert "\n# heading" not in body and "<img" not in body
+
+
+@pytest.mark.parametrize(
+    ("report", "match"),
+    [
+        ("not json {", "is not readable JSON"),
+        (["a list"], "not a gate report"),
+        ({"result": "passed"}, "not a gate report"),
+        ({"result": "maybe", "checks": []}, "result: expected 'passed' or 'failed', got 'maybe'"),
+        ({"result": "passed", "checks": [{"kind": "slice"}]}, r"checks\[0\]: expected an object with a 'name'"),
+    ],
+)
+def test_a_report_that_is_not_the_gates_is_refused(client: Any, tmp_path: Path, report: Any, match: str) -> None:
+    version = register(client, tmp_path, report)
+    with pytest.raises(RegistryError, match=match):
+        read_evidence(client, MODEL, version, stage="champion")
+
+
+def test_a_version_without_a_gate_report_is_refused(client: Any, tmp_path: Path) -> None:
+    client.create_registered_model(MODEL)
+    experiment = client.create_experiment("bare", artifact_location=(tmp_path / "bare").as_uri())
+    run = client.create_run(experiment)
+    version = client.create_model_version(MODEL, run.info.artifact_uri, run_id=run.info.run_id)
+    with pytest.raises(RegistryError, match=rf"fraud v{version.version}: no gate report \(gate/gate_report.json"):
+        read_evidence(client, MODEL, version.version, stage="champion")
+
+
+def test_cell_and_version_page() -> None:
+    assert cell(float("nan")) == "nan" and cell(None) == "" and cell(0.123456) == "0.1235"
+    assert cell("a\\|b") == "a\\\\\\|b"
+    assert len(cell("z" * 1000)) == 240 and cell("z" * 1000).endswith("…")
+    assert version_page(None, "m", "1") is None and version_page("file:///x", "m", "1") is None
+    assert version_page("https://ml.example/", "a b/c", "2") == "https://ml.example/#/models/a%20b%2Fc/versions/2"
