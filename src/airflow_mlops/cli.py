@@ -153,7 +153,7 @@ def intents(action: str, model: str | None, op_id: str | None, state_db: str | N
 
 def audit_verify(model: str | None, tracking_uri: str | None, state_db: str | None) -> int:
     """``audit verify``: 0 when every chain is intact (and matches the registry), 1 naming the first bad entry."""
-    from airflow_mlops.deploy.audit import AuditTrail, verify
+    from airflow_mlops.deploy.audit import AuditTrail, registry_models_with_heads, verify
 
     client = None
     if tracking_uri:
@@ -161,9 +161,16 @@ def audit_verify(model: str | None, tracking_uri: str | None, state_db: str | No
 
         client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     audit = AuditTrail(state_db or settings.state_db_url())
-    models = [model] if model else audit.models()
+    try:
+        # every model the trail or the registry knows: a trail deleted as a whole still has heads in the registry
+        models = (
+            [model] if model else sorted({*audit.models(), *(registry_models_with_heads(client) if client else [])})
+        )
+    except Exception as exc:
+        print(f"audit verify: could not list the registry's models at {tracking_uri}: {exc}", file=sys.stderr)
+        return 2
     if not models:
-        print(f"audit verify: no audit entries in {audit.safe_url}")
+        print(f"audit verify: no audit entries in {audit.safe_url}" + ("" if client else " (registry not checked)"))
         return 0
     broken = 0
     for name in models:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from airflow_mlops.exceptions import RegistryError
-from airflow_mlops.gates.evidence import GATE_REPORT_JSON, approval_body, cell, read_evidence, version_page
+from airflow_mlops.gates.evidence import GATE_REPORT_JSON, approval_body, cell, code, read_evidence, version_page
 from airflow_mlops.vocabulary import Tag
 
 MODEL = "fraud"
@@ -67,12 +67,12 @@ def test_the_body_shows_every_verdict_the_champion_the_worst_slice_and_the_linea
     body = approval_body(evidence)
 
     assert body.startswith(f"**fraud v{version} → `champion`?** Gate **passed**.")
-    assert "**1 failing check(s):** case:big_ticket" in body
+    assert r"**1 failing check(s):** case:big\_ticket" in body
     assert (
-        "| champion:roc_auc | champion | 0.9123 | >= 0.8800 (champion v3 = 0.9000, max regression 0.02) | pass |"
+        r"| champion:roc\_auc | champion | 0.9123 | \>= 0.8800 \(champion v3 = 0.9000, max regression 0.02\) | pass |"
         in body
     )
-    assert "| roc_auc | threshold | 0.9123 | >= 0.8 | pass |" in body
+    assert r"| roc\_auc | threshold | 0.9123 | \>= 0.8 | pass |" in body
     assert "Largest slice gap: slice:country=DE = 0.0700 (pass)." in body
     assert "- data sha256: `" + "ab" * 32 + "`" in body and "- data: `s3://bucket/fraud/batch_7.csv`" in body
     assert f"[open v{version} in MLflow](http://mlflow.internal:5000/#/models/fraud/versions/{version})" in body
@@ -118,10 +118,33 @@ def test_a_hostile_report_cannot_break_out_of_its_table(client: Any, tmp_path: P
 
     row = next(line for line in body.splitlines() if line.startswith("| x"))
     assert row.startswith(
-        "| x \\| injected \\| column # heading | threshold | &lt;img src=x onerror=alert(1)> | 'code' y"
+        r"| x \| injected \| column \# heading | threshold | &lt;img src=x onerror=alert\(1\)\> | 'code' y"
     )
     assert row.count(" | ") == 5 and len(row) < 400
     assert "\n# heading" not in body and "<img" not in body
+
+
+def test_a_report_cannot_put_links_images_or_emphasis_on_the_form(client: Any, tmp_path: Path) -> None:
+    """Slice names come from data values: a value like ``[approve here](http://evil)`` must stay text."""
+    lure = {
+        **REPORT,
+        "checks": [
+            {
+                "name": "slice:[approve here](http://evil.example)",
+                "kind": "slice",
+                "status": "fail",
+                "value": 0.5,
+                "detail": "![](http://tracker.example/p.png) **passed** _ok_ ~~no~~",
+            }
+        ],
+    }
+    version = register(client, tmp_path, lure)
+
+    body = approval_body(read_evidence(client, MODEL, version, stage="champion"))
+
+    assert "[approve here](" not in body and "![](" not in body and "**passed**" not in body.split("\n", 1)[1]
+    assert r"slice:\[approve here\]\(http://evil.example\)" in body
+    assert r"\!\[\]\(http://tracker.example/p.png\) \*\*passed\*\* \_ok\_ \~\~no\~\~" in body
 
 
 @pytest.mark.parametrize(
@@ -151,7 +174,7 @@ def test_a_version_without_a_gate_report_is_refused(client: Any, tmp_path: Path)
 
 def test_cell_and_version_page() -> None:
     assert cell(float("nan")) == "nan" and cell(None) == "" and cell(0.123456) == "0.1235"
-    assert cell("a\\|b") == "a\\\\\\|b"
+    assert cell("a\\|b") == "a\\\\\\|b" and code("a`b\nc") == "a'b c"
     assert len(cell("z" * 1000)) == 240 and cell("z" * 1000).endswith("…")
     assert version_page(None, "m", "1") is None and version_page("file:///x", "m", "1") is None
     assert version_page("https://ml.example/", "a b/c", "2") == "https://ml.example/#/models/a%20b%2Fc/versions/2"

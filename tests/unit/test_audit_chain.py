@@ -7,6 +7,7 @@ SQLite and the local PostgreSQL (``postgres`` marker). The registry is a real ML
 
 from __future__ import annotations
 
+import functools
 import shutil
 import threading
 import uuid
@@ -19,13 +20,15 @@ import pytest
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, Text, create_engine, text
 
 from airflow_mlops import cli
-from airflow_mlops.deploy.audit import AuditTrail, verify
+from airflow_mlops.deploy.audit import AuditTrail
+from airflow_mlops.deploy.audit import verify as verify_settling
 from airflow_mlops.deploy.audit_chain import GENESIS, ChainHead, entry_hash
 from airflow_mlops.deploy.promotion import Deployments
 from airflow_mlops.vocabulary import Tag
 from live_airflow import create_database, drop_database, postgres_url
 
 MODEL = "fraud"
+verify = functools.partial(verify_settling, settle=0)  # nothing appends concurrently here: no second read
 
 
 @pytest.fixture(scope="module")
@@ -276,8 +279,8 @@ def test_concurrent_appends_keep_one_line(state_url: str) -> None:
     audit.dispose()
 
 
-def test_a_trail_from_before_the_chain_is_sealed_on_first_use(state_url: str) -> None:
-    """Rows written by a version without the chain get their hashes, in row order, the first time it opens."""
+def legacy_trail(state_url: str, rows: int = 2) -> Table:
+    """The state DB as a version without the chain left it: ``mlops_alias_events`` with ``rows`` champion moves."""
     old = MetaData()
     table = Table(
         "mlops_alias_events",
@@ -295,21 +298,64 @@ def test_a_trail_from_before_the_chain_is_sealed_on_first_use(state_url: str) ->
     engine = create_engine(state_url)
     old.create_all(engine)
     with engine.begin() as conn:
-        for day, (frm, to) in enumerate([(None, "1"), ("1", "2")], start=1):
-            when = datetime(2026, 1, day, 10, tzinfo=UTC)
+        for day in range(1, rows + 1):
             conn.execute(
                 table.insert().values(
-                    model=MODEL, alias="champion", from_version=frm, to_version=to, reason="old", actor="cli", ts=when
+                    model=MODEL,
+                    alias="champion",
+                    from_version=str(day - 1) if day > 1 else None,
+                    to_version=str(day),
+                    reason="old",
+                    actor="cli",
+                    ts=datetime(2026, 1, day, 10, tzinfo=UTC),
                 )
             )
     engine.dispose()
+    return table
+
+
+def test_a_trail_from_before_the_chain_is_sealed_on_first_use(state_url: str, client: Any) -> None:
+    """Rows written by a version without the chain get their hashes, in row order, the first time it opens; until
+    the model's next move the registry holds no head for them, and verify says so without failing."""
+    legacy_trail(state_url)
+    client.create_registered_model(MODEL)
     audit = AuditTrail(state_url)
     entries = audit.entries(MODEL)
     assert [(e.seq, e.to_version) for e in entries] == [(1, "1"), (2, "2")]
+    sealed = verify(audit, MODEL, client)
+    assert sealed.ok and "sealed on upgrade" in sealed.summary(), sealed.problems
+    audit.mirror_heads_to(client)
     audit.record(MODEL, "champion", "2", "3", reason="new", actor="cli")
-    report = verify(audit, MODEL, None)
-    assert report.ok and report.head is not None and report.head.seq == 3, report.problems
+    report = verify(audit, MODEL, client)
+    assert report.ok and report.head is not None and report.head.seq == 3 and not report.notes, report.problems
     assert AuditTrail(state_url).entries(MODEL) == audit.entries(MODEL)  # a second open seals nothing again
+    audit.dispose()
+
+
+def test_an_upgrade_interrupted_after_adding_the_columns_still_seals_only_the_old_rows(state_url: str) -> None:
+    """A process that added the columns died before sealing (or another process appended first): the rows written
+    before the upgrade are sealed under the head lock by whoever comes next; a row written without a hash after
+    the upgrade is never sealed, and verify names it."""
+    from airflow_mlops.deploy import audit as audit_module
+
+    table = legacy_trail(state_url)
+    engine = create_engine(state_url)
+    audit_module.metadata.create_all(engine)
+    assert audit_module._add_chain_columns(engine) == 2  # the columns, and the newest old row recorded
+    with engine.begin() as conn:  # then a row from an old-version process, after the upgrade
+        conn.execute(
+            table.insert().values(
+                model=MODEL, alias="champion", from_version="2", to_version="9", reason="late", actor="old worker",
+                ts=datetime(2026, 1, 5, tzinfo=UTC),
+            )
+        )  # fmt: skip
+    engine.dispose()
+    audit = AuditTrail(state_url)
+    audit.record(MODEL, "canary", None, "3", reason="new", actor="cli")
+    stored = audit.stored_entries(MODEL)
+    assert [(e.seq, e.to_version) for e in stored] == [(1, "1"), (2, "2"), (None, "9"), (3, "3")]
+    problem = verify(audit, MODEL, None).problems[0]
+    assert "is not sealed (no hash)" in problem and "by old worker" in problem
     audit.dispose()
 
 
@@ -351,6 +397,11 @@ def test_cli_audit_verify(deployments: Deployments, capsys: pytest.CaptureFixtur
     assert f"{MODEL}: audit chain BROKEN: entry #2 (row id {second}," in err and "(edited)" in err
     with pytest.raises(SystemExit):
         cli.main(["audit", "verify", "--state-db", url, "--tracking-uri", ""])
+    # the whole trail deleted: the registry still holds the model's head, so verifying "every model" finds it
+    sql(deployments, "DELETE FROM mlops_alias_events")
+    sql(deployments, "DELETE FROM mlops_audit_heads")
+    assert cli.main(["audit", "verify", "--state-db", url, "--tracking-uri", uri]) == 1
+    assert f"{MODEL}: audit chain BROKEN: the registry's audit head is entry #" in capsys.readouterr().err
 
 
 def test_a_chain_the_registry_never_confirmed_is_reported(state_url: str, client: Any) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -108,7 +109,18 @@ audit_heads = Table(
     Column("model", String(256), primary_key=True),
     Column("seq", Integer, nullable=False),
     Column("entry_hash", String(64), nullable=False),
+    # the head a trail from before the chain was sealed at (its registry tag could not exist yet)
+    Column("sealed_seq", Integer, nullable=True),
 )
+
+#: Facts about the trail itself; ``legacy_max_id``: the newest row written before the chain (sealed lazily).
+audit_meta = Table(
+    "mlops_audit_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", String(256), nullable=False),
+)
+LEGACY_MAX_ID = "legacy_max_id"
 
 model_locks = Table(
     "mlops_model_locks",
@@ -232,7 +244,8 @@ class AuditTrail:
         self._engine_kwargs = engine_kwargs
         self._engine: Engine | None = None
         self._init_lock = threading.Lock()
-        self._head_mirror: Callable[[str, ChainHead], None] | None = None
+        self._head_mirror: Callable[[str], None] | None = None
+        self._legacy_max_id = 0
 
     def __repr__(self) -> str:
         return f"AuditTrail({self.safe_url!r})"
@@ -264,29 +277,40 @@ class AuditTrail:
         else:
             kwargs.setdefault("pool_pre_ping", True)
         engine = _create_engine(self.url, **kwargs)
-        try:
-            metadata.create_all(engine)
-        except DBAPIError:
-            # Another process created the tables between our existence check and CREATE TABLE.
-            metadata.create_all(engine)
-        if _add_chain_columns(engine):
-            for model in _unsealed_models(engine):
-                self._seal(engine, model)
+        for attempt in range(5):
+            try:
+                metadata.create_all(engine)
+                break
+            except DBAPIError:
+                # another process created a table between our existence check and CREATE TABLE: check again
+                if attempt == 4:
+                    raise
+        self._legacy_max_id = _add_chain_columns(engine)
+        if self._legacy_max_id:
+            for model in _unsealed_models(engine, self._legacy_max_id):
+                self._seal_legacy(engine, model)
         return engine
 
     def mirror_heads_to(self, client: MlflowClient) -> None:
-        """Write each model's chain head as its registered-model tag ``mlops.audit_head`` at every append.
+        """Write each model's chain head as its registered-model tag ``mlops.audit_head`` after every append.
 
-        The tag is written while the append holds the model's head row, so concurrent appends mirror in
-        order. A failed write is logged, not raised (the action it records has happened); ``audit verify``
-        reports the entries the registry does not confirm, and the next append writes the tag again.
+        Written after the append commits (no registry call holds the database), then checked: when another
+        append moved the head meanwhile, the newer head is written, so the tag ends at the newest head. A
+        failed write is logged, not raised (the action it records has happened); ``audit verify`` reports
+        the entries the registry does not confirm, and the next append writes the tag again.
         """
 
-        def mirror(model: str, head: ChainHead) -> None:
+        def mirror(model: str) -> None:
+            written = None
             try:
-                client.set_registered_model_tag(model, Tag.AUDIT_HEAD, str(head))
+                for _ in range(5):
+                    head = self.head(model)
+                    if head is None or head == written:
+                        return
+                    client.set_registered_model_tag(model, Tag.AUDIT_HEAD, str(head))
+                    written = head
             except Exception as exc:
-                log.warning("%s: could not mirror audit head %s to the registry: %s", model, head, exc)
+                log.warning("%s: could not mirror its audit head to the registry: %s", model, exc)
 
         self._head_mirror = mirror
 
@@ -350,13 +374,15 @@ class AuditTrail:
             alias_events.c.to_version == str(version),
             alias_events.c.detail == canonical_detail(detail),
         )
-        with self.engine.connect() as conn:
-            recorded = conn.execute(same).mappings().first()
-        if recorded is not None:  # a retried task: the same answer is already in the chain
-            return _event(recorded)
-        return self.record(
-            model, stage, None, str(version), reason=comment or decision, actor=approver, kind=kind, detail=detail
-        )
+        recorded: list[AliasEvent] = []
+
+        def not_yet(conn: Connection) -> bool:  # checked under the head lock: two recordings append once
+            recorded.extend(_event(row) for row in conn.execute(same).mappings())
+            return not recorded
+
+        event = NewEvent(stage, None, str(version), comment or decision, approver, kind, detail)
+        appended = self._append(model, [event], before=not_yet)
+        return appended[0] if appended else recorded[0]
 
     def history(self, model: str, limit: int | None = None) -> list[AliasEvent]:
         """The model's alias moves and traffic changes, oldest first; with ``limit``, only the newest ``limit``."""
@@ -403,9 +429,24 @@ class AuditTrail:
 
     def stored_entries(self, model: str) -> list[StoredEntry]:
         """The model's rows exactly as stored, by row id (for verification)."""
+        return self.stored_chain(model)[0]
+
+    def stored_chain(self, model: str) -> tuple[list[StoredEntry], ChainHead | None, int | None]:
+        """The model's rows by row id, its head row and the seq it was sealed at after an upgrade (``None``:
+        never), read in one snapshot (PostgreSQL: repeatable read) so an append in between cannot mismatch them.
+        """
         query = select(alias_events).where(alias_events.c.model == model).order_by(alias_events.c.id)
-        with self.engine.connect() as conn:
-            return [_stored(row) for row in conn.execute(query).mappings()]
+        head_query = select(audit_heads.c.seq, audit_heads.c.entry_hash, audit_heads.c.sealed_seq).where(
+            audit_heads.c.model == model
+        )
+        options = {"isolation_level": "REPEATABLE READ"} if self.dialect == "postgresql" else {}
+        with self.engine.connect().execution_options(**options) as conn, conn.begin():
+            entries = [_stored(row) for row in conn.execute(query).mappings()]
+            row = conn.execute(head_query).first()
+        if row is None:
+            return entries, None, None
+        head = ChainHead(int(row[0]), str(row[1])) if row[0] else None
+        return entries, head, (int(row[2]) if row[2] is not None else None)
 
     def head(self, model: str) -> ChainHead | None:
         """The model's head row (``None``: no entry was ever appended)."""
@@ -455,11 +496,14 @@ class AuditTrail:
         for event in events:
             if event.kind not in KINDS:
                 raise ValueError(f"audit entry kind: got {event.kind!r}; expected one of {', '.join(KINDS)}")
+        engine = self.engine
         self._ensure_head_row(model)
-        with self.engine.begin() as conn:
+        with engine.begin() as conn:
+            head = self._lock_head(conn, model)
+            if self._legacy_max_id:  # rows an older version wrote: chained first, in row order
+                head = self._seal_rows(conn, model, head, self._legacy_max_id)
             if before is not None and not before(conn):
                 return []
-            head = self._lock_head(conn, model)
             when = _as_utc(ts) if ts is not None else utcnow()
             appended = []
             for event in events:
@@ -472,8 +516,8 @@ class AuditTrail:
                     .where(audit_heads.c.model == model)
                     .values(seq=head.seq, entry_hash=head.entry_hash)
                 )
-                if self._head_mirror is not None:
-                    self._head_mirror(model, head)
+        if appended and self._head_mirror is not None:
+            self._head_mirror(model)
         return appended
 
     @staticmethod
@@ -529,46 +573,59 @@ class AuditTrail:
             entry_hash=digest,
         )
 
-    def _seal(self, engine: Engine, model: str) -> int:
-        """Chain the model's rows written before the trail had a chain, in row order. Returns how many."""
+    def _seal_legacy(self, engine: Engine, model: str) -> None:
+        """Chain the model's rows written before the trail had a chain (right after the upgrade). No registry tag
+        is written: nothing confirmed these rows before; ``audit verify`` says so until the model's next append."""
         self._ensure_head_row(model, engine)
         with engine.begin() as conn:
-            head = self._lock_head(conn, model)
-            rows = list(
-                conn.execute(
-                    select(alias_events)
-                    .where(alias_events.c.model == model, alias_events.c.entry_hash.is_(None))
-                    .order_by(alias_events.c.id)
-                ).mappings()
-            )
-            for row in rows:
-                seq = head.seq + 1
-                digest = entry_hash(
-                    model=model,
-                    seq=seq,
-                    kind=ALIAS,
-                    alias=row["alias"],
-                    from_version=row["from_version"],
-                    to_version=row["to_version"],
-                    reason=row["reason"],
-                    actor=row["actor"],
-                    ts=_as_utc(row["ts"]),
-                    op_id=row["op_id"],
-                    detail=None,
-                    prev_hash=head.entry_hash,
-                )
-                conn.execute(
-                    update(alias_events)
-                    .where(alias_events.c.id == row["id"])
-                    .values(seq=seq, kind=ALIAS, prev_hash=head.entry_hash, entry_hash=digest)
-                )
-                head = ChainHead(seq, digest)
+            self._seal_rows(conn, model, self._lock_head(conn, model), self._legacy_max_id)
+
+    @staticmethod
+    def _seal_rows(conn: Connection, model: str, head: ChainHead, up_to_id: int) -> ChainHead:
+        """Under the head lock: give the model's unsealed rows up to row ``up_to_id`` (the newest row an older
+        version wrote before the upgrade) their place in the chain. Rows after it are never sealed: an unsealed
+        row there was written outside airflow-mlops, and ``audit verify`` names it."""
+        rows = list(
             conn.execute(
-                update(audit_heads).where(audit_heads.c.model == model).values(seq=head.seq, entry_hash=head.entry_hash)
+                select(alias_events)
+                .where(
+                    alias_events.c.model == model,
+                    alias_events.c.entry_hash.is_(None),
+                    alias_events.c.id <= up_to_id,
+                )
+                .order_by(alias_events.c.id)
+            ).mappings()
+        )
+        for row in rows:
+            seq = head.seq + 1
+            digest = entry_hash(
+                model=model,
+                seq=seq,
+                kind=ALIAS,
+                alias=row["alias"],
+                from_version=row["from_version"],
+                to_version=row["to_version"],
+                reason=row["reason"],
+                actor=row["actor"],
+                ts=_as_utc(row["ts"]),
+                op_id=row["op_id"],
+                detail=None,
+                prev_hash=head.entry_hash,
             )
+            conn.execute(
+                update(alias_events)
+                .where(alias_events.c.id == row["id"])
+                .values(seq=seq, kind=ALIAS, prev_hash=head.entry_hash, entry_hash=digest)
+            )
+            head = ChainHead(seq, digest)
         if rows:
+            conn.execute(
+                update(audit_heads)
+                .where(audit_heads.c.model == model)
+                .values(seq=head.seq, entry_hash=head.entry_hash, sealed_seq=head.seq)
+            )
             log.warning("%s: sealed %d audit entries written before the trail was a hash chain", model, len(rows))
-        return len(rows)
+        return head
 
     # -- intents of operations in flight ----------------------------------------------------------
 
@@ -662,13 +719,25 @@ def _version(value: str | int | None) -> str | None:
     return None if value is None else str(value)
 
 
-def verify(audit: AuditTrail, model: str, client: MlflowClient | None) -> ChainReport:
+def verify(audit: AuditTrail, model: str, client: MlflowClient | None, *, settle: float = 1.0) -> ChainReport:
     """Check ``model``'s chain in ``audit``; with ``client``, also against the head mirrored in its registry.
+
+    A chain that looks broken is read once more after ``settle`` seconds: an append that committed between
+    the two reads (its registry tag follows its commit) is not tampering.
 
     :raises mlflow.exceptions.MlflowException: the registry could not be read (other than: no such model).
     """
+    report = _verify_once(audit, model, client)
+    if not report.ok and settle > 0:
+        time.sleep(settle)
+        report = _verify_once(audit, model, client)
+    return report
+
+
+def _verify_once(audit: AuditTrail, model: str, client: MlflowClient | None) -> ChainReport:
     from mlflow.exceptions import MlflowException
 
+    entries, head, sealed_seq = audit.stored_chain(model)
     registry_head = None
     missing_model = False
     if client is not None:
@@ -680,22 +749,42 @@ def verify(audit: AuditTrail, model: str, client: MlflowClient | None) -> ChainR
             missing_model = True
     report = verify_chain(
         model,
-        audit.stored_entries(model),
-        stored_head=audit.head(model),
+        entries,
+        stored_head=head,
         registry_head=registry_head,
         registry_checked=client is not None,
+        sealed_seq=sealed_seq,
     )
     if missing_model and report.entries:
         report.problems.append(f"the registry has no model {model!r} to confirm its {report.entries} entries")
     return report
 
 
-def _add_chain_columns(engine: Engine) -> bool:
-    """Give a trail created before the hash chain its columns and index. Returns whether it had to."""
+def registry_models_with_heads(client: MlflowClient) -> list[str]:
+    """Registered models carrying an audit head tag (a model whose whole trail vanished still has one)."""
+    names, token = [], None
+    while True:
+        page = client.search_registered_models(max_results=1000, page_token=token)
+        names += [m.name for m in page if Tag.AUDIT_HEAD in (m.tags or {})]
+        token = page.token
+        if not token:
+            return names
+
+
+def _add_chain_columns(engine: Engine) -> int:
+    """Give a trail created before the hash chain its columns and index; return the newest row id written
+    before them (0: none), recorded once in ``mlops_audit_meta`` before any column is added, so every process
+    (also one that finds the columns already there) seals exactly the rows an older version wrote."""
     existing = {column["name"] for column in inspect(engine).get_columns(alias_events.name)}
     missing = [alias_events.c[name] for name in _CHAIN_COLUMNS if name not in existing]
-    if not missing:
-        return False
+    if missing:
+        with engine.connect() as conn:
+            newest = conn.execute(select(func.max(alias_events.c.id))).scalar() or 0
+        try:
+            with engine.begin() as conn:
+                conn.execute(insert(audit_meta).values(key=LEGACY_MAX_ID, value=str(newest)))
+        except IntegrityError:
+            pass  # another process recorded it first (the same rows: older versions write no chain columns)
     for column in missing:
         ddl = f"ALTER TABLE {alias_events.name} ADD COLUMN {column.name} {column.type.compile(engine.dialect)}"
         try:
@@ -710,13 +799,24 @@ def _add_chain_columns(engine: Engine) -> bool:
             index.create(engine, checkfirst=True)
         except DBAPIError:
             pass  # another process created it first
-    return True
+    with engine.connect() as conn:
+        recorded = conn.execute(select(audit_meta.c.value).where(audit_meta.c.key == LEGACY_MAX_ID)).scalar()
+    return int(recorded or 0)
 
 
-def _unsealed_models(engine: Engine) -> list[str]:
-    query = select(alias_events.c.model).where(alias_events.c.entry_hash.is_(None)).distinct()
+def _unsealed_models(engine: Engine, up_to_id: int) -> list[str]:
+    query = (
+        select(alias_events.c.model)
+        .where(alias_events.c.entry_hash.is_(None), alias_events.c.id <= up_to_id)
+        .distinct()
+    )
     with engine.connect() as conn:
         return sorted(row[0] for row in conn.execute(query))
+
+
+def _one_line(text: str) -> str:
+    """A cell of the printed trail: control characters and line breaks (e.g. in a comment) become spaces."""
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
 
 
 def format_history(events: Sequence[AliasEvent]) -> str:
@@ -728,8 +828,8 @@ def format_history(events: Sequence[AliasEvent]) -> str:
             event.alias if event.kind == ALIAS else f"{event.kind}:{event.alias}",
             event.from_version or "-",
             event.to_version or "-",
-            event.actor,
-            event.reason,
+            _one_line(event.actor),
+            _one_line(event.reason),
         )
         for event in events
     ]

@@ -144,6 +144,7 @@ class ChainReport:
     head: ChainHead | None
     registry_checked: bool
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -153,7 +154,8 @@ class ChainReport:
         if self.ok:
             where = "matches the registry" if self.registry_checked else "registry not checked"
             head = f"head {self.head.seq}:{self.head.entry_hash[:12]}" if self.head else "no entries"
-            return f"{self.model}: audit chain intact, {self.entries} entries, {head} ({where})"
+            notes = "".join(f"; {note}" for note in self.notes)
+            return f"{self.model}: audit chain intact, {self.entries} entries, {head} ({where}){notes}"
         return f"{self.model}: audit chain BROKEN: " + "; ".join(self.problems)
 
 
@@ -186,6 +188,7 @@ def verify_chain(
     stored_head: ChainHead | None,
     registry_head: str | None,
     registry_checked: bool = True,
+    sealed_seq: int | None = None,
 ) -> ChainReport:
     """Check one model's chain: every link, the database's head row, and the head mirrored in the registry.
 
@@ -193,8 +196,11 @@ def verify_chain(
     :param stored_head: The database's head row for the model (``None``: none).
     :param registry_head: The registered model's ``mlops.audit_head`` tag value (``None``: no tag).
     :param registry_checked: ``False`` when the registry was not read (``registry_head`` is then ignored).
+    :param sealed_seq: The entry a trail from before the chain was sealed at on upgrade (``None``: none). Until
+        the model's next append the registry holds no head for such a chain; that is noted, not a problem.
     """
     problems: list[str] = []
+    notes: list[str] = []
     broken, head = _walk(entries)
     if broken:
         problems.append(broken)
@@ -204,8 +210,14 @@ def verify_chain(
             "(entries deleted or appended without airflow-mlops)"
         )
     if registry_checked and not broken:
-        problems.extend(_registry_problems(entries, head, registry_head))
-    return ChainReport(model, len(entries), head, registry_checked, problems)
+        if registry_head is None and head is not None and head.seq == sealed_seq:
+            notes.append(
+                f"entries #1-#{head.seq} were written before the chain and sealed on upgrade: nothing confirms them "
+                "outside the database until the model's next move writes its registry head"
+            )
+        else:
+            problems.extend(_registry_problems(entries, head, registry_head))
+    return ChainReport(model, len(entries), head, registry_checked, problems, notes)
 
 
 def _registry_problems(entries: Sequence[StoredEntry], head: ChainHead | None, registry_head: str | None) -> list[str]:

@@ -42,9 +42,18 @@ def cell(value: Any, limit: int = MAX_CELL) -> str:
     text = " ".join(text.split())
     if len(text) > limit:
         text = text[: limit - 1] + "…"
-    for raw, safe in (("\\", "\\\\"), ("|", "\\|"), ("<", "&lt;"), ("`", "'")):
-        text = text.replace(raw, safe)
-    return text
+    text = text.replace("<", "&lt;").replace("`", "'")
+    # every markdown sign escaped: no link, image, emphasis or column break can come from a report's text
+    return "".join(f"\\{c}" if c in _MARKDOWN_SIGNS else c for c in text)
+
+
+_MARKDOWN_SIGNS = frozenset("\\|[]()*_~#!>")
+
+
+def code(value: Any, limit: int = MAX_CELL) -> str:
+    """``value`` for inside a code span (shown as typed, no markdown): one line, no backtick, bounded."""
+    text = " ".join(str(value).split()).replace("`", "'")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -202,7 +211,7 @@ def approval_body(evidence: Evidence) -> str:
     """The approval form's body (markdown): verdicts first, then failures, slices, drift, lineage, links."""
     e = evidence
     verdict = "**passed**" if e.gate_result == "passed" else "**FAILED**"
-    lines = [f"**{cell(e.model)} v{cell(e.version)} → `{cell(e.stage)}`?** Gate {verdict}."]
+    lines = [f"**{cell(e.model)} v{cell(e.version)} → `{code(e.stage)}`?** Gate {verdict}."]
     if e.failures:
         lines += ["", f"**{len(e.failures)} failing check(s):** " + ", ".join(cell(c.name) for c in e.failures)]
     shown = e.checks[:MAX_CHECKS]
@@ -221,9 +230,9 @@ def approval_body(evidence: Evidence) -> str:
         lines += ["", "#### Retrained for drift"]
         for run in e.drift_runs:
             features = ", ".join(f"{cell(name)} PSI {value:.3f}" for name, value in run.top_features) or "—"
-            lines.append(f"- monitoring run `{cell(run.run_id)}` ({cell(run.window)}): {cell(run.verdict)}; {features}")
-    lines += ["", "#### Lineage", *(f"- {key}: `{cell(value)}`" for key, value in e.lineage.items())]
-    lines.append(f"- training run: `{cell(e.run_id)}` (gate report: `{GATE_REPORT_JSON}` in its artifacts)")
+            lines.append(f"- monitoring run `{code(run.run_id)}` ({cell(run.window)}): {cell(run.verdict)}; {features}")
+    lines += ["", "#### Lineage", *(f"- {key}: `{code(value)}`" for key, value in e.lineage.items())]
+    lines.append(f"- training run: `{code(e.run_id)}` (gate report: `{GATE_REPORT_JSON}` in its artifacts)")
     if e.version_url:
         lines.append(f"- [open v{cell(e.version)} in MLflow]({e.version_url})")
     return "\n".join(lines) + "\n"

@@ -57,17 +57,15 @@ class ModelApprovalOperator(RolloutBaseOperator, ApprovalOperator):
         params = {k: given_params.get_param(k) for k in given_params} if isinstance(given_params, ParamsDict) else {}
         if isinstance(given_params, dict):
             params = dict(given_params)
-        params.setdefault(
-            COMMENT_PARAM,
-            Param(
+        if COMMENT_PARAM not in params or getattr(params[COMMENT_PARAM], "source", None) != "task":
+            params[COMMENT_PARAM] = Param(
                 "",
                 type=["null", "string"],
                 maxLength=MAX_COMMENT,
                 title="Comment",
                 description="Why you approve or reject (kept with your answer in the audit trail)",
                 source="task",
-            ),
-        )
+            )  # also over a DAG param of that name, which the form would not show
         kwargs["params"] = params
         kwargs.setdefault("defaults", ["Reject"])
         super().__init__(**kwargs)

@@ -38,7 +38,7 @@ __all__ = [
 
 #: The approval form's free-text field (a task param of the HITL form).
 COMMENT_PARAM = "comment"
-#: Longest comment kept (characters); a longer one is refused, not cut.
+#: Longest comment kept (characters); a longer one is cut, so a person's answer is never lost over it.
 MAX_COMMENT = 2000
 #: Who answered when nobody did: the approval timed out and took its default answer.
 TIMED_OUT = "nobody (timed out: default answer)"
@@ -102,19 +102,34 @@ class HumanAnswer:
         user = answer.get("responded_by_user") or {}
         if not isinstance(user, Mapping):
             raise RegistryError(f"{where}: responded_by_user: expected a mapping, got {user!r}")
-        approver = str(user.get("name") or user.get("id") or "").strip() or TIMED_OUT
+        # the user id, unique in Airflow's auth manager (a display name need not be)
+        approver = _printable(str(user.get("id") or user.get("name") or ""), one_line=True)[:256] or TIMED_OUT
         responded = answer.get("responded_at")
         responded_at = responded.isoformat() if isinstance(responded, datetime) else str(responded or "")
         params = answer.get("params_input") or {}
-        comment = params.get(COMMENT_PARAM) if isinstance(params, Mapping) else None
-        if comment is not None and not isinstance(comment, str):
-            raise RegistryError(f"{where}: params_input.{COMMENT_PARAM}: expected text, got {comment!r}")
-        comment = (comment or "").strip()
-        if len(comment) > MAX_COMMENT:
-            raise RegistryError(
-                f"{where}: params_input.{COMMENT_PARAM}: {len(comment)} characters; at most {MAX_COMMENT} are kept"
-            )
-        return cls(chosen == ["Approve"], approver, responded_at, comment)
+        return cls(chosen == ["Approve"], approver, responded_at, clean_comment(params.get(COMMENT_PARAM)))
+
+
+def _printable(text: str, *, one_line: bool = False) -> str:
+    """``text`` without control characters (no terminal escapes, no forged lines); newlines and tabs kept
+    unless ``one_line``."""
+    kept = "" if one_line else "\n\t"
+    cleaned = "".join(c if c.isprintable() or c in kept else " " for c in text)
+    return " ".join(cleaned.split()) if one_line else cleaned.strip()
+
+
+def clean_comment(raw: Any) -> str:
+    """The approval form's comment as kept: text (a number or other JSON value as its JSON text), printable,
+    at most :data:`MAX_COMMENT` characters (cut and marked). The REST API does not hold ``params_input`` to the
+    form's schema, so nothing about it is assumed; refusing it would lose the person's answer."""
+    if raw is None:
+        return ""
+    text = raw if isinstance(raw, str) else json.dumps(raw, default=str)
+    text = _printable(text)
+    if len(text) > MAX_COMMENT:
+        marker = " [cut]"
+        text = text[: MAX_COMMENT - len(marker)] + marker
+    return text
 
 
 def record_answer(
@@ -145,6 +160,8 @@ def record_answer(
         client.set_model_version_tag(model, version, Tag.APPROVED_AT, answer.responded_at)
         if answer.comment:
             client.set_model_version_tag(model, version, Tag.APPROVED_COMMENT, answer.comment)
+        elif Tag.APPROVED_COMMENT in (client.get_model_version(model, version).tags or {}):
+            client.delete_model_version_tag(model, version, Tag.APPROVED_COMMENT)  # not an earlier answer's
     audit.mirror_heads_to(client)
     return audit.record_decision(
         model,
