@@ -158,8 +158,21 @@ RULES = [
     ),
     pytest.param(
         MINIMAL + "gates:\n  slices: [{column: country, metric: roc_auc, max_gap: 0.1}]\n",
-        ["gates.slices[0].column: got 'country'; expected one of the features"],
+        ["gates.slices[0].column: got 'country'; expected one of the features or of data.audit_columns"],
         id="slice-column-not-a-feature",
+    ),
+    pytest.param(
+        MINIMAL.replace("  uri: data.csv\n", "  uri: data.csv\n  audit_columns: [gender, hour]\n"),
+        [
+            "data.audit_columns[1]: got 'hour'; expected a column that is neither a feature nor the target (an audit "
+            "column is never given to the model)"
+        ],
+        id="audit-column-is-a-feature",
+    ),
+    pytest.param(
+        MINIMAL.replace("  uri: data.csv\n", "  uri: data.csv\n  audit_columns: [gender, gender]\n"),
+        ["data.audit_columns: got ['gender', 'gender']; expected each column once"],
+        id="audit-column-twice",
     ),
     pytest.param(
         MINIMAL.replace("target: is_fraud", "target: amount"),

@@ -153,6 +153,9 @@ class DataConfig(_Strict):
     conn_id: str | None = None
     #: File format; inferred from the URI's suffix when omitted.
     format: Literal["csv", "parquet"] | None = None
+    #: Columns in the data that are deliberately not features (e.g. a protected attribute): never given to the
+    #: model, kept with the held-out rows so ``gates.slices`` can measure per-group metrics and gaps on them.
+    audit_columns: list[str] = Field(default_factory=list)
 
     @field_validator("uri")
     @classmethod
@@ -647,9 +650,23 @@ class ModelConfig(_Strict):
                 )
         if self.positive_class is not None and self.task != "classification":
             raise ValueError(f"positive_class: got {self.positive_class!r}; expected it only with task classification")
+        return self
+
+    @model_validator(mode="after")
+    def _audit_and_slice_columns(self) -> ModelConfig:
+        for i, column in enumerate(self.data.audit_columns):
+            if column in self.features.all or column == self.target:
+                raise ValueError(
+                    f"data.audit_columns[{i}]: got {column!r}; expected a column that is neither a feature nor the "
+                    "target (an audit column is never given to the model)"
+                )
+        if len(set(self.data.audit_columns)) != len(self.data.audit_columns):
+            raise ValueError(f"data.audit_columns: got {self.data.audit_columns}; expected each column once")
         for i, s in enumerate(self.gates.slices):
-            if s.column not in self.features.all:
-                raise ValueError(f"gates.slices[{i}].column: got {s.column!r}; expected one of the features")
+            if s.column not in self.features.all and s.column not in self.data.audit_columns:
+                raise ValueError(
+                    f"gates.slices[{i}].column: got {s.column!r}; expected one of the features or of data.audit_columns"
+                )
         return self
 
     @model_validator(mode="after")

@@ -25,10 +25,20 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class HoldOut:
-    """The held-out rows and what a model predicted for them."""
+    """The held-out rows: the model's inputs ``x``, the truth ``y`` and, aligned with them, the ``audit``
+    columns (``data.audit_columns``: in the data, never given to the model)."""
 
     x: pd.DataFrame
     y: pd.Series
+    audit: pd.DataFrame | None = None
+
+    def column(self, name: str) -> pd.Series:
+        """A feature or audit column of the held-out rows (a feature wins)."""
+        if name in self.x.columns:
+            return self.x[name]
+        if self.audit is not None and name in self.audit.columns:
+            return self.audit[name]
+        raise KeyError(f"held-out rows have no column {name!r} among the features or data.audit_columns")
 
 
 def _classes(model: Any, config: ModelConfig) -> ClassSet | None:
@@ -250,7 +260,7 @@ def slice_check(rule: SliceConfig, holdout: HoldOut, model: Any, config: ModelCo
 
     scores, labels = _scores(model, holdout.x, config)
     classes = _classes(model, config)
-    groups = holdout.x[rule.column].astype(str).to_numpy()
+    groups = holdout.column(rule.column).astype(str).to_numpy()
     y = holdout.y.to_numpy()
     per_group: dict[str, float] = {}
     for group in sorted(set(groups)):

@@ -183,7 +183,7 @@ def _train_and_gate(loaded: LoadedConfig, frame: pd.DataFrame, sample_rows: int)
     report = evaluate_gate(
         GateInputs(
             config=cfg,
-            holdout=HoldOut(split.x_test, split.y_test),
+            holdout=HoldOut(split.x_test, split.y_test, split.audit_test),
             candidate=outcome.model,
             champion=None,
             behaviour_cases=lambda: behaviour_cases(loaded),

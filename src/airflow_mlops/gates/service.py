@@ -135,7 +135,7 @@ def _evaluate(
     return evaluate_gate(
         GateInputs(
             config=cfg,
-            holdout=HoldOut(split.x_test, split.y_test),
+            holdout=HoldOut(split.x_test, split.y_test, split.audit_test),
             candidate=candidate,
             champion=champion,
             champion_version=champion_version,

@@ -40,6 +40,8 @@ class Split:
     y_test: pd.Series
     #: How the rows were split, for lineage (MLflow params ``split.*``).
     lineage: dict[str, str] = field(default_factory=dict)
+    #: The held-out rows' ``data.audit_columns`` (not features: the model never sees them), for slice gates.
+    audit_test: pd.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,8 @@ class TrainOutcome:
 def check_columns(df: pd.DataFrame, config: ModelConfig) -> None:
     """Fail with the missing column names before sklearn fails with a less helpful message."""
     split_columns = [c for c in (config.evaluation.time_column, config.evaluation.group_column) if c]
-    missing = [c for c in [*config.features.all, config.target, *split_columns] if c not in df.columns]
+    named = [*config.features.all, config.target, *split_columns, *config.data.audit_columns]
+    missing = [c for c in named if c not in df.columns]
     if missing:
         raise DataError(
             f"data is missing columns {missing} named in the config; it has {len(df.columns)} columns: "
@@ -102,7 +105,8 @@ def split_data(df: pd.DataFrame, config: ModelConfig) -> Split:
     x[config.features.numeric] = x[config.features.numeric].astype("float64")
     y = df[config.target]
     train, test, lineage = _held_out(df, config)
-    return Split(x.iloc[train], x.iloc[test], y.iloc[train], y.iloc[test], lineage)
+    audit = df[config.data.audit_columns].iloc[test] if config.data.audit_columns else None
+    return Split(x.iloc[train], x.iloc[test], y.iloc[train], y.iloc[test], lineage, audit)
 
 
 def _held_out(df: pd.DataFrame, config: ModelConfig) -> tuple[Any, Any, dict[str, str]]:
