@@ -193,10 +193,49 @@ def _audit_command(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     return audit_verify(args.model, None if args.no_registry else args.tracking_uri, args.state_db)
 
 
+def print_card(model: str, which: str, config_dir: Path, tracking_uri: str, html: bool) -> int:
+    """``card``: the model card of a version (a number) or of the version an alias points at (``@champion``)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from airflow_mlops.config.loader import load_config
+    from airflow_mlops.exceptions import MlopsError
+    from airflow_mlops.registry.card import CardText, build_card, render_html, render_markdown
+
+    path = next((p for p in (config_dir / f"{model}.yaml", config_dir / f"{model}.yml") if p.is_file()), None)
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        text = CardText.from_config(load_config(path).config) if path else CardText()
+        if which.startswith("@"):
+            version = str(client.get_model_version_by_alias(model, which[1:]).version)
+        elif which.isdigit():
+            version = which
+        else:
+            print(f"card: version: got {which!r}; expected a number or @alias (e.g. @champion)", file=sys.stderr)
+            return 2
+        card = build_card(client, model, version, text)
+    except (MlflowException, MlopsError) as exc:
+        print(f"card: {model} {which}: {exc}", file=sys.stderr)
+        return 1
+    if path is None:
+        print(
+            f"card: no config {config_dir / model}.yaml: the card has no intended use or limitations", file=sys.stderr
+        )
+    print(render_html(card) if html else render_markdown(card), end="")
+    return 0
+
+
+def _card_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if not args.tracking_uri:
+        parser.error("card: --tracking-uri (or MLFLOW_TRACKING_URI) is required")
+    return print_card(args.model, args.version, Path(args.config_dir), args.tracking_uri, args.html)
+
+
 #: The commands over the state database (locks, intents, audit trail).
 _STATE_COMMANDS: dict[str, Callable[[argparse.ArgumentParser, argparse.Namespace], int]] = {
     "intents": lambda parser, args: intents(args.action, args.model, args.op_id, args.state_db),
     "audit": _audit_command,
+    "card": _card_command,
     "status": lambda parser, args: _status_command(parser, args),
 }
 
@@ -403,6 +442,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     verify.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"), help="MLflow tracking URI")
     verify.add_argument("--state-db", default=None, help=f"SQLAlchemy URL (default: {_STATE_DB_HELP})")
     verify.add_argument("--no-registry", action="store_true", help="do not compare with the registry's audit heads")
+    card = sub.add_parser("card", help="print a version's model card (markdown, or --html)")
+    card.add_argument("model")
+    card.add_argument("version", nargs="?", default="@champion", help="a version number or @alias (default: @champion)")
+    card.add_argument("--config-dir", default="dags/configs", help="folder of model configs (default: %(default)s)")
+    card.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"), help="MLflow tracking URI")
+    card.add_argument("--html", action="store_true", help="the HTML page instead of markdown")
     history = sub.add_parser("history", help="print a model's audit trail (alias moves, approvals, rejections)")
     history.add_argument("model")
     history.add_argument("--state-db", default=None, help=f"SQLAlchemy URL (default: {_STATE_DB_HELP})")

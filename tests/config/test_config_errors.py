@@ -41,7 +41,7 @@ estimator:
 """
 
 TOP_LEVEL_FIELDS = (
-    "['approval', 'data', 'description', 'estimator', 'evaluation', 'expectations', 'features', 'gates', "
+    "['approval', 'card', 'data', 'description', 'estimator', 'evaluation', 'expectations', 'features', 'gates', "
     "'mlflow_conn_id', 'monitoring', 'name', 'owner', 'positive_class', 'resources', 'retraining', 'rollout', "
     "'schedule', 'serving', 'tags', 'target', 'task', 'training']"
 )

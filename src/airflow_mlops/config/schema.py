@@ -329,6 +329,15 @@ class GatesConfig(_Strict):
     slices: list[SliceConfig] = Field(default_factory=list)
 
 
+class CardConfig(_Strict):
+    """What a person says about the model on every version's model card (the rest of the card is measured)."""
+
+    #: What the model is for and who relies on its answers.
+    intended_use: str = ""
+    #: Known limits: populations, inputs or uses it was not built or checked for.
+    limitations: list[str] = Field(default_factory=list)
+
+
 class ApprovalConfig(_Strict):
     required: bool = False
     #: Airflow user ids allowed to answer; empty means any user with access to the DAG.
@@ -622,6 +631,7 @@ class ModelConfig(_Strict):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     gates: GatesConfig = Field(default_factory=GatesConfig)
     approval: ApprovalConfig = Field(default_factory=ApprovalConfig)
+    card: CardConfig = Field(default_factory=CardConfig)
     rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)

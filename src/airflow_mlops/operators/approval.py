@@ -104,6 +104,7 @@ class ModelApprovalOperator(RolloutBaseOperator, ApprovalOperator):
             self.log.info(
                 "%s v%s %s by %s before %s", self.model, version, answer.decision, answer.approver, self.stage
             )
+            self.write_card(client, version)
             if answer.approved:
                 return super().execute_complete(context, event)
             reason = f"rejected at {self.task_id} by {answer.approver}" + (

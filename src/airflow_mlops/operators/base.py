@@ -111,6 +111,14 @@ class MlopsBaseOperator(BaseOperator):
         """The registered model name: ``model_name``, else the config's ``name``."""
         return str(self.model_name) if self.model_name else self.loaded.name
 
+    def write_card(self, client: MlflowClient, version: str | int) -> None:
+        """(Re)write ``version``'s model card (:mod:`airflow_mlops.registry.card`) with this model's config."""
+        from airflow_mlops.registry.card import CardText, write_card
+
+        text = CardText.from_config(self.loaded.config) if self.has_config else CardText()
+        write_card(client, self.model, version, text)
+        self.log.info("model card of %s v%s written", self.model, version)
+
     def from_config(self, explicit: T | None, read: Callable[[LoadedConfig], T], what: str) -> T:
         """``explicit`` when given, else what ``read`` takes from the model config (``what`` names it)."""
         if explicit is not None:

@@ -33,6 +33,8 @@ class GateModelOperator(MlopsBaseOperator):
             outcome = gate_version(
                 client, self.loaded, run_id, lambda: self.read_verified_data(client, run_id), model=self.model
             )
+            if outcome.version is not None:
+                self.write_card(client, outcome.version)  # passed or not: the card says what the gate found
         self.mlflow_link_info = {"mlflow_run_id": run_id, "version": outcome.version}
         self.log.info("Gate report for %s v%s:\n%s", self.model, outcome.version, outcome.report.to_markdown())
         if not outcome.passed:

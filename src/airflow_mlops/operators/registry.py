@@ -56,6 +56,7 @@ class RecordApprovalOperator(MlopsBaseOperator):
                 answer=answer,
                 dag_run=f"{self.dag_id}/{context['dag_run'].run_id}",
             )
+            self.write_card(client, version.version)
         self.log.info("%s v%s approved by %s at %s", self.model, version.version, answer.approver, answer.responded_at)
         return {"version": str(version.version), "approved_by": answer.approver, "approved_at": answer.responded_at}
 

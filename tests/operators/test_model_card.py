@@ -1,0 +1,105 @@
+"""Every gated version carries a model card (markdown + HTML in its run), kept current by approvals and the monitor.
+
+The real operators train, register and gate a version of the fraud example into a local MLflow store; the card
+is read back from the run's artifacts as a reader would.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_mlops import cli
+from airflow_mlops.monitoring.verdicts import monitoring_experiment
+from airflow_mlops.operators.registry import RecordApprovalOperator
+from airflow_mlops.registry.card import CARD_HTML, CARD_MARKDOWN, CardText, write_card
+from airflow_mlops.vocabulary import Tag
+from support import context, train_version
+
+CARD = {
+    "card": {
+        "intended_use": "Rank card transactions for the fraud team's manual review queue.",
+        "limitations": ["Not checked on corporate cards.", "Amounts above 10,000 are rare in training."],
+    }
+}
+
+
+def artifact(client: Any, run_id: str, path: str, tmp_path: Path) -> str:
+    return Path(client.download_artifacts(run_id, path, str(tmp_path))).read_text()
+
+
+@pytest.fixture
+def trained(workspace: Any, tmp_path: Path) -> tuple[Path, str]:
+    config = workspace.write_config("fraud", CARD)
+    return config, train_version(config, "manual__card_1")
+
+
+def test_the_gate_writes_the_card_with_what_people_wrote_and_what_was_measured(
+    workspace: Any, trained: tuple[Path, str], tmp_path: Path
+) -> None:
+    _, version = trained
+    client = workspace.client()
+    registered = client.get_model_version("fraud", version)
+
+    card = artifact(client, registered.run_id, CARD_MARKDOWN, tmp_path)
+
+    assert card.startswith(f"# Model card: fraud v{version}\n")
+    assert "- intended use: Rank card transactions for the fraud team's manual review queue." in card
+    assert "  - Not checked on corporate cards." in card
+    assert f"- data sha256: `{registered.tags[Tag.DATA_SHA256]}`" in card
+    assert f"- config sha256: `{registered.tags[Tag.CONFIG_SHA256]}`" in card
+    assert "| estimator | sklearn.linear\\_model.LogisticRegression |" in card
+    assert "| n\\_train |" in card and "| roc\\_auc |" in card
+    assert "Result: **passed**" in card and "### Per-slice metrics\n- slice:" in card
+    assert "## Approvals\nnone recorded" in card and "no monitoring run of this version yet" in card
+    html = artifact(client, registered.run_id, CARD_HTML, tmp_path / "html")
+    assert html.startswith("<!doctype html>") and "Not checked on corporate cards." in html
+
+
+def test_an_approval_and_a_monitoring_run_update_the_card(
+    workspace: Any, trained: tuple[Path, str], tmp_path: Path
+) -> None:
+    config, version = trained
+    client = workspace.client()
+    answer = {
+        "chosen_options": ["Approve"],
+        "params_input": {"comment": "ok <script>alert(1)</script> [x](http://evil)"},
+        "responded_at": datetime(2026, 12, 7, 12, 0, tzinfo=UTC),
+        "responded_by_user": {"id": "alice", "name": "Alice"},
+    }
+    RecordApprovalOperator(task_id="r", config_path=str(config), answer=answer).execute(
+        context(run_id="manual__card_1")
+    )
+    experiment = client.create_experiment(monitoring_experiment("fraud"))
+    window = client.create_run(
+        experiment,
+        tags={Tag.CHAMPION: version, Tag.DRIFT_ACT: "true", Tag.WINDOW_START: "10:00", Tag.WINDOW_END: "11:00"},
+    )
+    for name, value in {"rows": 1200.0, "drifted_share": 0.5, "live_roc_auc": 0.81}.items():
+        client.log_metric(window.info.run_id, name, value)
+    write_card(client, "fraud", version, CardText(intended_use="x"))  # what the monitor does after its run
+
+    run_id = client.get_model_version("fraud", version).run_id
+    card = artifact(client, run_id, CARD_MARKDOWN, tmp_path)
+    assert "| challenger | approved | alice | 2026-12-07T12:00:00+00:00 | ok &lt;script" in card
+    assert "<script>" not in card and "[x](" not in card
+    assert f"- latest monitoring run `{window.info.run_id}` (10:00 to 11:00): drift" in card
+    assert "- live\\_roc\\_auc: 0.8100" in card and "- rows in the window: 1200.0000" in card
+    html = artifact(client, run_id, CARD_HTML, tmp_path / "html")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>" not in html
+
+
+def test_cli_card(workspace: Any, trained: tuple[Path, str], capsys: pytest.CaptureFixture[str]) -> None:
+    _, version = trained
+    uri, configs = workspace.tracking_uri, str(workspace.config_dir)
+    assert cli.main(["card", "fraud", version, "--tracking-uri", uri, "--config-dir", configs]) == 0
+    assert capsys.readouterr().out.startswith(f"# Model card: fraud v{version}\n")
+    assert cli.main(["card", "fraud", "@champion", "--tracking-uri", uri, "--config-dir", configs]) == 1
+    assert "card: fraud @champion:" in capsys.readouterr().err  # no champion yet
+    workspace.client().set_registered_model_alias("fraud", "champion", version)
+    assert cli.main(["card", "fraud", "--html", "--tracking-uri", uri, "--config-dir", configs]) == 0
+    assert "<h1>Model card: fraud v" in capsys.readouterr().out
+    assert cli.main(["card", "fraud", "latest", "--tracking-uri", uri, "--config-dir", configs]) == 2
