@@ -387,6 +387,7 @@ def test_a_user_without_access_to_the_models_dags_sees_no_model(
     assert ui.get("/api/models", headers=bearer(nobody)).json()["models"] == []
     assert ui.get("/api/models/fraud", headers=bearer(nobody)).status_code == 403
     assert ui.get("/models/fraud", headers=bearer(nobody)).status_code == 403
+    assert ui.get("/models/fraud/versions/1/card", headers=bearer(nobody)).status_code == 403
     assert "fraud" not in ui.get("/", headers=bearer(nobody)).text
 
 
@@ -517,6 +518,27 @@ def test_list_and_model_pages_show_state_gate_drift_audit_charts_and_links(deplo
 
 
 @pytest.mark.integration
+def test_each_version_links_to_its_model_card_served_with_a_strict_policy(deployed: Any, ui: Any, token: str) -> None:
+    v1, _, v3 = deployed["v"]
+
+    html = ui.get("/models/fraud", headers=bearer(token)).text
+    assert f"href='fraud/versions/{v1}/card'>card</a>" in html
+
+    card = ui.get(f"/models/fraud/versions/{v1}/card", headers=bearer(token))
+    assert card.status_code == 200, card.text
+    nonce = re.search(r"style-src 'nonce-([^']+)'", card.headers["content-security-policy"]).group(1)  # type: ignore[union-attr]
+    assert f'<style nonce="{nonce}">' in card.text and card.headers["cache-control"] == "no-store"
+    assert f"<h1>Model card: fraud v{v1}</h1>" in card.text and "<code>champion</code>" in card.text
+    assert "Result: <b>passed</b>" in card.text
+    assert "<code>challenger</code>" in ui.get(f"/models/fraud/versions/{v3}/card", headers=bearer(token)).text
+    assert ui.get("/models/fraud/versions/99/card", headers=bearer(token)).status_code == 404
+    assert ui.get("/models/fraud/versions/latest/card", headers=bearer(token)).status_code == 404
+    assert ui.get("/models/nope/versions/1/card", headers=bearer(token)).status_code == 404
+    assert ui.get(f"/models/fraud/versions/{v1}/card").status_code == 401
+    assert_no_secrets(card.text)
+
+
+@pytest.mark.integration
 def test_mlflow_outage_is_shown_per_model_without_secrets(
     mlflow_conn: Any, ui: Any, token: str, monkeypatch: Any
 ) -> None:
@@ -555,7 +577,8 @@ def test_pending_approval_is_listed_with_a_link_to_airflows_required_actions(
         while time.monotonic() < deadline:
             listing = ui.get("/api/models", headers=bearer(token))
             pending = listing.json()["models"][0]["pending_approvals"] if listing.status_code == 200 else []
-            if pending:
+            # the request is written a moment before the task parks in awaiting_input: answer once it has
+            if pending and pending[0]["state"] == "awaiting_input":
                 seen["pending"], seen["html"] = pending, ui.get("/", headers=bearer(token)).text
                 seen["nobody"] = ui.get("/api/models/fraud", headers=bearer(token)).json()["model"]["pending_approvals"]
                 p = pending[0]

@@ -269,7 +269,8 @@ def render_markdown(card: ModelCard) -> str:
 
 _HTML = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Model card: {{ c.model }} v{{ c.version }}</title>
-<style>body{font:14px/1.5 system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em}
+<style{% if nonce %} nonce="{{ nonce }}"{% endif %}>
+body{font:14px/1.5 system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em}
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}
 .fail,.error{color:#b00020}.pass{color:#116611}code{background:#f3f3f3}</style></head><body>
 <h1>Model card: {{ c.model }} v{{ c.version }}</h1>
@@ -304,11 +305,12 @@ table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-
 """
 
 
-def render_html(card: ModelCard) -> str:
-    """The card as a standalone HTML page (Jinja2, autoescaped: nothing from MLflow becomes markup)."""
+def render_html(card: ModelCard, nonce: str | None = None) -> str:
+    """The card as a standalone HTML page (Jinja2, autoescaped: nothing from MLflow becomes markup); ``nonce``
+    marks its one inline style for a Content-Security-Policy (the Models page serves it so)."""
     from jinja2 import Environment
 
-    return Environment(autoescape=True).from_string(_HTML).render(c=card, t=card.text)
+    return Environment(autoescape=True).from_string(_HTML).render(c=card, t=card.text, nonce=nonce)
 
 
 def write_card(client: MlflowClient, model: str, version: str | int, text: CardText) -> ModelCard:

@@ -5,6 +5,7 @@ there are no unauthenticated routes: no OpenAPI/docs pages either):
 
 ``GET /``                   HTML list of the models the user may see
 ``GET /models/{name}``      HTML page of one model, with charts (``?hours=1..168`` of traffic, default 24)
+``GET /models/{name}/versions/{version}/card``  the version's model card (HTML, built from MLflow on request)
 ``GET /api/models``         the list as JSON: ``{"models": [...], "config_errors": {...}}``
 ``GET /api/models/{name}``  one model as JSON: ``{"model": {...}, "versions": [...], "charts": {...}, ...}``
 
@@ -110,15 +111,40 @@ def _readable_errors(user: Any, errors: dict[str, str]) -> dict[str, str]:
     return {name: text for name, text in errors.items() if auth.can_read_dag(user, error_dag_id(Path(name)))}
 
 
-def _detail(user: Any, name: str, hours: int) -> ModelDetail:
-    from airflow_mlops.ui.sources import ModelSources, collect_approvals
-
+def _readable_config(user: Any, name: str) -> LoadedConfig:
     models, _ = _configs()
     loaded = next((m for m in models if m.name == name), None)
     if loaded is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no model config named {name!r}")
     if not auth.can_read_model(user, name):
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"not allowed to read the DAGs of model {name!r}")
+    return loaded
+
+
+def _card(user: Any, name: str, version: str, nonce: str) -> str:
+    """The version's model card, built from MLflow now (the run's stored card may predate the last answer)."""
+    from mlflow.exceptions import MlflowException
+
+    from airflow_mlops.hooks.mlflow import MlflowHook
+    from airflow_mlops.registry.card import CardText, build_card, render_html
+
+    loaded = _readable_config(user, name)
+    if not version.isdigit():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"{name}: no version {version!r} (versions are numbers)")
+    try:
+        client = MlflowHook(loaded.config.mlflow_conn_id).get_conn()
+        card = build_card(client, name, version, CardText.from_config(loaded.config))
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"{name}: no version {version} in MLflow") from exc
+        raise HTTPException(status.HTTP_502_BAD_GATEWAY, detail=f"{name}: MLflow could not be read") from exc
+    return render_html(card, nonce)
+
+
+def _detail(user: Any, name: str, hours: int) -> ModelDetail:
+    from airflow_mlops.ui.sources import ModelSources, collect_approvals
+
+    loaded = _readable_config(user, name)
     approvals, approvals_error = collect_approvals([loaded], lambda dag_id: auth.can_read_approvals(user, dag_id))
     sources = ModelSources(loaded, approvals=approvals[name], approvals_error=approvals_error)
     return sources.detail(hours, settings.ui_mlflow_deadline())
@@ -177,6 +203,11 @@ def create_app() -> FastAPI:
         detail = _detail(user, name, hours)
         nonce = secrets.token_urlsafe(16)
         return _html(render.model_page(detail, _all_approvals_url(), nonce), nonce)
+
+    @app.get("/models/{name}/versions/{version}/card", response_class=HTMLResponse, name="model_card")
+    def model_card(name: str, version: str, user: User) -> Response:
+        nonce = secrets.token_urlsafe(16)
+        return _html(_card(user, name, version, nonce), nonce)
 
     @app.get("/api/models", name="models_json")
     def models_json(user: User) -> Response:
