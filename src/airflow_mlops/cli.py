@@ -208,8 +208,8 @@ def print_card(model: str, which: str, config_dir: Path, tracking_uri: str, html
         text = CardText.from_config(load_config(path).config) if path else CardText()
         if which.startswith("@"):
             version = str(client.get_model_version_by_alias(model, which[1:]).version)
-        elif which.isdigit():
-            version = which
+        elif which.isascii() and which.isdigit():
+            version = str(int(which))
         else:
             print(f"card: version: got {which!r}; expected a number or @alias (e.g. @champion)", file=sys.stderr)
             return 2

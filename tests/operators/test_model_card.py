@@ -80,6 +80,8 @@ def test_an_approval_and_a_monitoring_run_update_the_card(
     )
     for name, value in {"rows": 1200.0, "drifted_share": 0.5, "live_roc_auc": 0.81}.items():
         client.log_metric(window.info.run_id, name, value)
+    client.set_terminated(window.info.run_id)  # a recorded window; a run still going (or FAILED) is not shown
+    unfinished = client.create_run(experiment, tags={Tag.CHAMPION: version, Tag.DRIFT_ACT: "false"})
     write_card(client, "fraud", version, CardText(intended_use="x"))  # what the monitor does after its run
 
     run_id = client.get_model_version("fraud", version).run_id
@@ -87,9 +89,29 @@ def test_an_approval_and_a_monitoring_run_update_the_card(
     assert "| challenger | approved | alice | 2026-12-07T12:00:00+00:00 | ok &lt;script" in card
     assert "<script>" not in card and "[x](" not in card
     assert f"- latest monitoring run `{window.info.run_id}` (10:00 to 11:00): drift" in card
+    assert unfinished.info.run_id not in card
     assert "- live\\_roc\\_auc: 0.8100" in card and "- rows in the window: 1200.0000" in card
     html = artifact(client, run_id, CARD_HTML, tmp_path / "html")
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>" not in html
+
+
+def test_a_card_that_cannot_be_written_does_not_stop_training(
+    workspace: Any, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The card is a view of evidence kept elsewhere: a failed write is logged, the gate's verdict stands."""
+    import airflow_mlops.registry.card as card_module
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("artifact store down")
+
+    monkeypatch.setattr(card_module, "write_card", broken)
+    config = workspace.write_config("fraud")
+    version = train_version(config, "manual__card_broken")
+    assert workspace.client().get_model_version("fraud", version).tags[Tag.GATE] == "passed"
+    logged = capfd.readouterr()  # Airflow's task logger writes to the console
+    assert (
+        f"model card of fraud v{version} not written: ConnectionError: artifact store down" in logged.out + logged.err
+    )
 
 
 def test_cli_card(workspace: Any, trained: tuple[Path, str], capsys: pytest.CaptureFixture[str]) -> None:

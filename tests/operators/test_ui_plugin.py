@@ -533,6 +533,10 @@ def test_each_version_links_to_its_model_card_served_with_a_strict_policy(deploy
     assert "<code>challenger</code>" in ui.get(f"/models/fraud/versions/{v3}/card", headers=bearer(token)).text
     assert ui.get("/models/fraud/versions/99/card", headers=bearer(token)).status_code == 404
     assert ui.get("/models/fraud/versions/latest/card", headers=bearer(token)).status_code == 404
+    assert ui.get("/models/fraud/versions/²/card", headers=bearer(token)).status_code == 404
+    assert (
+        f"<h1>Model card: fraud v{v1}</h1>" in ui.get(f"/models/fraud/versions/00{v1}/card", headers=bearer(token)).text
+    )
     assert ui.get("/models/nope/versions/1/card", headers=bearer(token)).status_code == 404
     assert ui.get(f"/models/fraud/versions/{v1}/card").status_code == 401
     assert_no_secrets(card.text)
@@ -558,7 +562,9 @@ def test_mlflow_outage_is_shown_per_model_without_secrets(
     assert listing.status_code == 200
     (fraud,) = listing.json()["models"]
     assert fraud["errors"] and fraud["errors"][0].startswith("MLflow")
-    assert_no_secrets(listing.text, ui.get("/", headers=bearer(token)).text)
+    card = ui.get("/models/fraud/versions/1/card", headers=bearer(token))
+    assert card.status_code == 502 and "fraud v1: MLflow" in card.text
+    assert_no_secrets(listing.text, ui.get("/", headers=bearer(token)).text, card.text)
 
 
 # -- pending approvals ----------------------------------------------------------------------------------

@@ -75,6 +75,22 @@ def test_the_same_model_on_fair_data_passes() -> None:
     assert {c.name for c in report.checks} == {"threshold:accuracy", "slice:group:accuracy"}
 
 
+def test_rows_missing_the_audit_value_are_a_group_of_their_own() -> None:
+    """However the column holds "missing" (NaN, None), those rows form one group, ``(missing)``."""
+    from airflow_mlops.config.schema import SliceConfig
+    from airflow_mlops.gates.checks import slice_check
+
+    df = people(unfair=False)
+    cfg = config(**GATES)
+    outcome = fit_and_evaluate(df, cfg)
+    audit = outcome.split.audit_test.copy()
+    audit.iloc[:100, 0] = None
+    audit.iloc[100:200, 0] = np.nan
+    rule = SliceConfig(column="group", metric="accuracy", max_gap=1.0, min_rows=10)
+    result = slice_check(rule, HoldOut(outcome.split.x_test, outcome.split.y_test, audit), outcome.model, cfg)
+    assert sorted(part.split("=")[0] for part in result.detail.split(", ")) == ["(missing)", "A", "B"]
+
+
 def test_audit_columns_must_be_in_the_data() -> None:
     from airflow_mlops.exceptions import DataError
 

@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
+#: The slice group of rows whose column is missing (e.g. an audit attribute nobody stated).
+MISSING_GROUP = "(missing)"
+
+
 @dataclass(frozen=True)
 class HoldOut:
     """The held-out rows: the model's inputs ``x``, the truth ``y`` and, aligned with them, the ``audit``
@@ -260,7 +264,9 @@ def slice_check(rule: SliceConfig, holdout: HoldOut, model: Any, config: ModelCo
 
     scores, labels = _scores(model, holdout.x, config)
     classes = _classes(model, config)
-    groups = holdout.column(rule.column).astype(str).to_numpy()
+    column = holdout.column(rule.column)
+    # a missing value is a group of its own, one name whatever the column's type (not "nan", "None", "<NA>")
+    groups = column.astype(object).where(column.notna(), MISSING_GROUP).astype(str).to_numpy()
     y = holdout.y.to_numpy()
     per_group: dict[str, float] = {}
     for group in sorted(set(groups)):

@@ -104,14 +104,12 @@ class ModelApprovalOperator(RolloutBaseOperator, ApprovalOperator):
             self.log.info(
                 "%s v%s %s by %s before %s", self.model, version, answer.decision, answer.approver, self.stage
             )
-            self.write_card(client, version)
-            if answer.approved:
-                return super().execute_complete(context, event)
-            reason = f"rejected at {self.task_id} by {answer.approver}" + (
-                f": {answer.comment}" if answer.comment else ""
-            )
-            if self.stage == Alias.CHALLENGER:  # not deployed yet: the registry is all there is to change
-                Deployments(client, audit).reject(self.model, version, actor=answer.approver, reason=reason)
-            else:
-                self.deployment_target(client).reject(self.model, version, actor=answer.approver, reason=reason)
+            if not answer.approved:
+                reason = f"rejected at {self.task_id} by {answer.approver}"
+                reason += f": {answer.comment}" if answer.comment else ""
+                if self.stage == Alias.CHALLENGER:  # not deployed yet: the registry is all there is to change
+                    Deployments(client, audit).reject(self.model, version, actor=answer.approver, reason=reason)
+                else:
+                    self.deployment_target(client).reject(self.model, version, actor=answer.approver, reason=reason)
+            self.write_card(client, version)  # last, and best effort: the decision has taken effect
         return super().execute_complete(context, event)

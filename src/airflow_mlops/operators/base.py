@@ -112,11 +112,19 @@ class MlopsBaseOperator(BaseOperator):
         return str(self.model_name) if self.model_name else self.loaded.name
 
     def write_card(self, client: MlflowClient, version: str | int) -> None:
-        """(Re)write ``version``'s model card (:mod:`airflow_mlops.registry.card`) with this model's config."""
+        """(Re)write ``version``'s model card (:mod:`airflow_mlops.registry.card`) with this model's config.
+
+        Best effort: the card is a view of evidence kept elsewhere (tags, gate report, audit chain), rewritten at
+        the next gate, answer or monitoring run; a failed write is logged and never stops the task's own work.
+        """
         from airflow_mlops.registry.card import CardText, write_card
 
-        text = CardText.from_config(self.loaded.config) if self.has_config else CardText()
-        write_card(client, self.model, version, text)
+        try:
+            text = CardText.from_config(self.loaded.config) if self.has_config else CardText()
+            write_card(client, self.model, version, text)
+        except Exception as exc:
+            self.log.warning("model card of %s v%s not written: %s: %s", self.model, version, type(exc).__name__, exc)
+            return
         self.log.info("model card of %s v%s written", self.model, version)
 
     def from_config(self, explicit: T | None, read: Callable[[LoadedConfig], T], what: str) -> T:

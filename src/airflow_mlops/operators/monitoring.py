@@ -184,10 +184,8 @@ class EvaluateDriftOperator(RolloutBaseOperator):
                     evidently=evidently,
                     skipped=skipped,
                 )
-                try:  # the champion's card gets this window; drift detection does not wait on it
+                if result.get("champion"):  # the champion's card gets this window (best effort)
                     self.write_card(client, str(result["champion"]))
-                except Exception as exc:
-                    self.log.warning("model card of %s v%s not updated: %s", cfg.name, result["champion"], exc)
         result["mlflow_run_id"], result["report"] = run_id, report
         if result.get("disagreement"):
             self.log.warning("evidently disagrees with our drift statistics: %s", result["disagreement"])

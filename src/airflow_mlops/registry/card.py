@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_mlops.gates.evidence import Check, cell, code, read_gate_report
@@ -95,6 +96,8 @@ class ModelCard:
     canary_percent: str | None = None
     live: Live | None = None
     problems: list[str] = field(default_factory=list)
+    #: When the card was built (UTC, ISO 8601): a stored card is a snapshot, e.g. of the aliases at that time.
+    built_at: str = ""
 
     @property
     def slices(self) -> list[Check]:
@@ -137,9 +140,11 @@ def _live(client: MlflowClient, model: str, version: str) -> Live | None:
     experiment = client.get_experiment_by_name(monitoring_experiment(model))
     if experiment is None:
         return None
+    if not version.isdigit():  # the filter below quotes it: only a version number goes in
+        return None
     runs = client.search_runs(
         [experiment.experiment_id],
-        filter_string=f"tags.`{Tag.CHAMPION}` = '{version}'",
+        filter_string=f"tags.`{Tag.CHAMPION}` = '{version}' and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"],
         max_results=1,
     )
@@ -159,8 +164,8 @@ def _live(client: MlflowClient, model: str, version: str) -> Live | None:
 
 def build_card(client: MlflowClient, model: str, version: str | int, text: CardText) -> ModelCard:
     """Gather ``model`` v``version``'s card from MLflow (a missing gate report is noted, not fatal)."""
-    version = str(version)
-    registered = client.get_model_version(model, version)
+    registered = client.get_model_version(model, str(version))
+    version = str(registered.version)  # as the registry spells it ("007" finds v7)
     tags = dict(registered.tags or {})
     run_id = str(registered.run_id or "")
     run = client.get_run(run_id) if run_id else None
@@ -207,6 +212,7 @@ def build_card(client: MlflowClient, model: str, version: str | int, text: CardT
         canary_percent=canary,
         live=_live(client, model, version),
         problems=problems,
+        built_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
 
 
@@ -221,7 +227,11 @@ def render_markdown(card: ModelCard) -> str:
     serving = ", ".join(f"`{code(a)}`" for a in c.aliases) or "not serving"
     if c.canary_percent:
         serving += f" (canary {cell(c.canary_percent)} %)"
-    out = [f"# Model card: {cell(c.model)} v{cell(c.version)}", "", f"**Serving:** {serving}"]
+    out = [
+        f"# Model card: {cell(c.model)} v{cell(c.version)}",
+        "",
+        f"**Serving:** {serving} (as of {cell(c.built_at)})",
+    ]
     out += ["", "## What it is", f"- description: {cell(t.description) or '—'}", f"- owner: {cell(t.owner) or '—'}"]
     out += [f"- intended use: {cell(t.intended_use) or '— (card.intended_use is not set)'}"]
     out += ["- limitations:" + ("" if t.limitations else " — (card.limitations is not set)")]
@@ -275,7 +285,7 @@ table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-
 .fail,.error{color:#b00020}.pass{color:#116611}code{background:#f3f3f3}</style></head><body>
 <h1>Model card: {{ c.model }} v{{ c.version }}</h1>
 <p><b>Serving:</b> {% for a in c.aliases %}<code>{{ a }}</code> {% else %}not serving{% endfor %}
-{% if c.canary_percent %}(canary {{ c.canary_percent }} %){% endif %}</p>
+{% if c.canary_percent %}(canary {{ c.canary_percent }} %){% endif %} (as of {{ c.built_at }})</p>
 <h2>What it is</h2><ul><li>description: {{ t.description or "—" }}</li><li>owner: {{ t.owner or "—" }}</li>
 <li>intended use: {{ t.intended_use or "— (card.intended_use is not set)" }}</li>
 <li>limitations:{% if not t.limitations %} — (card.limitations is not set){% endif %}<ul>
@@ -294,12 +304,18 @@ table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-
 <table><tr><th>check</th><th>kind</th><th>value</th><th>threshold</th><th>status</th><th>detail</th></tr>
 {% for k in c.checks %}<tr><td>{{ k.name }}</td><td>{{ k.kind }}</td><td>{{ k.value }}</td><td>{{ k.threshold }}</td>
 <td class="{{ k.status }}">{{ k.status }}</td><td>{{ k.detail }}</td></tr>{% endfor %}</table>
+<h3>Per-slice metrics</h3><ul>{% for k in c.slices %}<li>{{ k.name }}: gap {{ k.value }} ({{ k.status }});
+{{ k.detail }}</li>{% else %}<li>—</li>{% endfor %}</ul>
+<h3>Behaviour cases that failed</h3><ul>{% for k in c.behaviour_failures %}<li>{{ k.name }}: {{ k.detail }}</li>
+{% else %}<li>none</li>{% endfor %}</ul>
 <h2>Approvals</h2>{% if c.decisions %}<table><tr><th>before</th><th>decision</th><th>by</th><th>at</th>
 <th>comment</th></tr>{% for d in c.decisions %}<tr><td>{{ d.stage }}</td><td>{{ d.decision }}</td><td>{{ d.by }}</td>
 <td>{{ d.at }}</td><td>{{ d.comment }}</td></tr>{% endfor %}</table>{% else %}<p>none recorded</p>{% endif %}
 <h2>In production</h2>{% if c.live %}<ul><li>latest monitoring run <code>{{ c.live.run_id }}</code>
-({{ c.live.window }}): {{ c.live.drift }}</li>{% for k, v in c.live.metrics.items() %}<li>{{ k }}: {{ v }}</li>
-{% endfor %}</ul>{% else %}<p>no monitoring run of this version yet</p>{% endif %}
+({{ c.live.window }}): {{ c.live.drift }}</li>{% if c.live.rows is not none %}
+<li>rows in the window: {{ c.live.rows }}</li>{% endif %}
+{% for k, v in c.live.metrics.items() %}<li>{{ k }}: {{ v }}</li>{% endfor %}</ul>
+{% else %}<p>no monitoring run of this version yet</p>{% endif %}
 {% if c.problems %}<h2>Not available</h2><ul>{% for p in c.problems %}<li>{{ p }}</li>{% endfor %}</ul>{% endif %}
 </body></html>
 """

@@ -11,7 +11,8 @@ there are no unauthenticated routes: no OpenAPI/docs pages either):
 
 401: no or invalid token; 403: the user may not read the model's DAGs; 404: no such model config.
 MLflow is waited for at most ``[mlops] ui_mlflow_deadline`` seconds per page (default 10): a model not read by
-then shows the error ``MLflow did not answer within N s`` (see :mod:`airflow_mlops.ui.sources`).
+then shows the error ``MLflow did not answer within N s`` (a model card: 502 with it; see
+:mod:`airflow_mlops.ui.sources`).
 Responses never contain connection credentials (see :mod:`airflow_mlops.ui.data`), are not cached
 (``Cache-Control: no-store``) and HTML carries a strict Content-Security-Policy (nonce'd inline style
 and script only; no network fetches).
@@ -122,22 +123,19 @@ def _readable_config(user: Any, name: str) -> LoadedConfig:
 
 
 def _card(user: Any, name: str, version: str, nonce: str) -> str:
-    """The version's model card, built from MLflow now (the run's stored card may predate the last answer)."""
-    from mlflow.exceptions import MlflowException
-
-    from airflow_mlops.hooks.mlflow import MlflowHook
-    from airflow_mlops.registry.card import CardText, build_card, render_html
+    """The version's model card, built from MLflow now (the run's stored card may predate the last answer),
+    waited for at most ``[mlops] ui_mlflow_deadline`` seconds like every page."""
+    from airflow_mlops.registry.card import render_html
+    from airflow_mlops.ui.sources import card_within
 
     loaded = _readable_config(user, name)
-    if not version.isdigit():
+    if not (version.isascii() and version.isdigit()):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"{name}: no version {version!r} (versions are numbers)")
-    try:
-        client = MlflowHook(loaded.config.mlflow_conn_id).get_conn()
-        card = build_card(client, name, version, CardText.from_config(loaded.config))
-    except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"{name}: no version {version} in MLflow") from exc
-        raise HTTPException(status.HTTP_502_BAD_GATEWAY, detail=f"{name}: MLflow could not be read") from exc
+    card = card_within(loaded, str(int(version)), settings.ui_mlflow_deadline())
+    if card is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"{name}: no version {version} in MLflow")
+    if isinstance(card, str):
+        raise HTTPException(status.HTTP_502_BAD_GATEWAY, detail=f"{name} v{version}: {card}")
     return render_html(card, nonce)
 
 

@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from airflow_mlops.config.loader import LoadedConfig
     from airflow_mlops.deploy.audit import AuditTrail
     from airflow_mlops.hooks.mlflow import MlflowHook
+    from airflow_mlops.registry.card import ModelCard
 
 log = logging.getLogger(__name__)
 
@@ -476,6 +477,30 @@ def summaries_within(sources: Sequence[ModelSources], deadline: float) -> list[M
         result = _settled(read, deadline)
         out.append(source.unavailable(result) if isinstance(result, str) else result)
     return out
+
+
+def card_within(loaded: LoadedConfig, version: str, deadline: float) -> ModelCard | str | None:
+    """``version``'s model card, read on :data:`READERS` and waited for at most ``deadline`` seconds, like every
+    page; ``None`` when MLflow has no such version, the error text to show when it could not be read in time."""
+    from mlflow.exceptions import MlflowException
+
+    def read() -> ModelCard:
+        from airflow_mlops.hooks.mlflow import MlflowHook
+        from airflow_mlops.registry.card import CardText, build_card
+
+        hook = MlflowHook(loaded.config.mlflow_conn_id)
+        secrets = connection_secrets(hook)
+        card = build_card(hook.get_conn(), loaded.name, version, CardText.from_config(loaded.config))
+        return replace(card, problems=[redact(p, secrets) for p in card.problems])
+
+    until = time.monotonic() + deadline
+    future = READERS.submit(read)
+    READERS.wait([future], until)
+    if future is not None and future.done() and not future.cancelled():
+        exc = future.exception()
+        if isinstance(exc, MlflowException) and exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return None
+    return _settled(future, deadline)
 
 
 def _list_row(source: ModelSources) -> ModelSummary:
