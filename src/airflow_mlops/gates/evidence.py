@@ -154,6 +154,23 @@ def _drift_runs(client: MlflowClient, run_tags: Mapping[str, str]) -> list[Drift
     return found
 
 
+#: The lineage a reader is shown, by label: the version tags that say what it was trained from and on.
+LINEAGE_SHOWN = (
+    ("data", Tag.DATA_URI),
+    ("data sha256", Tag.DATA_SHA256),
+    ("config sha256", Tag.CONFIG_SHA256),
+    ("code", Tag.CODE_VERSION),
+    ("seed", Tag.SEED),
+    ("model sha256", Tag.MODEL_SHA256),
+    ("DAG run", Tag.DAG_RUN_ID),
+)
+
+
+def lineage_of(tags: Mapping[str, str]) -> dict[str, str]:
+    """A version's lineage tags, by label (those it has)."""
+    return {label: tags[tag] for label, tag in LINEAGE_SHOWN if tags.get(tag)}
+
+
 def version_page(ui_url: str | None, model: str, version: str) -> str | None:
     """The MLflow UI page of the version (``ui_url``: the UI's base, e.g. ``MlflowHook.ui_url``; ``None``: no UI)."""
     if not ui_url or not ui_url.startswith(("http://", "https://")):
@@ -175,18 +192,7 @@ def read_evidence(
     if not run_id:
         raise RegistryError(f"{where}: the version has no training run, so no gate report to show")
     result, checks = read_gate_report(client, run_id, where)
-    tags = dict(registered.tags or {})
-    lineage = {
-        key: tags[tag]
-        for key, tag in (
-            ("data", Tag.DATA_URI),
-            ("data sha256", Tag.DATA_SHA256),
-            ("config sha256", Tag.CONFIG_SHA256),
-            ("code", Tag.CODE_VERSION),
-            ("model sha256", Tag.MODEL_SHA256),
-        )
-        if tags.get(tag)
-    }
+    lineage = lineage_of(dict(registered.tags or {}))
     run_tags = dict(client.get_run(run_id).data.tags or {})
     return Evidence(
         model=model,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.gates.evidence import Check, cell, code, read_gate_report
+from airflow_mlops.gates.evidence import Check, cell, code, lineage_of, read_gate_report
 from airflow_mlops.vocabulary import Alias, Tag
 
 if TYPE_CHECKING:
@@ -176,19 +176,7 @@ def build_card(client: MlflowClient, model: str, version: str | int, text: CardT
         gate_result, checks = read_gate_report(client, run_id, f"{model} v{version}") if run_id else (None, [])
     except Exception as exc:  # a card still says what is known; the missing report is named on it
         problems.append(str(exc))
-    lineage = {
-        key: tags[tag]
-        for key, tag in (
-            ("data", Tag.DATA_URI),
-            ("data sha256", Tag.DATA_SHA256),
-            ("config sha256", Tag.CONFIG_SHA256),
-            ("code", Tag.CODE_VERSION),
-            ("seed", Tag.SEED),
-            ("model sha256", Tag.MODEL_SHA256),
-            ("DAG run", Tag.DAG_RUN_ID),
-        )
-        if tags.get(tag)
-    }
+    lineage = lineage_of(tags)
     training = {
         k: v
         for k, v in sorted(params.items())
