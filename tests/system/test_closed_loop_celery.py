@@ -12,7 +12,9 @@ The loop is the one of ``test_closed_loop.py`` (same rollout windows, same drift
 
 * the monitor counts both replicas' logged answers (its plan's row count is exactly what the two answered,
   plus the hour of clean traffic already logged before the test's traffic began);
-* the monitor's mapped hour partitions ran on both default-queue workers;
+* the monitor's mapped hour partitions ran on the default-queue workers, and both default workers ran tasks
+  of the loop (which worker takes which partition is Celery's choice: on a loaded machine one idle worker
+  took both, so that is not asserted);
 * ``train_model`` ran on the ``gpu`` worker and nothing else did, and no other worker ran ``train_model``;
 * the new champion was promoted once, whichever worker ran the rollout's tasks (the audit trail in PostgreSQL).
 
@@ -191,7 +193,8 @@ def test_the_loop_on_celery_workers_with_two_gateway_replicas(celery_env: dict[s
         # both replicas answered (assert_chain: the monitor counted every answer they logged, and the clean hour)
         assert len(outcome.answered_before_monitor) == 2, outcome.answered_before_monitor
 
-        # the monitor's hour partitions were mapped over both default-queue workers
+        # the monitor's hour partitions ran on the default-queue workers (which one takes which is Celery's
+        # choice: on a loaded machine one idle worker can take both), and both default workers took part in the loop
         summarized = {
             name: sorted(
                 t["map_index"]
@@ -202,7 +205,7 @@ def test_the_loop_on_celery_workers_with_two_gateway_replicas(celery_env: dict[s
         }
         mapped = sorted(summarized["w1"] + summarized["w2"])  # the clean hour and this one (a third near :00)
         assert len(mapped) >= 2 and mapped == list(range(len(mapped))) and not summarized["gpu"], summarized
-        assert summarized["w1"] and summarized["w2"], f"one worker summarized every hour: {summarized}"
+        assert taken["w1"] and taken["w2"], f"a default worker ran nothing: {taken}"
 
         # training went to the training queue's worker, and that worker took nothing else
         assert [(t["task_id"], t["queue"]) for t in taken["gpu"]] == [("train_model", TRAINING_QUEUE)], taken["gpu"]
