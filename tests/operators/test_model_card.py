@@ -32,7 +32,8 @@ def artifact(client: Any, run_id: str, path: str, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def trained(workspace: Any, tmp_path: Path) -> tuple[Path, str]:
+def trained(workspace: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
+    monkeypatch.setenv("AIRFLOW_MLOPS_STATE_DB", f"sqlite:///{tmp_path / 'state.db'}")  # its own audit trail
     config = workspace.write_config("fraud", CARD)
     return config, train_version(config, "manual__card_1")
 

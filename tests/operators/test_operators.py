@@ -127,9 +127,12 @@ def test_challenger_refused_until_gate_passes_then_set_once_with_event(workspace
     assert workspace.client().get_model_version_by_alias("fraud", "challenger").version in ("1", 1)
 
 
-def test_challenger_requires_recorded_approval_when_configured(workspace: Any) -> None:
+def test_challenger_requires_recorded_approval_when_configured(
+    workspace: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from datetime import datetime
 
+    monkeypatch.setenv("AIRFLOW_MLOPS_STATE_DB", f"sqlite:///{tmp_path / 'state.db'}")  # this test's own audit trail
     config = workspace.write_config("fraud")
     ctx = context()
     for cls in (FingerprintDataOperator, ValidateDataOperator, TrainModelOperator, RegisterModelOperator):
