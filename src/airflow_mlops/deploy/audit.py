@@ -735,12 +735,12 @@ def verify(audit: AuditTrail, model: str, client: MlflowClient | None, *, settle
 
 
 def _verify_once(audit: AuditTrail, model: str, client: MlflowClient | None) -> ChainReport:
-    from mlflow.exceptions import MlflowException
-
     entries, head, sealed_seq = audit.stored_chain(model)
     registry_head = None
     missing_model = False
     if client is not None:
+        from mlflow.exceptions import MlflowException  # only with a registry: mlflow takes seconds to import
+
         try:
             registry_head = (client.get_registered_model(model).tags or {}).get(Tag.AUDIT_HEAD)
         except MlflowException as exc:
