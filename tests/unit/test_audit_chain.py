@@ -194,7 +194,7 @@ def test_an_inserted_entry_with_a_valid_hash_is_not_confirmed_by_the_registry(de
         detail=None,
         prev_hash=head.entry_hash,
     )
-    digest = entry_hash(**fields)  # type: ignore[arg-type]
+    digest = entry_hash(fields)
     sql(
         deployments,
         "INSERT INTO mlops_alias_events (model, alias, from_version, to_version, reason, actor, ts, seq, kind, "
@@ -225,18 +225,20 @@ def test_a_chain_rewritten_as_a_whole_does_not_match_the_registry(deployments: D
         for entry in stored:
             reason = "rewritten" if entry.seq == 1 else entry.reason
             digest = entry_hash(
-                model=MODEL,
-                seq=entry.seq or 0,
-                kind=entry.kind or "alias",
-                alias=entry.alias,
-                from_version=entry.from_version,
-                to_version=entry.to_version,
-                reason=reason,
-                actor=entry.actor,
-                ts=entry.ts,
-                op_id=entry.op_id,
-                detail=entry.detail,
-                prev_hash=prev,
+                dict(
+                    model=MODEL,
+                    seq=entry.seq or 0,
+                    kind=entry.kind or "alias",
+                    alias=entry.alias,
+                    from_version=entry.from_version,
+                    to_version=entry.to_version,
+                    reason=reason,
+                    actor=entry.actor,
+                    ts=entry.ts,
+                    op_id=entry.op_id,
+                    detail=entry.detail,
+                    prev_hash=prev,
+                )
             )
             conn.execute(
                 text("UPDATE mlops_alias_events SET reason = :r, prev_hash = :p, entry_hash = :h WHERE id = :id"),

@@ -199,7 +199,7 @@ class PendingOp:
     created_at: datetime
 
 
-def _stored(row: RowMapping) -> StoredEntry:
+def _stored(row: RowMapping | Mapping[str, Any]) -> StoredEntry:
     return StoredEntry(
         id=int(row["id"]),
         model=row["model"],
@@ -218,7 +218,7 @@ def _stored(row: RowMapping) -> StoredEntry:
     )
 
 
-def _event(row: RowMapping) -> AliasEvent:
+def _event(row: RowMapping | Mapping[str, Any]) -> AliasEvent:
     s = _stored(row)
     detail = json.loads(s.detail) if s.detail else None
     return AliasEvent(
@@ -524,22 +524,7 @@ class AuditTrail:
     def _insert(
         conn: Connection, model: str, event: NewEvent, when: datetime, op_id: str | None, head: ChainHead
     ) -> AliasEvent:
-        seq, detail = head.seq + 1, canonical_detail(event.detail)
-        digest = entry_hash(
-            model=model,
-            seq=seq,
-            kind=event.kind,
-            alias=event.alias,
-            from_version=event.from_version,
-            to_version=event.to_version,
-            reason=event.reason,
-            actor=event.actor,
-            ts=when,
-            op_id=op_id,
-            detail=detail,
-            prev_hash=head.entry_hash,
-        )
-        values = {
+        values: dict[str, Any] = {
             "model": model,
             "alias": event.alias,
             "from_version": event.from_version,
@@ -548,30 +533,16 @@ class AuditTrail:
             "actor": event.actor,
             "ts": when,
             "op_id": op_id,
-            "seq": seq,
+            "seq": head.seq + 1,
             "kind": event.kind,
-            "detail": detail,
+            "detail": canonical_detail(event.detail),
             "prev_hash": head.entry_hash,
-            "entry_hash": digest,
         }
+        values["entry_hash"] = entry_hash(values)
         key = conn.execute(insert(alias_events).values(**values)).inserted_primary_key
         if key is None:  # pragma: no cover - every supported dialect reports the new id
             raise RuntimeError("the database did not report the id of the new audit row")
-        return AliasEvent(
-            id=int(key[0]),
-            model=model,
-            alias=event.alias,
-            from_version=event.from_version,
-            to_version=event.to_version,
-            reason=event.reason,
-            actor=event.actor,
-            ts=when,
-            op_id=op_id,
-            kind=event.kind,
-            detail=json.loads(detail) if detail else None,
-            seq=seq,
-            entry_hash=digest,
-        )
+        return _event({**values, "id": int(key[0])})
 
     def _seal_legacy(self, engine: Engine, model: str) -> None:
         """Chain the model's rows written before the trail had a chain (right after the upgrade). No registry tag
@@ -598,20 +569,7 @@ class AuditTrail:
         )
         for row in rows:
             seq = head.seq + 1
-            digest = entry_hash(
-                model=model,
-                seq=seq,
-                kind=ALIAS,
-                alias=row["alias"],
-                from_version=row["from_version"],
-                to_version=row["to_version"],
-                reason=row["reason"],
-                actor=row["actor"],
-                ts=_as_utc(row["ts"]),
-                op_id=row["op_id"],
-                detail=None,
-                prev_hash=head.entry_hash,
-            )
+            digest = entry_hash({**row, "seq": seq, "kind": ALIAS, "prev_hash": head.entry_hash})
             conn.execute(
                 update(alias_events)
                 .where(alias_events.c.id == row["id"])

@@ -57,37 +57,27 @@ def timestamp_text(ts: datetime) -> str:
     return value.isoformat(timespec="microseconds")
 
 
-def entry_hash(
-    *,
-    model: str,
-    seq: int,
-    kind: str,
-    alias: str,
-    from_version: str | None,
-    to_version: str | None,
-    reason: str,
-    actor: str,
-    ts: datetime,
-    op_id: str | None,
-    detail: str | None,
-    prev_hash: str,
-) -> str:
-    """sha256 (hex) over every field of an entry and the previous entry's hash."""
-    body = {
-        "layout": LAYOUT,
-        "model": model,
-        "seq": seq,
-        "kind": kind,
-        "alias": alias,
-        "from": from_version,
-        "to": to_version,
-        "reason": reason,
-        "actor": actor,
-        "ts": timestamp_text(ts),
-        "op_id": op_id,
-        "detail": detail,
-        "prev": prev_hash,
-    }
+#: What an entry's hash covers, by column name: its content, its place and the previous entry's hash.
+HASHED_FIELDS = (
+    "model",
+    "seq",
+    "kind",
+    "alias",
+    "from_version",
+    "to_version",
+    "reason",
+    "actor",
+    "ts",
+    "op_id",
+    "detail",
+    "prev_hash",
+)
+
+
+def entry_hash(fields: Mapping[str, Any]) -> str:
+    """sha256 (hex) over :data:`HASHED_FIELDS` of an entry (a row, or the values about to be inserted)."""
+    body = {"layout": LAYOUT, **{name: fields[name] for name in HASHED_FIELDS}}
+    body["ts"] = timestamp_text(fields["ts"])
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -114,20 +104,7 @@ class StoredEntry:
     def recomputed(self) -> str | None:
         if self.seq is None or self.kind is None or self.prev_hash is None:
             return None
-        return entry_hash(
-            model=self.model,
-            seq=self.seq,
-            kind=self.kind,
-            alias=self.alias,
-            from_version=self.from_version,
-            to_version=self.to_version,
-            reason=self.reason,
-            actor=self.actor,
-            ts=self.ts,
-            op_id=self.op_id,
-            detail=self.detail,
-            prev_hash=self.prev_hash,
-        )
+        return entry_hash({name: getattr(self, name) for name in HASHED_FIELDS})
 
     def describe(self) -> str:
         when = timestamp_text(self.ts)[:19].replace("T", " ")
