@@ -71,7 +71,7 @@ test: $(STAMP) tools browser prometheus lint docs
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not integration and not emulator and not postgres"
+	$(BIN)/python -m pytest -m "not integration and not emulator and not postgres and not slow"
 
 # Wheel + sdist into dist/ (isolated build; uv installs the backend, held to the lock). setuptools writes
 # src/*.egg-info while building: dropped again, for the same reason as in the venv target.

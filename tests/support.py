@@ -87,7 +87,8 @@ def run_answering(
 
 def toy_config(**sections: Any) -> Any:
     """A small in-memory ``ModelConfig`` (numeric ``a``, categorical ``c``, target ``y``); ``sections``
-    replace or add top-level sections (``task``, ``features``, ``monitoring``, ``gates`` ...)."""
+    replace or add top-level sections (``task``, ``features``, ``monitoring``, ``gates`` ...). Feature
+    attributions are off unless ``gates`` names them."""
     from airflow_mlops.config.schema import ModelConfig
 
     raw: dict[str, Any] = {
@@ -98,7 +99,10 @@ def toy_config(**sections: Any) -> Any:
         "features": {"numeric": ["a"], "categorical": ["c"]},
         "estimator": {"class": "sklearn.linear_model.LogisticRegression"},
     }
-    return ModelConfig.model_validate({**raw, **sections})
+    gates = dict(sections.get("gates") or {})
+    # SHAP or permutation importance costs seconds per gate: tests of attributions ask for them explicitly
+    gates.setdefault("attributions", {"method": "off"})
+    return ModelConfig.model_validate({**raw, **sections, "gates": gates})
 
 
 def train_version(config_path: Path, run_id: str) -> str:

@@ -84,7 +84,7 @@ RULES = [
         MINIMAL + "gates:\n  champions: {metric: roc_auc}\n",
         [
             "gates.champions: got {'metric': 'roc_auc'}; unknown field; "
-            "allowed fields here: ['behaviour', 'champion', 'slices', 'thresholds']"
+            "allowed fields here: ['attributions', 'behaviour', 'champion', 'slices', 'thresholds']"
         ],
         id="unknown-nested-field-lists-allowed-fields",
     ),

@@ -27,6 +27,11 @@ CARD = {
 }
 
 
+def attributions(method: str) -> dict[str, Any]:
+    """Feature attributions on few rows, to keep the gate quick."""
+    return {"gates": {"attributions": {"method": method, "rows": 60, "slice_rows": 20}}}
+
+
 def artifact(client: Any, run_id: str, path: str, tmp_path: Path) -> str:
     return Path(client.download_artifacts(run_id, path, str(tmp_path))).read_text()
 
@@ -34,7 +39,7 @@ def artifact(client: Any, run_id: str, path: str, tmp_path: Path) -> str:
 @pytest.fixture
 def trained(workspace: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
     monkeypatch.setenv("AIRFLOW_MLOPS_STATE_DB", f"sqlite:///{tmp_path / 'state.db'}")  # its own audit trail
-    config = workspace.write_config("fraud", CARD)
+    config = workspace.write_config("fraud", {**CARD, **attributions("permutation")})
     return config, train_version(config, "manual__card_1")
 
 
@@ -56,8 +61,32 @@ def test_the_gate_writes_the_card_with_what_people_wrote_and_what_was_measured(
     assert "| n\\_train |" in card and "| roc\\_auc |" in card
     assert "Result: **passed**" in card and "### Per-slice metrics\n- slice:" in card
     assert "## Approvals\nnone recorded" in card and "no monitoring run of this version yet" in card
+    assert "### What drives its answers\nMethod: **permutation** — how much roc\\_auc worsens" in card
+    assert "- merchant\\_category = " in card  # per group of the slice column
     html = artifact(client, registered.run_id, CARD_HTML, tmp_path / "html")
     assert html.startswith("<!doctype html>") and "Not checked on corporate cards." in html
+    assert "<h3>What drives its answers</h3>" in html and "Method: <b>permutation</b>" in html
+
+
+@pytest.mark.slow
+def test_with_shap_installed_the_card_shows_shap_attributions(
+    workspace: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``method: auto`` as users get it with the ``explain`` extra (installed in the test environment)."""
+    monkeypatch.setenv("AIRFLOW_MLOPS_STATE_DB", f"sqlite:///{tmp_path / 'state.db'}")
+    config = workspace.write_config("fraud", attributions("auto"))
+    version = train_version(config, "manual__card_shap")
+    client = workspace.client()
+    registered = client.get_model_version("fraud", version)
+
+    card = artifact(client, registered.run_id, CARD_MARKDOWN, tmp_path)
+
+    assert (
+        "### What drives its answers\nMethod: **shap** — mean \\|SHAP value\\| of the probability of the positive "
+        "class; " in card
+    )
+    html = artifact(client, registered.run_id, CARD_HTML, tmp_path / "html")
+    assert "Method: <b>shap</b>" in html
 
 
 def test_an_approval_and_a_monitoring_run_update_the_card(

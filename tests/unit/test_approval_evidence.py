@@ -79,6 +79,40 @@ def test_the_body_shows_every_verdict_the_champion_the_worst_slice_and_the_linea
     assert "Retrained for drift" not in body
 
 
+ATTRIBUTIONS = {
+    "method": "permutation",
+    "unit": "how much roc_auc worsens when the feature's values are shuffled (mean of 3)",
+    "rows": 200,
+    "seconds": 0.61,
+    "note": "",
+    "overall": [{"feature": f"f{i}", "value": 0.5 - i / 10, "spread": 0.01} for i in range(6)],
+    "groups": [
+        {"column": "country", "group": "FR", "rows": 50, "note": "", "features": [{"feature": "f3", "value": 0.2}]}
+    ],
+}
+
+
+def test_the_body_shows_the_five_features_that_drive_the_answers(client: Any, tmp_path: Path) -> None:
+    version = register(client, tmp_path, {**REPORT, "attributions": ATTRIBUTIONS})
+
+    body = approval_body(read_evidence(client, MODEL, version, stage="challenger"))
+
+    assert "#### What drives its answers\nMethod: **permutation** — how much roc\\_auc worsens" in body
+    assert "200 held-out rows explained in 0.61 s." in body
+    assert "| f0 | 0.5000 ± 0.0100 |" in body and "| f4 |" in body and "| f5 |" not in body
+    assert "… and 1 more features." in body and "- country = FR (50 rows): f3 0.2000" in body
+
+
+def test_attributions_that_are_not_the_gates_leave_them_out_not_the_form(client: Any, tmp_path: Path) -> None:
+    hostile = {**ATTRIBUTIONS, "overall": [{"feature": "f0", "value": "1e309"}]}
+    version = register(client, tmp_path, {**REPORT, "attributions": hostile})
+
+    evidence = read_evidence(client, MODEL, version, stage="challenger")
+
+    assert evidence.attributions is None and "What drives its answers" not in approval_body(evidence)
+    assert evidence.checks  # the verdicts are still there
+
+
 def test_the_drift_that_started_the_retrain_is_shown(client: Any, tmp_path: Path) -> None:
     experiment = client.create_experiment("monitor")
     monitor = client.create_run(

@@ -177,7 +177,12 @@ def test_the_templates_trigger_on_config_changes_with_the_whole_history() -> Non
 @pytest.mark.parametrize("template", ONE_FAST)
 def test_a_changed_config_is_validated_and_dry_gated_alone(template: str, repo: Path) -> None:
     base = git(repo, "rev-parse", "HEAD")
-    edit_config(repo, "diabetes", lambda raw: raw["estimator"]["params"].update(alpha=0.5))
+
+    def change(raw: dict[str, Any]) -> None:
+        raw["estimator"]["params"].update(alpha=0.5)
+        raw["gates"]["attributions"] = {"method": "permutation"}  # SHAP would cost seconds here
+
+    edit_config(repo, "diabetes", change)
     commit(repo, "diabetes: less regularisation")
 
     code, output = run_job(template, repo, base)
@@ -186,6 +191,7 @@ def test_a_changed_config_is_validated_and_dry_gated_alone(template: str, repo: 
     assert "changed model configs:\ndags/configs/diabetes.yaml\n" in output
     assert "ok   dags/configs/diabetes.yaml (diabetes)" in output
     assert "## Dry gate: dags/configs/diabetes.yaml (diabetes) — **PASSED**" in output
+    assert "## Feature attributions" in output and "Method: **permutation** — how much rmse worsens" in output
     assert "fraud" not in output  # the unchanged config is neither validated nor trained
     assert output.rstrip().endswith("dry gate: 1 of 1 config(s) passed")
 

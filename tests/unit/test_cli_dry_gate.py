@@ -47,6 +47,8 @@ def test_example_configs_pass(capsys: pytest.CaptureFixture[str]) -> None:
         assert re.search(rf"^\| {re.escape(check)} \| .* \| pass \|", out, re.MULTILINE), check
     assert err.endswith("dry gate: 2 of 2 config(s) passed\n")
     assert "FAIL" not in err
+    # the examples' attributions: method auto, so SHAP (the explain extra is installed for the tests)
+    assert out.count("## Feature attributions\n\nMethod: **shap** — mean \\|SHAP value\\| of ") == 2
 
 
 def test_a_threshold_no_candidate_can_meet_fails_and_names_the_check(
@@ -144,12 +146,13 @@ def test_one_bad_config_does_not_hide_the_others(workspace: Any, capsys: pytest.
 
 
 def test_data_uri_replaces_the_configs_data(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    workspace: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pd.read_csv(FRAUD_DATA).head(2000).to_csv(tmp_path / "small.csv", index=False)
     monkeypatch.chdir(tmp_path)
+    config = workspace.write_config("fraud")  # the example, attributions off (SHAP would cost seconds here)
 
-    assert main(["dry-gate", str(EXAMPLES / "fraud.yaml"), "--data-uri", "small.csv"]) == 0  # relative to cwd
+    assert main(["dry-gate", str(config), "--data-uri", "small.csv"]) == 0  # relative to cwd
 
     out = capsys.readouterr().out
     assert "- sample: 2000 of 2000 rows (all rows); trained on 1500, gated on 500 held-out rows" in out

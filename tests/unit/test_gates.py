@@ -462,6 +462,9 @@ def test_evaluate_gate_with_only_skipped_checks_passes() -> None:
 @pytest.fixture(scope="module")
 def fraud() -> tuple[ModelConfig, TrainOutcome]:
     config = load_config(EXAMPLES / "fraud.yaml").config
+    # the shipped gate's checks; attributions are tests/unit/test_attributions.py's (SHAP costs seconds)
+    off = config.gates.attributions.model_copy(update={"method": "off"})
+    config = config.model_copy(update={"gates": config.gates.model_copy(update={"attributions": off})})
     return config, fit_and_evaluate(generate_transactions(3000, seed=1), config)
 
 
@@ -598,6 +601,7 @@ def test_report_to_dict_and_json() -> None:
                 "detail": "",
             },
         ],
+        "attributions": None,
     }
     assert report.to_dict() == expected
     text = report.to_json()

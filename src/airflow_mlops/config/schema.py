@@ -322,11 +322,34 @@ class SliceConfig(_Strict):
     min_rows: int = Field(default=30, ge=1)
 
 
+class AttributionsConfig(_Strict):
+    """Which features drive the candidate's answers, in the gate report and on the card (evidence, not a check).
+
+    ``auto`` uses SHAP when the ``shap`` package is installed (``pip install airflow-mlops[explain]``) and
+    scikit-learn's permutation importance otherwise; ``shap`` asks for SHAP and falls back the same way, saying
+    so in the report. Cost is bounded by sampling: ``rows`` held-out rows overall, ``slice_rows`` per slice group.
+    """
+
+    method: Literal["auto", "shap", "permutation", "off"] = "auto"
+    #: Held-out rows explained (sampled) for the global importance.
+    rows: int = Field(default=200, ge=10, le=100_000)
+    #: Rows per group of each ``gates.slices`` column (sampled; groups below the slice's ``min_rows`` are left out).
+    slice_rows: int = Field(default=50, ge=10, le=100_000)
+    #: At most this many groups per slice column (the largest).
+    max_groups: int = Field(default=20, ge=1, le=200)
+    #: SHAP: background rows the masker draws replacement values from.
+    background: int = Field(default=20, ge=1, le=10_000)
+    #: Permutation importance: shuffles per feature (SHAP: one antithetic permutation per explained row).
+    repeats: int = Field(default=3, ge=1, le=50)
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
+
+
 class GatesConfig(_Strict):
     thresholds: list[ThresholdConfig] = Field(default_factory=list)
     champion: ChampionComparisonConfig | None = None
     behaviour: BehaviourConfig | None = None
     slices: list[SliceConfig] = Field(default_factory=list)
+    attributions: AttributionsConfig = Field(default_factory=AttributionsConfig)
 
 
 class CardConfig(_Strict):

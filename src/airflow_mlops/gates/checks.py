@@ -55,12 +55,25 @@ def _classes(model: Any, config: ModelConfig) -> ClassSet | None:
 def _scores(model: Any, x: pd.DataFrame, config: ModelConfig) -> tuple[np.ndarray, np.ndarray | None]:
     from airflow_mlops.training.trainer import predict_scores
 
-    return predict_scores(model, x, config.task, _classes(model, config))
+    scores, labels = predict_scores(model, x, config.task, _classes(model, config))
+    return scores, labels
 
 
 def _metric(model: Any, metric: str, x: pd.DataFrame, y: Any, config: ModelConfig) -> float:
     scores, labels = _scores(model, x, config)
     return compute_metric(metric, y, scores, labels, _classes(model, config))
+
+
+def metric_on(model: Any, metric: str, x: pd.DataFrame, y: Any, config: ModelConfig) -> float:
+    """``metric`` of ``model`` on rows ``x`` with truth ``y``."""
+    return _metric(model, metric, x, y, config)
+
+
+def group_labels(column: pd.Series) -> np.ndarray:
+    """Each row's slice group as a string; a missing value is a group of its own, one name whatever the
+    column's type (not "nan", "None", "<NA>")."""
+    labels: np.ndarray = column.astype(object).where(column.notna(), MISSING_GROUP).astype(str).to_numpy()
+    return labels
 
 
 def threshold_check(metrics: dict[str, float], rule: ThresholdConfig) -> CheckResult:
@@ -264,9 +277,7 @@ def slice_check(rule: SliceConfig, holdout: HoldOut, model: Any, config: ModelCo
 
     scores, labels = _scores(model, holdout.x, config)
     classes = _classes(model, config)
-    column = holdout.column(rule.column)
-    # a missing value is a group of its own, one name whatever the column's type (not "nan", "None", "<NA>")
-    groups = column.astype(object).where(column.notna(), MISSING_GROUP).astype(str).to_numpy()
+    groups = group_labels(holdout.column(rule.column))
     y = holdout.y.to_numpy()
     per_group: dict[str, float] = {}
     for group in sorted(set(groups)):
@@ -406,4 +417,13 @@ def evaluate_gate(inputs: GateInputs, *, model: str, version: str | None, run_id
         report.checks += _behaviour_results(inputs)
     for rule in gates.slices:
         report.checks += _slice_results(inputs, rule)
+    report.checks += guarded("attributions", "gate", partial(_attributions, inputs, report))
     return report
+
+
+def _attributions(inputs: GateInputs, report: GateReport) -> list[CheckResult]:
+    """Evidence, not a verdict; but one that cannot be produced fails the gate like any other error."""
+    from airflow_mlops.gates.attributions import explain
+
+    report.attributions = explain(inputs.candidate, inputs.holdout, inputs.config)
+    return []

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from airflow_mlops.exceptions import RegistryError
+from airflow_mlops.gates.attributions import Attributions, markdown_lines
 from airflow_mlops.vocabulary import Tag
 
 if TYPE_CHECKING:
@@ -91,6 +92,7 @@ class Evidence:
     lineage: dict[str, str]
     drift_runs: list[DriftRun] = field(default_factory=list)
     version_url: str | None = None
+    attributions: Attributions | None = None
 
     @property
     def failures(self) -> list[Check]:
@@ -120,8 +122,30 @@ def _checks(raw: Any, where: str) -> tuple[str, list[Check]]:
     return result, checks
 
 
-def read_gate_report(client: MlflowClient, run_id: str, where: str) -> tuple[str, list[Check]]:
-    """The gate result and checks of training run ``run_id``."""
+@dataclass(frozen=True)
+class StoredReport:
+    """A gate report as read back from a training run's artifacts."""
+
+    result: str
+    checks: list[Check]
+    attributions: Attributions | None = None
+    #: Why the report's attributions could not be read (the checks could), else empty.
+    problem: str = ""
+
+
+def _stored(raw: Any, where: str) -> StoredReport:
+    result, checks = _checks(raw, where)
+    found = raw.get("attributions")
+    if found is None:
+        return StoredReport(result, checks)
+    try:
+        return StoredReport(result, checks, Attributions.from_dict(found, where))
+    except (ValueError, TypeError) as exc:
+        return StoredReport(result, checks, problem=str(exc))
+
+
+def read_gate_report(client: MlflowClient, run_id: str, where: str) -> StoredReport:
+    """The gate result, checks and feature attributions of training run ``run_id``."""
     with tempfile.TemporaryDirectory(prefix="mlops-evidence-") as tmp:
         try:
             path = client.download_artifacts(run_id, GATE_REPORT_JSON, tmp)
@@ -131,7 +155,7 @@ def read_gate_report(client: MlflowClient, run_id: str, where: str) -> tuple[str
             raw = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise RegistryError(f"{where}: {GATE_REPORT_JSON} of run {run_id} is not readable JSON: {exc}") from exc
-    return _checks(raw, f"{where}: {GATE_REPORT_JSON} of run {run_id}")
+    return _stored(raw, f"{where}: {GATE_REPORT_JSON} of run {run_id}")
 
 
 def _drift_runs(client: MlflowClient, run_tags: Mapping[str, str]) -> list[DriftRun]:
@@ -191,7 +215,7 @@ def read_evidence(
     run_id = str(registered.run_id or "")
     if not run_id:
         raise RegistryError(f"{where}: the version has no training run, so no gate report to show")
-    result, checks = read_gate_report(client, run_id, where)
+    report = read_gate_report(client, run_id, where)
     lineage = lineage_of(dict(registered.tags or {}))
     run_tags = dict(client.get_run(run_id).data.tags or {})
     return Evidence(
@@ -199,9 +223,10 @@ def read_evidence(
         version=version,
         stage=stage,
         run_id=run_id,
-        gate_result=result,
-        checks=checks,
+        gate_result=report.result,
+        checks=report.checks,
         lineage=lineage,
+        attributions=report.attributions,
         drift_runs=_drift_runs(client, run_tags),
         version_url=version_page(ui_url, model, version),
     )
@@ -232,6 +257,8 @@ def approval_body(evidence: Evidence) -> str:
     if slices:
         worst = max(slices, key=lambda c: c.value if isinstance(c.value, int | float) else -math.inf)
         lines += ["", f"Largest slice gap: {cell(worst.name)} = {cell(worst.value)} ({cell(worst.status)})."]
+    if e.attributions is not None:
+        lines += ["", "#### What drives its answers", *markdown_lines(e.attributions, top=5, escape=cell)]
     if e.drift_runs:
         lines += ["", "#### Retrained for drift"]
         for run in e.drift_runs:

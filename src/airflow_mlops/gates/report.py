@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from airflow_mlops.gates.attributions import Attributions
 
 Status = Literal["pass", "fail", "skipped", "error"]
 
@@ -26,6 +29,8 @@ class GateReport:
     version: str | None
     run_id: str | None
     checks: list[CheckResult] = field(default_factory=list)
+    #: Which features drive the candidate's answers (``gates.attributions``); ``None`` when off or not reached.
+    attributions: Attributions | None = None
 
     @property
     def passed(self) -> bool:
@@ -49,6 +54,7 @@ class GateReport:
             "run_id": self.run_id,
             "result": "passed" if self.passed else "failed",
             "checks": checks,
+            "attributions": None if self.attributions is None else self.attributions.to_dict(),
         }
 
     def to_json(self) -> str:
@@ -61,4 +67,9 @@ class GateReport:
             value = f"{c.value:.4f}" if isinstance(c.value, float) else ("" if c.value is None else str(c.value))
             detail = c.detail.replace("|", "\\|").replace("\n", " ")
             rows.append(f"| {c.name} | {c.kind} | {value} | {c.threshold or ''} | {c.status} | {detail} |")
+        if self.attributions is not None:
+            from airflow_mlops.gates.attributions import markdown_lines
+            from airflow_mlops.gates.evidence import cell
+
+            rows += ["", "## Feature attributions", "", *markdown_lines(self.attributions, escape=cell)]
         return head + "\n".join(rows) + "\n"

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from airflow_mlops.gates.attributions import Attributions, markdown_lines
 from airflow_mlops.gates.evidence import Check, cell, code, lineage_of, read_gate_report
 from airflow_mlops.vocabulary import Alias, Tag
 
@@ -96,6 +97,7 @@ class ModelCard:
     canary_percent: str | None = None
     live: Live | None = None
     problems: list[str] = field(default_factory=list)
+    attributions: Attributions | None = None
     #: When the card was built (UTC, ISO 8601): a stored card is a snapshot, e.g. of the aliases at that time.
     built_at: str = ""
 
@@ -171,9 +173,12 @@ def build_card(client: MlflowClient, model: str, version: str | int, text: CardT
     run = client.get_run(run_id) if run_id else None
     params = dict(run.data.params) if run else {}
     problems: list[str] = []
-    gate_result, checks = None, []
+    gate_result, checks, attributions = None, [], None
     try:
-        gate_result, checks = read_gate_report(client, run_id, f"{model} v{version}") if run_id else (None, [])
+        if run_id:
+            report = read_gate_report(client, run_id, f"{model} v{version}")
+            gate_result, checks, attributions = report.result, report.checks, report.attributions
+            problems += [report.problem] if report.problem else []
     except Exception as exc:  # a card still says what is known; the missing report is named on it
         problems.append(str(exc))
     lineage = lineage_of(tags)
@@ -200,6 +205,7 @@ def build_card(client: MlflowClient, model: str, version: str | int, text: CardT
         canary_percent=canary,
         live=_live(client, model, version),
         problems=problems,
+        attributions=attributions,
         built_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
 
@@ -243,6 +249,8 @@ def render_markdown(card: ModelCard) -> str:
     out += [f"- {cell(k.name)}: gap {cell(k.value)} ({cell(k.status)}); {cell(k.detail)}" for k in c.slices] or ["—"]
     out += ["", "### Behaviour cases that failed"]
     out += [f"- {cell(k.name)}: {cell(k.detail)}" for k in c.behaviour_failures] or ["none"]
+    out += ["", "### What drives its answers"]
+    out += markdown_lines(c.attributions, escape=cell) if c.attributions else ["no feature attributions recorded"]
     out += ["", "## Approvals"]
     out += (
         _rows(
@@ -296,6 +304,15 @@ table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-
 {{ k.detail }}</li>{% else %}<li>—</li>{% endfor %}</ul>
 <h3>Behaviour cases that failed</h3><ul>{% for k in c.behaviour_failures %}<li>{{ k.name }}: {{ k.detail }}</li>
 {% else %}<li>none</li>{% endfor %}</ul>
+<h3>What drives its answers</h3>{% if c.attributions %}{% set a = c.attributions %}
+<p>Method: <b>{{ a.method }}</b> — {{ a.unit }}; {{ a.rows }} held-out rows explained in
+{{ "%.2f"|format(a.seconds) }} s.{% if a.note %} Note: {{ a.note }}.{% endif %}</p>
+<table><tr><th>feature</th><th>importance</th></tr>{% for i in a.top(10) %}<tr><td>{{ i.feature }}</td>
+<td>{{ "%.4f"|format(i.value) }}{% if i.spread is not none %} ± {{ "%.4f"|format(i.spread) }}{% endif %}</td></tr>
+{% endfor %}</table>{% if a.groups %}<p>Per slice group (largest three):</p><ul>{% for g in a.groups %}
+<li>{{ g.column }} = {{ g.group }} ({{ g.rows }} rows): {% for i in g.features[:3] %}{{ i.feature }}
+{{ "%.4f"|format(i.value) }}{% if not loop.last %}, {% endif %}{% else %}{{ g.note }}{% endfor %}</li>
+{% endfor %}</ul>{% endif %}{% else %}<p>no feature attributions recorded</p>{% endif %}
 <h2>Approvals</h2>{% if c.decisions %}<table><tr><th>before</th><th>decision</th><th>by</th><th>at</th>
 <th>comment</th></tr>{% for d in c.decisions %}<tr><td>{{ d.stage }}</td><td>{{ d.decision }}</td><td>{{ d.by }}</td>
 <td>{{ d.at }}</td><td>{{ d.comment }}</td></tr>{% endfor %}</table>{% else %}<p>none recorded</p>{% endif %}
