@@ -109,8 +109,19 @@ def test_attributions_that_are_not_the_gates_leave_them_out_not_the_form(client:
 
     evidence = read_evidence(client, MODEL, version, stage="challenger")
 
-    assert evidence.attributions is None and "What drives its answers" not in approval_body(evidence)
+    assert evidence.attributions is None
+    assert "#### What drives its answers\nNot shown: " in approval_body(evidence)  # the approver is told why
+    assert "overall\\[0\\].value: expected a finite number" in approval_body(evidence)
     assert evidence.checks  # the verdicts are still there
+
+
+def test_a_number_no_float_can_hold_is_refused_not_raised(client: Any, tmp_path: Path) -> None:
+    huge = {**ATTRIBUTIONS, "rows": 10**400}  # json.loads makes it an int
+    version = register(client, tmp_path, {**REPORT, "attributions": huge})
+    evidence = read_evidence(client, MODEL, version, stage="challenger")
+    assert (
+        evidence.attributions is None and "attributions.rows: expected a finite number" in evidence.attributions_problem
+    )
 
 
 def test_the_drift_that_started_the_retrain_is_shown(client: Any, tmp_path: Path) -> None:

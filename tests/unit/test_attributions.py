@@ -230,13 +230,33 @@ def test_the_codec_gives_the_model_back_the_frame_it_was_trained_on() -> None:
             "m": [1, "one", 2.5, None],  # mixed types in one object column
         }
     )
+    frame["t"] = ["u", np.nan, "v", "u"]  # missing as pandas reads it from a file
+    frame["gone"] = pd.Series([None] * 4, dtype=object)  # no value at all in these rows
     codec = Codec.fit(frame)
     matrix = codec.encode(frame)
 
-    assert matrix.dtype == float and matrix.shape == (4, 7)
-    assert set(codec.categories) == {"s", "k", "b", "m"}  # numbers stay numbers; bool is a category
+    assert matrix.dtype == float and matrix.shape == (4, 9)
+    assert set(codec.categories) == {"s", "k", "b", "m", "t", "gone"}  # numbers stay numbers; bool is a category
     back = codec.decode(matrix)
     pd.testing.assert_frame_equal(back, frame, check_dtype=True)
+    # each column's own missing value: an imputer fitted on NaN must see NaN, not None (assert_frame_equal
+    # takes the two for equal)
+    assert back["s"][1] is None and isinstance(back["t"][1], float) and np.isnan(back["t"][1])
+    assert back["gone"].isna().all()
+
+
+@pytest.mark.slow
+def test_missing_values_of_a_string_feature_reach_the_model_as_missing() -> None:
+    """With ``unknown_categories: error`` the pipeline refuses any value it never saw: SHAP's masked rows
+    must carry a missing value as the data has it (NaN), or explaining would fail a sound model's gate."""
+    df = rows()
+    df.loc[df.index % 7 == 0, "c"] = np.nan
+    cfg = config(gates=with_method("shap"), features={"unknown_categories": "error"})
+    model, holdout = fitted(df, cfg)
+    report = evaluate_gate(GateInputs(config=cfg, holdout=holdout, candidate=model), model="m", version="1", run_id="r")
+
+    assert report.passed, report.failures
+    assert report.attributions is not None and report.attributions.method == "shap"
 
 
 def test_stored_attributions_from_mlflow_are_checked_field_by_field() -> None:
@@ -249,6 +269,8 @@ def test_stored_attributions_from_mlflow_are_checked_field_by_field() -> None:
         ({**good, "overall": [{"feature": "a", "value": float("nan")}]}, "overall[0].value: expected a finite"),
         ({**good, "overall": [{"feature": "a", "value": True}]}, "overall[0].value: expected a finite"),
         ({**good, "rows": "10"}, "attributions.rows: expected a finite"),
+        ({**good, "rows": 10**400}, "attributions.rows: expected a finite"),
+        ({**good, "seconds": float("inf")}, "attributions.seconds: expected a finite"),
         ({**good, "groups": [{"column": "c", "group": 3, "rows": 1}]}, "groups[0].group: expected a string"),
         ({key: v for key, v in good.items() if key != "method"}, "attributions.method: expected a string"),
     ]
@@ -275,3 +297,5 @@ def test_markdown_of_outside_values_is_escaped() -> None:
     text = "\n".join(markdown_lines(found, escape=cell))
     assert "<img" not in text and "](" not in text and "**g**" not in text and "`n`" not in text
     assert "c\\|x" in text
+    empty = Attributions("shap", "u", 0, 0.0, ())
+    assert markdown_lines(empty)[-1] == "no features ranked"

@@ -66,7 +66,7 @@ class Attributions:
     method: str
     #: What the numbers measure (they differ between methods: compare features, not methods).
     unit: str
-    #: Held-out rows explained in all (overall sample plus the groups' samples).
+    #: Distinct held-out rows explained (the overall sample and the groups' samples).
     rows: int
     seconds: float
     overall: tuple[Importance, ...]
@@ -149,9 +149,13 @@ def _text(value: Any, where: str) -> str:
 
 
 def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{where}: expected a finite number, got {value!r}")
-    return float(value)
+    try:
+        number = None if isinstance(value, bool) or not isinstance(value, int | float) else float(value)
+    except OverflowError:  # an integer of 400 digits from JSON
+        number = None
+    if number is None or not math.isfinite(number):
+        raise ValueError(f"{where}: expected a finite number, got {str(value)[:40]!r}")
+    return number
 
 
 def _importances(value: Any, where: str) -> tuple[Importance, ...]:
@@ -171,7 +175,14 @@ def _importances(value: Any, where: str) -> tuple[Importance, ...]:
 
 
 def _ranking(features: Sequence[str], values: Any, spreads: Any = None) -> tuple[Importance, ...]:
-    """Features by importance, largest first (ties by name, so the order is stable)."""
+    """Features by importance, largest first (ties by name, so the order is stable).
+
+    :raises ValueError: an importance is not a finite number (e.g. a metric undefined on these rows).
+    """
+    import numpy as np
+
+    if not np.isfinite(np.asarray(values, dtype=float)).all():
+        raise ValueError("an importance is not a finite number (is the metric defined on these rows?)")
     items = [
         Importance(str(name), float(values[i]), None if spreads is None else float(spreads[i]))
         for i, name in enumerate(features)
@@ -183,25 +194,30 @@ def _ranking(features: Sequence[str], values: Any, spreads: Any = None) -> tuple
 class Codec:
     """Input columns as a float matrix and back: numbers as they are, anything else as codes of its values.
 
-    ``-1`` is a missing (or unseen) value; it decodes to ``None``. Decoding restores each column's dtype, so
-    the model sees the frame it was trained on.
+    ``-1`` is a missing (or unseen) value; it decodes to the column's own missing value (NaN as pandas reads
+    it, or ``None``), so an imputer fitted on NaN still recognises it. Decoding restores each column's dtype,
+    so the model sees the frame it was trained on.
     """
 
     columns: list[str]
     dtypes: dict[str, Any]
     categories: dict[str, np.ndarray] = field(default_factory=dict)
+    #: What a missing value of each coded column was (the first one seen; NaN when none was).
+    missing: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def fit(cls, frame: pd.DataFrame) -> Codec:
         import pandas as pd
         from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
-        categories = {}
+        categories, missing = {}, {}
         for name in frame.columns:
             column = frame[name]
             if not is_numeric_dtype(column) or is_bool_dtype(column):
                 categories[str(name)] = pd.unique(column.dropna().to_numpy(dtype=object))
-        return cls([str(c) for c in frame.columns], dict(frame.dtypes.items()), categories)
+                absent = column[column.isna()]
+                missing[str(name)] = absent.iloc[0] if len(absent) else float("nan")
+        return cls([str(c) for c in frame.columns], dict(frame.dtypes.items()), categories, missing)
 
     def encode(self, frame: pd.DataFrame) -> np.ndarray:
         import numpy as np
@@ -226,9 +242,12 @@ class Codec:
             values = matrix[:, j]
             dtype = self.dtypes[name]
             if name in self.categories:
-                known = self.categories[name]
+                known, absent = self.categories[name], self.missing.get(name, float("nan"))
                 codes = values.astype(int)
-                decoded = np.where(codes >= 0, known[np.clip(codes, 0, max(len(known) - 1, 0))], None)
+                decoded = np.full(len(codes), absent, dtype=object)
+                if len(known):  # a column with no value at all in these rows decodes to missing only
+                    found = codes >= 0
+                    decoded[found] = known[codes[found]]
                 if isinstance(dtype, pd.CategoricalDtype):
                     data[name] = pd.Categorical(decoded, dtype=dtype)
                 elif pd.api.types.is_object_dtype(dtype):
@@ -332,8 +351,13 @@ def _permutation(
         except Exception as exc:  # one group that cannot be scored must not hide the others
             by_group.append(GroupImportance(column, group, len(positions), note=f"{type(exc).__name__}: {exc}"))
     unit = f"how much {metric} worsens when the feature's values are shuffled (mean of {settings.repeats})"
-    rows = len(overall) + sum(len(p) for _, _, p in groups)
-    return "permutation", unit, rows, rank(overall), tuple(by_group)
+    return "permutation", unit, _distinct(overall, groups), rank(overall), tuple(by_group)
+
+
+def _distinct(overall: np.ndarray, groups: list[tuple[str, str, Any]]) -> int:
+    import numpy as np
+
+    return len(np.unique(np.concatenate([overall, *(p for _, _, p in groups)]).astype(int)))
 
 
 def _shap(
@@ -365,16 +389,20 @@ def _shap(
         proba = np.asarray(model.predict_proba(x), dtype=float)
         return proba[:, classes.positive_index] if classes.binary else proba
 
-    explainer = shap.explainers.Permutation(
-        score, shap.maskers.Independent(background, max_samples=settings.background), seed=settings.seed
-    )
     evaluations = 2 * len(features) + 1  # one forward and one backward pass over a random order of the features
-    values = explainer(
-        codec.encode(holdout.x.iloc[explained]),
-        max_evals=evaluations,
-        batch_size=evaluations,  # every masked copy of a row in one call of the model
-        silent=True,
-    ).values
+    state = np.random.get_state()  # shap seeds numpy's global generator: the worker's is given back
+    try:
+        explainer = shap.explainers.Permutation(
+            score, shap.maskers.Independent(background, max_samples=settings.background), seed=settings.seed
+        )
+        values = explainer(
+            codec.encode(holdout.x.iloc[explained]),
+            max_evals=evaluations,
+            batch_size=evaluations,  # every masked copy of a row in one call of the model
+            silent=True,
+        ).values
+    finally:
+        np.random.set_state(state)
     magnitude = np.abs(np.asarray(values, dtype=float))
     per_class = magnitude.ndim == 3
     if per_class:  # one column per class: average over the classes
@@ -384,14 +412,19 @@ def _shap(
         rows = [where[int(p)] for p in positions]
         return _ranking(features, magnitude[rows].mean(axis=0))
 
-    by_group = tuple(GroupImportance(c, g, len(p), rank(p)) for c, g, p in groups)
+    by_group = []
+    for column, group, positions in groups:
+        try:
+            by_group.append(GroupImportance(column, group, len(positions), rank(positions)))
+        except ValueError as exc:
+            by_group.append(GroupImportance(column, group, len(positions), note=str(exc)))
     if config.task != "classification":
         of = "the prediction"
     elif per_class:
         of = "the class probabilities (averaged over classes)"
     else:
         of = "the probability of the positive class"
-    return "shap", f"mean |SHAP value| of {of}", len(explained), rank(overall), by_group
+    return "shap", f"mean |SHAP value| of {of}", len(explained), rank(overall), tuple(by_group)
 
 
 def markdown_lines(attributions: Attributions, top: int = 10, escape: Callable[[Any], str] = str) -> list[str]:
@@ -405,6 +438,8 @@ def markdown_lines(attributions: Attributions, top: int = 10, escape: Callable[[
     ]
     if a.note:
         lines.append(f"Note: {escape(a.note)}.")
+    if not a.overall:
+        return [*lines, "", "no features ranked"]
     lines += ["", "| feature | importance |", "|---|---|"]
     for item in a.top(top):
         spread = "" if item.spread is None else f" ± {item.spread:.4f}"

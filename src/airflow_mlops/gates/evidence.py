@@ -93,6 +93,8 @@ class Evidence:
     drift_runs: list[DriftRun] = field(default_factory=list)
     version_url: str | None = None
     attributions: Attributions | None = None
+    #: Why the gate report's attributions could not be read back, else empty.
+    attributions_problem: str = ""
 
     @property
     def failures(self) -> list[Check]:
@@ -140,7 +142,7 @@ def _stored(raw: Any, where: str) -> StoredReport:
         return StoredReport(result, checks)
     try:
         return StoredReport(result, checks, Attributions.from_dict(found, where))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError) as exc:
         return StoredReport(result, checks, problem=str(exc))
 
 
@@ -227,6 +229,7 @@ def read_evidence(
         checks=report.checks,
         lineage=lineage,
         attributions=report.attributions,
+        attributions_problem=report.problem,
         drift_runs=_drift_runs(client, run_tags),
         version_url=version_page(ui_url, model, version),
     )
@@ -259,6 +262,8 @@ def approval_body(evidence: Evidence) -> str:
         lines += ["", f"Largest slice gap: {cell(worst.name)} = {cell(worst.value)} ({cell(worst.status)})."]
     if e.attributions is not None:
         lines += ["", "#### What drives its answers", *markdown_lines(e.attributions, top=5, escape=cell)]
+    elif e.attributions_problem:
+        lines += ["", "#### What drives its answers", f"Not shown: {cell(e.attributions_problem)}"]
     if e.drift_runs:
         lines += ["", "#### Retrained for drift"]
         for run in e.drift_runs:
