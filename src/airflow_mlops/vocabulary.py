@@ -111,6 +111,8 @@ class Tag:
     """Why a monitoring run has no evidently HTML report (e.g. the ``[reports]`` extra is not installed)."""
     DRIFT_EVIDENTLY: Final = "mlops.drift.evidently"
     """evidently's dataset verdict under our thresholds (``"drift"``/``"no_drift"``), next to ``DRIFT_ACT``."""
+    FEEDBACK_WARNING: Final = "mlops.feedback.warning"
+    """On a monitoring run: labels arrived for one decision only (see ``monitoring/coverage.py``)."""
     DRIFT_DISAGREEMENT: Final = "mlops.drift.disagreement"
     """Set when evidently and our statistics disagree: what differs (dataset verdict, features)."""
 

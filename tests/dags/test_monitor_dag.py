@@ -21,11 +21,22 @@ pytestmark = pytest.mark.integration
 END = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
-def log_traffic(root: Path, client: Any, *, data_drift: float, seed: int, rows: int = 1500, hours: int = 3) -> None:
+def log_traffic(
+    root: Path,
+    client: Any,
+    *,
+    data_drift: float,
+    seed: int,
+    rows: int = 1500,
+    hours: int = 3,
+    review_flagged: bool = False,
+) -> None:
+    """Served answers of the champion over ``hours``; with ``review_flagged``, a label (fraud confirmed) a
+    minute later for every answer that flagged the transaction, and none for the others."""
     import mlflow
 
     from airflow_mlops.examples.fraud import generate_transactions
-    from airflow_mlops.prediction_log import LocalStorage, PredictionLog, PredictionRecord
+    from airflow_mlops.prediction_log import FeedbackRecord, LocalStorage, PredictionLog, PredictionRecord
 
     frame = generate_transactions(rows, seed=seed, data_drift=data_drift).drop(columns=["is_fraud"])
     numeric = [c for c in frame.columns if c != "merchant_category"]
@@ -50,6 +61,9 @@ def log_traffic(root: Path, client: Any, *, data_drift: float, seed: int, rows: 
         )
     log = PredictionLog(LocalStorage(root))
     log.append(records)
+    if review_flagged:
+        flagged = [r for r in records if json.loads(r.output)["prediction"] == 1]
+        log.append_feedback([FeedbackRecord(r.request_id, r.ts + timedelta(minutes=1), "fraud", "1") for r in flagged])
     log.close()
 
 
@@ -60,7 +74,11 @@ def monitored(workspace: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     root = tmp_path / "prediction-log"
     monkeypatch.setenv("AIRFLOW_MLOPS_STATE_DB", f"sqlite:///{tmp_path / 'state.db'}")
     config = workspace.write_config(
-        "fraud", {"serving": {"prediction_log": str(root)}, "monitoring": {"window": "6h", "cooldown": "6h"}}
+        "fraud",
+        {
+            "serving": {"prediction_log": str(root)},
+            "monitoring": {"window": "6h", "cooldown": "6h", "label_coverage": {"min_answers": 5}},
+        },
     )
     version = train_version(config, "manual__champion")
     LocalGatewayTarget.from_options(client=workspace.client(), state_url=f"sqlite:///{tmp_path / 'state.db'}").promote(
@@ -86,7 +104,7 @@ def test_clean_traffic_records_statistics_and_emits_nothing(
     import airflow_mlops.prediction_log as prediction_log
     import airflow_mlops.prediction_log.reader as reader
 
-    log_traffic(monitored["root"], monitored["client"], data_drift=0.0, seed=21)
+    log_traffic(monitored["root"], monitored["client"], data_drift=0.0, seed=21, review_flagged=True)
 
     def whole_window(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("the monitor read the whole window of predictions again")
@@ -119,6 +137,13 @@ def test_clean_traffic_records_statistics_and_emits_nothing(
     assert set(statistics["evidently"]["psi"]) == set(statistics["scores"]) - {"__prediction__"}
     assert statistics["disagreement"] is None
     assert statistics["samples"] == {"answers": 1500, "inputs": 1500}  # a small window is sampled whole
+    # only flagged transactions were reviewed: the monitor names the feedback loop
+    coverage = statistics["coverage"]
+    assert coverage["by_decision"]["0"]["labelled"] == 0 and coverage["by_decision"]["1"]["coverage"] == 1.0
+    assert coverage["by_version"] == {"1": {k: coverage[k] for k in ("answered", "labelled", "coverage")}}
+    assert set(coverage["by_slice"]) == {"merchant_category"}  # the example's slice column, a feature
+    assert monitoring_run.data.metrics["label_coverage"] == pytest.approx(coverage["coverage"]) and coverage["labelled"]
+    assert monitoring_run.data.tags["mlops.feedback.warning"].startswith("labels arrive for 0.0% of ")
 
 
 def test_drifted_traffic_emits_one_event_then_cooldown_holds_the_next(

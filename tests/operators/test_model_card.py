@@ -106,9 +106,15 @@ def test_an_approval_and_a_monitoring_run_update_the_card(
     experiment = client.create_experiment(monitoring_experiment("fraud"))
     window = client.create_run(
         experiment,
-        tags={Tag.CHAMPION: version, Tag.DRIFT_ACT: "true", Tag.WINDOW_START: "10:00", Tag.WINDOW_END: "11:00"},
+        tags={
+            Tag.CHAMPION: version,
+            Tag.DRIFT_ACT: "true",
+            Tag.WINDOW_START: "10:00",
+            Tag.WINDOW_END: "11:00",
+            Tag.FEEDBACK_WARNING: "labels arrive for 0.0% of 900 answers with class '0' <b>x</b>",
+        },
     )
-    for name, value in {"rows": 1200.0, "drifted_share": 0.5, "live_roc_auc": 0.81}.items():
+    for name, value in {"rows": 1200.0, "drifted_share": 0.5, "live_roc_auc": 0.81, "label_coverage": 0.25}.items():
         client.log_metric(window.info.run_id, name, value)
     client.set_terminated(window.info.run_id)  # a recorded window; a run still going (or FAILED) is not shown
     unfinished = client.create_run(experiment, tags={Tag.CHAMPION: version, Tag.DRIFT_ACT: "false"})
@@ -121,8 +127,11 @@ def test_an_approval_and_a_monitoring_run_update_the_card(
     assert f"- latest monitoring run `{window.info.run_id}` (10:00 to 11:00): drift" in card
     assert unfinished.info.run_id not in card
     assert "- live\\_roc\\_auc: 0.8100" in card and "- rows in the window: 1200.0000" in card
+    assert "- label coverage: 25.0% of the window's sampled answers got a label" in card
+    assert "- **one-sided feedback:** labels arrive for 0.0% of 900 answers with class '0' &lt;b\\>x&lt;/b\\>" in card
     html = artifact(client, run_id, CARD_HTML, tmp_path / "html")
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>" not in html
+    assert "label coverage: 25.0 %" in html and "one-sided feedback:</b> labels arrive" in html and "<b>x" not in html
 
 
 def test_a_card_that_cannot_be_written_does_not_stop_training(

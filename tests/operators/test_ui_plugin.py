@@ -142,8 +142,9 @@ def test_drift_chart_and_last_drift_follow_window_end() -> None:
                 "mlops.window_end": "2026-01-02T00:00:00+00:00",
                 "mlops.drift.act": "true",
                 "mlops.drift.disagreement": "drifted only in ours: amount",
+                "mlops.feedback.warning": "labels arrive for 0.0% of 90 answers with class '0' but ...",
             },
-            {"psi.amount": 0.4, "psi.prediction": 0.1, "rows": 10},
+            {"psi.amount": 0.4, "psi.prediction": 0.1, "rows": 10, "label_coverage": 0.1},
         ),
         MonitoringRecord(
             "r1",
@@ -162,7 +163,10 @@ def test_drift_chart_and_last_drift_follow_window_end() -> None:
     assert drift is not None and (drift.run_id, drift.act, drift.max_feature) == ("r2", True, "amount")
     assert drift.run_url == "http://m/#/experiments/9/runs/r2"
     assert drift.disagreement == "drifted only in ours: amount"
-    assert last_drift(runs[1:], None).disagreement is None  # type: ignore[union-attr]
+    assert drift.label_coverage == 0.1 and drift.feedback_warning.startswith("labels arrive for 0.0%")  # type: ignore[union-attr]
+    older = last_drift(runs[1:], None)
+    assert older is not None and older.disagreement is None and older.label_coverage is None
+    assert older.feedback_warning is None
 
 
 # -- authentication ---------------------------------------------------------------------------------

@@ -193,6 +193,8 @@ def test_hostile_drift_features_and_approvals_are_text() -> None:
         max_psi=0.3,
         run_url="http://mlflow.example/#/runs/r1",
         disagreement=PAYLOAD,
+        label_coverage=0.125,
+        feedback_warning=PAYLOAD,
     )
     approval = PendingApproval(PAYLOAD, "run", PAYLOAD, -1, PAYLOAD, None, None, [], "/dags/x/required_actions?a=1&b=2")
 
@@ -202,6 +204,8 @@ def test_hostile_drift_features_and_approvals_are_text() -> None:
     assert f"<span class='bad'>act</span> max PSI {ESCAPED} = 0.300<div class='small muted'>{ESCAPED}</div>" in page
     assert f"<div class='small'><span class='chip'>{ESCAPED} 0.300</span></div>" in page
     assert f">evidently disagrees: {ESCAPED}</div>" in page
+    assert "<div class='small muted'>labels on 12.5 % of sampled answers</div>" in page
+    assert f">one-sided feedback: {ESCAPED}</div>" in page
     assert (
         f'<li><a href="/dags/x/required_actions?a=1&amp;b=2" data-top target="_top">{ESCAPED}</a> '
         f"<span class='small muted'>{ESCAPED} / {ESCAPED}</span></li>"

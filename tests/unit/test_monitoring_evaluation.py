@@ -39,6 +39,7 @@ def traffic(n: int, *, shift: float, seed: int, prefix: str = "r") -> pd.DataFra
         {
             "request_id": [f"{prefix}{i}" for i in range(n)],
             "role": ["champion" if i % 4 else "canary" for i in range(n)],
+            "version": ["3" if i % 4 else "4" for i in range(n)],
             "inputs": [json.dumps({"a": float(v), "c": "xy"[i % 2]}) for i, v in enumerate(a)],
             "output": [json.dumps({"prediction": int(s >= 0.5), "score": float(s)}) for s in score],
             "error": [None] * n,

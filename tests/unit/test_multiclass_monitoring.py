@@ -39,6 +39,7 @@ def served(answers: list[Any], role: str = "champion", prefix: str = "r") -> pd.
         {
             "request_id": [f"{prefix}{i}" for i in range(len(answers))],
             "role": [role] * len(answers),
+            "version": ["2"] * len(answers),
             "inputs": [json.dumps({"a": 0.1 * i, "c": "xy"[i % 2]}) for i in range(len(answers))],
             "output": [a if isinstance(a, str) else json.dumps(a) for a in answers],
             "error": [None] * len(answers),

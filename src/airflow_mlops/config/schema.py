@@ -584,6 +584,15 @@ def _show_duration(value: timedelta) -> str:
     return f"{seconds // size}{unit}"
 
 
+class LabelCoverageConfig(_Strict):
+    """When the monitor warns that labels arrive for one decision only (a hidden feedback loop)."""
+
+    #: Decisions (predicted classes; a regressor's prediction quartiles) with fewer sampled answers are not judged.
+    min_answers: int = Field(default=30, ge=1)
+    #: Warn when the best-labelled decision's coverage is more than this many times another's (or that one has none).
+    max_ratio: float = Field(default=10.0, gt=1.0)
+
+
 class MonitoringConfig(_Strict):
     """Drift and performance monitoring (used by ``<model>__monitor``)."""
 
@@ -599,6 +608,7 @@ class MonitoringConfig(_Strict):
     #: Performance on delayed labels may trail the champion's evaluation by at most this much.
     max_performance_drop: float = Field(default=0.05, ge=0.0)
     cooldown: Duration = "6h"
+    label_coverage: LabelCoverageConfig = Field(default_factory=LabelCoverageConfig)
     #: Delete prediction-log hour partitions (predictions and feedback) older than this, after each
     #: monitoring run (e.g. ``90d``); unset keeps them forever. Must be longer than ``window`` plus the
     #: 7-day label delay: a window is only fully labelled that long after it ended, and re-running the

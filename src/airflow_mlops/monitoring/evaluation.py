@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from airflow_mlops.config.schema import ModelConfig
+    from airflow_mlops.monitoring.coverage import LabelCoverage
     from airflow_mlops.monitoring.drift import DriftReference
 
 __all__ = [
@@ -98,10 +99,12 @@ def summarize_hour(
     """One hour of traffic: drift summary against ``reference`` plus the performance and report samples.
 
     Returns a JSON-able mapping (the mapped task's XCom): ``rows``, ``summary`` (feature ->
-    :class:`~airflow_mlops.monitoring.drift.ColumnSummary` dict), ``answers`` (``[request_id, output]`` of
-    sampled served rows, ``output`` being the logged answer JSON) and ``inputs`` (sampled served inputs,
+    :class:`~airflow_mlops.monitoring.drift.ColumnSummary` dict), ``answers`` (``[request_id, output, version,
+    {slice column: group}]`` of sampled served rows, ``output`` being the logged answer JSON; the groups of the
+    ``gates.slices`` columns that are features, for label coverage) and ``inputs`` (sampled served inputs,
     feature -> value).
     """
+    from airflow_mlops.monitoring.coverage import slice_groups
     from airflow_mlops.monitoring.drift import summarize
     from airflow_mlops.monitoring.window import served_predictions, window_columns
 
@@ -111,12 +114,15 @@ def summarize_hour(
     summary = summarize(reference, columns)
     served = _served(rows)
     answered = served[served["output"].notna()]
+    features = config.features.all
+    slices = list(dict.fromkeys(rule.column for rule in config.gates.slices if rule.column in features))
     answers = [
-        [str(rid), str(output)]
-        for rid, output in zip(answered["request_id"], answered["output"], strict=True)
+        [str(rid), str(output), str(version), slice_groups(text, slices)]
+        for rid, output, version, text in zip(
+            answered["request_id"], answered["output"], answered["version"], answered["inputs"], strict=True
+        )
         if in_sample(str(rid), rates.performance)
     ]
-    features = config.features.all
     inputs = []
     for rid, text in zip(served["request_id"], served["inputs"], strict=True):
         if in_sample(str(rid), rates.report):
@@ -142,6 +148,8 @@ class WindowEvaluation:
     performance: dict[str, Any]
     reasons: list[str] = field(default_factory=list)
     samples: dict[str, int] = field(default_factory=dict)
+    #: Which sampled answers received a label (:class:`~airflow_mlops.monitoring.coverage.LabelCoverage`).
+    coverage: dict[str, Any] | None = None
 
     @property
     def act(self) -> bool:
@@ -158,6 +166,7 @@ class WindowEvaluation:
             "act": self.act,
             "reasons": self.reasons,
             "samples": self.samples,
+            "coverage": self.coverage,
         }
 
 
@@ -207,6 +216,7 @@ def evaluate_window(
         decision = decided.to_dict()
     answers = [answer for hour in hours for answer in hour.get("answers", [])]
     performance = _performance(answers, feedback, config, plan.get("champion_metric"), plan.get("classes"))
+    coverage = _coverage(answers, feedback, config, plan.get("classes"))
     reasons = []
     if decision.get("dataset_drift"):
         reasons.append(f"dataset drift: {decision.get('message', '')}")
@@ -223,7 +233,23 @@ def evaluate_window(
         performance=performance,
         reasons=reasons,
         samples={"answers": len(answers), "inputs": sum(len(hour.get("inputs", [])) for hour in hours)},
+        coverage=None if coverage is None else coverage.to_dict(),
     )
+
+
+def _coverage(
+    answers: Sequence[Sequence[Any]], feedback: pd.DataFrame, config: ModelConfig, classes: str | None
+) -> LabelCoverage | None:
+    """Which of the sampled answers received a usable label (the first valid one per request)."""
+    from airflow_mlops.monitoring.coverage import label_coverage, sampled_answer
+    from airflow_mlops.monitoring.labels import usable_labels
+    from airflow_mlops.training.classes import ClassSet
+
+    if config.task == "classification":
+        found = usable_labels(feedback, "classification", ClassSet.from_json(classes).classes)
+    else:
+        found = usable_labels(feedback, "regression")
+    return label_coverage([sampled_answer(a) for a in answers], map(str, found.labels.index), config)
 
 
 def report_inputs(hours: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -247,7 +273,7 @@ def _performance(
     metric = config.primary_metric
     if feedback.empty or not answers:
         return {"metric": metric, "value": None, "labelled": 0, "champion_eval": champion_eval, "breached": False}
-    served = pd.DataFrame(list(answers), columns=["request_id", "output"])
+    served = pd.DataFrame([answer[:2] for answer in answers], columns=["request_id", "output"])
     champion_classes = ClassSet.from_json(classes) if config.task == "classification" else None
     perf = performance_on_labels(served, feedback, metric, champion_eval, champion_classes)
     breached = perf.breached(

@@ -3,7 +3,8 @@
 The run lives in the experiment ``airflow-mlops/<model>/monitoring`` (see
 :mod:`airflow_mlops.monitoring.verdicts`, which reads it back) and carries: the tags ``Tag.MODEL``,
 ``Tag.CHAMPION``, the window bounds, ``Tag.DRIFT_ACT``; metrics per feature (``psi.<feature>``, ...), the
-drifted share, live performance; ``drift/statistics.json`` (the whole evaluation). When evidently ran,
+drifted share, live performance, label coverage (``label_coverage``, and per decision; ``Tag.FEEDBACK_WARNING``
+when labels arrive for one decision only); ``drift/statistics.json`` (the whole evaluation). When evidently ran,
 its HTML report, its verdict under our thresholds (``Tag.DRIFT_EVIDENTLY``, inside the statistics) and,
 when the two verdicts differ, ``Tag.DRIFT_DISAGREEMENT``; otherwise ``Tag.DRIFT_REPORT_SKIPPED`` says why
 there is no report. No fluent ``mlflow.*`` call: nothing depends on process-wide tracking URIs.
@@ -12,6 +13,7 @@ there is no report. No fluent ``mlflow.*`` call: nothing depends on process-wide
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -29,6 +31,7 @@ __all__ = ["EVIDENTLY_HTML", "compare_with_evidently", "record_window"]
 EVIDENTLY_HTML = "drift/evidently_drift_report.html"
 _SKIPPED_TEXT = "drift/evidently_report_skipped.txt"
 _METRIC_KEYS = ("psi", "ks_statistic", "js_distance")
+_METRIC_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,200}")
 
 
 def compare_with_evidently(result: Mapping[str, Any], evidently: EvidentlyDrift) -> str | None:
@@ -74,6 +77,13 @@ def _metrics(result: Mapping[str, Any]) -> dict[str, float]:
     performance = result["performance"]
     if performance.get("value") is not None:
         metrics[f"live_{performance['metric']}"] = float(performance["value"])
+    coverage = result.get("coverage")
+    if coverage:
+        metrics["label_coverage"] = float(coverage["coverage"])
+        kind = coverage.get("decision_kind", "class")
+        for key, share in coverage.get("by_decision", {}).items():
+            if _METRIC_NAME.fullmatch(f"{kind}.{key}"):  # a class named so MLflow takes it as a metric key
+                metrics[f"label_coverage.{kind}.{key}"] = float(share["coverage"])
     return metrics
 
 
@@ -110,6 +120,9 @@ def record_window(
             tags[Tag.DRIFT_DISAGREEMENT] = result["disagreement"][:5000]
     elif skipped is not None:  # the run says why it has no report; our statistics decided anyway
         tags[Tag.DRIFT_REPORT_SKIPPED] = skipped[:5000]
+    warnings = (result.get("coverage") or {}).get("warnings") or []
+    if warnings:
+        tags[Tag.FEEDBACK_WARNING] = "; ".join(warnings)[:5000]
     run = client.create_run(
         _experiment_id(client, model, artifact_root), run_name=f"monitor-{window['end']}", tags=tags
     )

@@ -79,6 +79,10 @@ class Live:
     drift: str
     rows: float | None
     metrics: dict[str, float]
+    #: Share of the window's sampled answers that received a label; ``None`` before coverage was recorded.
+    label_coverage: float | None = None
+    #: Labels arrived for one decision only (a hidden feedback loop?), else empty.
+    feedback_warning: str = ""
 
 
 @dataclass(frozen=True)
@@ -161,6 +165,8 @@ def _live(client: MlflowClient, model: str, version: str) -> Live | None:
         drift="drift" if tags.get(Tag.DRIFT_ACT) == "true" else "no drift",
         rows=metrics.get("rows"),
         metrics=live,
+        label_coverage=metrics.get("label_coverage"),
+        feedback_warning=tags.get(Tag.FEEDBACK_WARNING, ""),
     )
 
 
@@ -268,6 +274,10 @@ def render_markdown(card: ModelCard) -> str:
         out += [f"- latest monitoring run `{code(live.run_id)}` ({cell(live.window)}): {cell(live.drift)}"]
         out += [f"- rows in the window: {cell(live.rows)}"] if live.rows is not None else []
         out += [f"- {cell(name)}: {cell(value)}" for name, value in sorted(live.metrics.items())]
+        if live.label_coverage is not None:
+            out.append(f"- label coverage: {live.label_coverage:.1%} of the window's sampled answers got a label")
+        if live.feedback_warning:
+            out.append(f"- **one-sided feedback:** {cell(live.feedback_warning)}")
     if c.problems:
         out += ["", "## Not available", *(f"- {cell(p)}" for p in c.problems)]
     return "\n".join(out) + "\n"
@@ -319,7 +329,11 @@ table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-
 <h2>In production</h2>{% if c.live %}<ul><li>latest monitoring run <code>{{ c.live.run_id }}</code>
 ({{ c.live.window }}): {{ c.live.drift }}</li>{% if c.live.rows is not none %}
 <li>rows in the window: {{ c.live.rows }}</li>{% endif %}
-{% for k, v in c.live.metrics.items() %}<li>{{ k }}: {{ v }}</li>{% endfor %}</ul>
+{% for k, v in c.live.metrics.items() %}<li>{{ k }}: {{ v }}</li>{% endfor %}
+{% if c.live.label_coverage is not none %}<li>label coverage: {{ "%.1f"|format(c.live.label_coverage * 100) }} % of
+the window's sampled answers got a label</li>{% endif %}
+{% if c.live.feedback_warning %}<li class="fail"><b>one-sided feedback:</b> {{ c.live.feedback_warning }}</li>
+{% endif %}</ul>
 {% else %}<p>no monitoring run of this version yet</p>{% endif %}
 {% if c.problems %}<h2>Not available</h2><ul>{% for p in c.problems %}<li>{{ p }}</li>{% endfor %}</ul>{% endif %}
 </body></html>

@@ -157,6 +157,15 @@ class MonitoringRecord:
         return self.tags.get(Tag.DRIFT_DISAGREEMENT) or None
 
     @property
+    def feedback_warning(self) -> str | None:
+        return self.tags.get(Tag.FEEDBACK_WARNING) or None
+
+    @property
+    def label_coverage(self) -> float | None:
+        value = self.metrics.get("label_coverage")
+        return float(value) if value is not None and _finite(value) else None
+
+    @property
     def psi(self) -> dict[str, float]:
         return {
             key[len(PSI_PREFIX) :]: float(value)
@@ -211,6 +220,10 @@ class DriftResult:
     run_url: str | None = None
     #: What evidently (same PSI thresholds) concluded differently from our statistics, if anything.
     disagreement: str | None = None
+    #: Share of the window's sampled answers that received a label.
+    label_coverage: float | None = None
+    #: Labels arrived for one decision only (a hidden feedback loop?).
+    feedback_warning: str | None = None
 
 
 @dataclass(frozen=True)
@@ -369,6 +382,8 @@ def drift_result(run: MonitoringRecord, mlflow_base: str | None) -> DriftResult:
         max_psi=top[1] if top else None,
         run_url=mlflow_run_url(mlflow_base, run.run_id, run.experiment_id),
         disagreement=run.disagreement,
+        label_coverage=run.label_coverage,
+        feedback_warning=run.feedback_warning,
     )
 
 
