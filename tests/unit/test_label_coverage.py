@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from airflow_mlops.monitoring.coverage import Sampled, label_coverage, sampled_answer, slice_groups
+from airflow_mlops.monitoring.coverage import Coverage, Sampled, label_coverage, sampled_answer, slice_groups
 from airflow_mlops.monitoring.drift import DriftReference, build_reference
 from airflow_mlops.monitoring.evaluation import SampleRates, evaluate_window, summarize_hour
 from airflow_mlops.monitoring.recording import record_window
@@ -115,11 +115,37 @@ def test_far_fewer_labels_for_one_decision_warn_past_max_ratio() -> None:
 
 def test_decisions_answered_too_rarely_are_not_judged() -> None:
     answers = [Sampled(f"r{i}", json.dumps({"prediction": 1 if i < 10 else 0}), "3") for i in range(200)]
-    labelled = [f"r{i}" for i in range(10)]  # only the ten flagged ones, under min_answers (30)
+    labelled = [f"r{i}" for i in range(10, 60)]  # a quarter of the 0s; none of the ten 1s (under min_answers)
     coverage = label_coverage(answers, labelled, CONFIG)
     assert coverage is not None and coverage.warnings == []
     strict = toy_config(gates=SLICES, monitoring={"label_coverage": {"min_answers": 5}})
-    assert len(label_coverage(answers, labelled, strict).warnings) == 1  # type: ignore[union-attr]
+    [warning] = label_coverage(answers, labelled, strict).warnings  # type: ignore[union-attr]
+    assert "with class '1'" in warning
+
+
+def test_a_rare_flagged_decision_that_alone_gets_labels_is_enough_to_warn() -> None:
+    """Flagged cases are often rarer than min_answers: only the unlabelled decision needs that many answers."""
+    answers = [Sampled(f"r{i}", json.dumps({"prediction": 1 if i < 20 else 0}), "3") for i in range(5020)]
+    coverage = label_coverage(answers, [f"r{i}" for i in range(20)], CONFIG)
+    assert coverage is not None
+    [warning] = coverage.warnings
+    assert warning.startswith("labels arrive for 0.0% of 5000 answers with class '0' but for 100.0% of those")
+
+
+def test_a_class_logged_as_a_float_is_the_same_decision() -> None:
+    answers = [
+        Sampled("a", '{"prediction": 1}'),
+        Sampled("b", '{"prediction": 1.0}'),
+        Sampled("c", '{"prediction": [1]}'),
+    ]
+    coverage = label_coverage(answers, ["a"], CONFIG)
+    assert coverage is not None and coverage.by_decision == {"1": Coverage(2, 1)}  # a list is no decision
+
+
+def test_a_slice_column_with_many_values_reports_its_largest_groups() -> None:
+    answers = [Sampled(f"r{i}", '{"prediction": 0}', "3", {"c": "big" if i % 2 else f"v{i}"}) for i in range(400)]
+    coverage = label_coverage(answers, [], CONFIG)
+    assert coverage is not None and len(coverage.by_slice["c"]) == 20 and coverage.by_slice["c"]["big"].answered == 200
 
 
 def test_a_regressor_is_judged_by_quartile_of_its_prediction() -> None:

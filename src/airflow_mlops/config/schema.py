@@ -591,6 +591,8 @@ class LabelCoverageConfig(_Strict):
     min_answers: int = Field(default=30, ge=1)
     #: Warn when the best-labelled decision's coverage is more than this many times another's (or that one has none).
     max_ratio: float = Field(default=10.0, gt=1.0)
+    #: Groups reported per slice column (the largest), and decisions recorded as MLflow metrics (the most answered).
+    max_groups: int = Field(default=20, ge=1, le=200)
 
 
 class MonitoringConfig(_Strict):

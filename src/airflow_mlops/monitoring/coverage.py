@@ -90,17 +90,19 @@ def _count(keys: Iterable[str], labelled: Iterable[bool]) -> dict[str, Coverage]
 
 def _decision(output: str, task: str) -> str | float | None:
     """A classifier's predicted class as its key, a regressor's prediction; ``None`` when the answer has none."""
+    from airflow_mlops.monitoring.window import class_label
     from airflow_mlops.prediction_log.records import finite_number, logged_answer
-    from airflow_mlops.training.classes import class_key
 
     prediction = logged_answer(output).get("prediction")
     if prediction is None:
         return None
-    return class_key(prediction) if task == "classification" else finite_number(prediction)
+    # a class as prediction drift names it (1.0 is the class 1); a list or NaN is no decision
+    return class_label(prediction) if task == "classification" else finite_number(prediction)
 
 
 def _quartiles(values: list[float]) -> list[str]:
-    """Each prediction's quartile of the window's predictions (``q1`` lowest .. ``q4`` highest)."""
+    """Each prediction's quartile of the window's predictions (``q1`` lowest .. ``q4`` highest). Ties fall in
+    the lower bin, so predictions with few distinct values fill fewer (and uneven) quartiles."""
     import numpy as np
 
     edges = np.quantile(np.asarray(values, dtype=float), [0.25, 0.5, 0.75])
@@ -108,16 +110,15 @@ def _quartiles(values: list[float]) -> list[str]:
 
 
 def _warnings(by_decision: Mapping[str, Coverage], kind: str, min_answers: int, max_ratio: float) -> list[str]:
-    """One-sided feedback: a decision answered at least ``min_answers`` times with no label (or ``max_ratio``
-    times fewer) while another decision is labelled."""
-    judged = {k: c for k, c in by_decision.items() if c.answered >= min_answers}
-    labelled = {k: c for k, c in judged.items() if c.labelled}
-    if not labelled or len(judged) < 2:
+    """One-sided feedback: a decision answered at least ``min_answers`` times with no label (or a coverage
+    ``max_ratio`` times lower) while another decision — however rare, flagged cases often are — is labelled."""
+    labelled = {k: c for k, c in by_decision.items() if c.labelled}
+    if not labelled:
         return []
     best_key, best = max(labelled.items(), key=lambda item: (item[1].share, item[0]))
     found = []
-    for key, c in judged.items():
-        if key == best_key:
+    for key, c in by_decision.items():
+        if key == best_key or c.answered < min_answers:
             continue
         if c.labelled == 0 or best.share / c.share > max_ratio:
             found.append(
@@ -150,7 +151,9 @@ def label_coverage(
     for column in dict.fromkeys(rule.column for rule in config.gates.slices if rule.column in config.features.all):
         keyed = [(a.groups[column], h) for a, h in zip(answers, hit, strict=True) if column in a.groups]
         if keyed:
-            by_slice[column] = _count((g for g, _ in keyed), (h for _, h in keyed))
+            groups = _count((g for g, _ in keyed), (h for _, h in keyed))
+            largest = sorted(groups, key=lambda g: (-groups[g].answered, g))[: settings.max_groups]
+            by_slice[column] = {g: groups[g] for g in sorted(largest)}
     warnings = _warnings(by_decision, kind, settings.min_answers, settings.max_ratio)
     return LabelCoverage(
         overall=Coverage(len(answers), sum(hit)),

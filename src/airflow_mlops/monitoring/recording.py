@@ -31,6 +31,8 @@ __all__ = ["EVIDENTLY_HTML", "compare_with_evidently", "record_window"]
 EVIDENTLY_HTML = "drift/evidently_drift_report.html"
 _SKIPPED_TEXT = "drift/evidently_report_skipped.txt"
 _METRIC_KEYS = ("psi", "ks_statistic", "js_distance")
+#: Decisions whose label coverage becomes a metric of its own (all are in ``drift/statistics.json``).
+MAX_DECISION_METRICS = 20
 _METRIC_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,200}")
 
 
@@ -81,9 +83,12 @@ def _metrics(result: Mapping[str, Any]) -> dict[str, float]:
     if coverage:
         metrics["label_coverage"] = float(coverage["coverage"])
         kind = coverage.get("decision_kind", "class")
-        for key, share in coverage.get("by_decision", {}).items():
+        decisions = coverage.get("by_decision", {})
+        # the most answered decisions only: MLflow takes at most 1000 metrics in one batch
+        shown = sorted(decisions, key=lambda k: (-decisions[k]["answered"], k))[:MAX_DECISION_METRICS]
+        for key in shown:
             if _METRIC_NAME.fullmatch(f"{kind}.{key}"):  # a class named so MLflow takes it as a metric key
-                metrics[f"label_coverage.{kind}.{key}"] = float(share["coverage"])
+                metrics[f"label_coverage.{kind}.{key}"] = float(decisions[key]["coverage"])
     return metrics
 
 

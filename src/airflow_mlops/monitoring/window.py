@@ -136,7 +136,7 @@ def served_predictions(rows: pd.DataFrame, categorical: bool = False) -> np.ndar
     served = rows[rows["role"].isin(SERVED_ROLES) & rows["error"].isna() & rows["output"].notna()]
     answers = [logged_answer(text) for text in served["output"]]
     if categorical:
-        return np.array([_class_label(a.get("prediction")) for a in answers], dtype=object)
+        return np.array([class_label(a.get("prediction")) for a in answers], dtype=object)
     return np.array([_finite(a.get("score", a.get("prediction"))) for a in answers], dtype=float)
 
 
@@ -189,7 +189,7 @@ def _finite(value: Any) -> float:
     return float("nan") if number is None else number
 
 
-def _class_label(value: Any) -> str | None:
+def class_label(value: Any) -> str | None:
     """A served prediction as its class key (``1.0`` is the class ``1``); ``None`` for one that is not a label."""
     if isinstance(value, float):
         if value != value or abs(value) == float("inf"):
