@@ -225,6 +225,47 @@ def print_card(model: str, which: str, config_dir: Path, tracking_uri: str, html
     return 0
 
 
+def write_evidence(
+    model: str, out: Path, config_dir: Path, tracking_uri: str, state_db: str | None, monitoring_runs: int
+) -> int:
+    """``evidence``: 0 when the pack is written and its audit chain verified, 1 when the chain did not verify
+    (the pack is written and says so), 2 when no pack could be written."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from airflow_mlops.config.loader import load_config
+    from airflow_mlops.deploy.audit import AuditTrail
+    from airflow_mlops.exceptions import MlopsError
+    from airflow_mlops.registry.card import CardText
+    from airflow_mlops.registry.evidence_pack import write_evidence_pack
+
+    path = next((p for p in (config_dir / f"{model}.yaml", config_dir / f"{model}.yml") if p.is_file()), None)
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        text = CardText.from_config(load_config(path).config) if path else CardText()
+        audit = AuditTrail(state_db or settings.state_db_url())
+        pack = write_evidence_pack(client, audit, model, out, text, monitoring_runs=monitoring_runs)
+    except (MlflowException, MlopsError) as exc:
+        print(f"evidence: {model}: {exc}", file=sys.stderr)
+        return 2
+    if path is None:
+        print(f"evidence: no config {config_dir / model}.yaml: the cards have no intended use or limitations")
+    print(
+        f"evidence: {model}: {len(pack.versions)} version(s), {pack.monitoring_runs} monitoring run(s), "
+        f"{len(pack.files)} files in {out}"
+    )
+    print(pack.chain_summary, file=sys.stdout if pack.chain_ok else sys.stderr)
+    return 0 if pack.chain_ok else 1
+
+
+def _evidence_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if not args.tracking_uri:
+        parser.error("evidence: --tracking-uri (or MLFLOW_TRACKING_URI) is required")
+    return write_evidence(
+        args.model, Path(args.out), Path(args.config_dir), args.tracking_uri, args.state_db, args.monitoring_runs
+    )
+
+
 def _card_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if not args.tracking_uri:
         parser.error("card: --tracking-uri (or MLFLOW_TRACKING_URI) is required")
@@ -236,6 +277,7 @@ _STATE_COMMANDS: dict[str, Callable[[argparse.ArgumentParser, argparse.Namespace
     "intents": lambda parser, args: intents(args.action, args.model, args.op_id, args.state_db),
     "audit": _audit_command,
     "card": _card_command,
+    "evidence": _evidence_command,
     "status": lambda parser, args: _status_command(parser, args),
 }
 
@@ -448,6 +490,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     card.add_argument("--config-dir", default="dags/configs", help="folder of model configs (default: %(default)s)")
     card.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"), help="MLflow tracking URI")
     card.add_argument("--html", action="store_true", help="the HTML page instead of markdown")
+    evidence = sub.add_parser(
+        "evidence", help="write a model's evidence pack (cards, gate reports, audit chain ...) with an EU AI Act map"
+    )
+    evidence.add_argument("model")
+    evidence.add_argument("--out", required=True, help="a new or empty folder")
+    evidence.add_argument("--config-dir", default="dags/configs", help="folder of model configs (default: %(default)s)")
+    evidence.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"), help="MLflow tracking URI")
+    evidence.add_argument("--state-db", default=None, help=f"SQLAlchemy URL (default: {_STATE_DB_HELP})")
+    evidence.add_argument(
+        "--monitoring-runs", type=_positive, default=50, help="the newest N monitoring runs (default: %(default)s)"
+    )
     history = sub.add_parser("history", help="print a model's audit trail (alias moves, approvals, rejections)")
     history.add_argument("model")
     history.add_argument("--state-db", default=None, help=f"SQLAlchemy URL (default: {_STATE_DB_HELP})")
