@@ -105,6 +105,18 @@ def toy_config(**sections: Any) -> Any:
     return ModelConfig.model_validate({**raw, **sections, "gates": gates})
 
 
+def approval_answer(comment: str, user: str = "alice") -> dict[str, Any]:
+    """What Airflow hands an approval task when ``user`` approves with ``comment`` (its HITL answer)."""
+    from datetime import UTC, datetime
+
+    return {
+        "chosen_options": ["Approve"],
+        "params_input": {"comment": comment},
+        "responded_at": datetime(2026, 12, 7, 12, 0, tzinfo=UTC),
+        "responded_by_user": {"id": user, "name": user.title()},
+    }
+
+
 def train_version(config_path: Path, run_id: str) -> str:
     """Fingerprint, validate, train, register and gate one version with the real operators; return it."""
     from airflow_mlops.operators.gates import GateModelOperator

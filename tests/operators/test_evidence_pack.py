@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from airflow_mlops.monitoring.verdicts import monitoring_experiment
 from airflow_mlops.operators.registry import RecordApprovalOperator
 from airflow_mlops.registry.evidence_pack import ARTICLES, articles_markdown
 from airflow_mlops.vocabulary import Tag
-from support import context, train_version
+from support import approval_answer, context, train_version
 
 REPO = Path(__file__).parents[2]
 
@@ -34,12 +33,7 @@ def served(workspace: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> d
     monkeypatch.setenv("AIRFLOW_MLOPS_STATE_DB", state)  # its own audit trail
     config = workspace.write_config("fraud", {"card": {"intended_use": "Rank transactions for review."}})
     version = train_version(config, "manual__evidence_1")
-    answer = {
-        "chosen_options": ["Approve"],
-        "params_input": {"comment": "looks right"},
-        "responded_at": datetime(2026, 12, 7, 12, 0, tzinfo=UTC),
-        "responded_by_user": {"id": "alice", "name": "Alice"},
-    }
+    answer = approval_answer("looks right")
     RecordApprovalOperator(task_id="r", config_path=str(config), answer=answer).execute(
         context(run_id="manual__evidence_1")
     )

@@ -6,7 +6,6 @@ is read back from the run's artifacts as a reader would.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from airflow_mlops.monitoring.verdicts import monitoring_experiment
 from airflow_mlops.operators.registry import RecordApprovalOperator
 from airflow_mlops.registry.card import CARD_HTML, CARD_MARKDOWN, CardText, write_card
 from airflow_mlops.vocabulary import Tag
-from support import context, train_version
+from support import approval_answer, context, train_version
 
 CARD = {
     "card": {
@@ -94,12 +93,7 @@ def test_an_approval_and_a_monitoring_run_update_the_card(
 ) -> None:
     config, version = trained
     client = workspace.client()
-    answer = {
-        "chosen_options": ["Approve"],
-        "params_input": {"comment": "ok <script>alert(1)</script> [x](http://evil)"},
-        "responded_at": datetime(2026, 12, 7, 12, 0, tzinfo=UTC),
-        "responded_by_user": {"id": "alice", "name": "Alice"},
-    }
+    answer = approval_answer("ok <script>alert(1)</script> [x](http://evil)")
     RecordApprovalOperator(task_id="r", config_path=str(config), answer=answer).execute(
         context(run_id="manual__card_1")
     )
