@@ -232,6 +232,7 @@ def write_evidence(
     (the pack is written and says so), 2 when no pack could be written."""
     import mlflow
     from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
 
     from airflow_mlops.config.loader import load_config
     from airflow_mlops.deploy.audit import AuditTrail
@@ -245,11 +246,14 @@ def write_evidence(
         text = CardText.from_config(load_config(path).config) if path else CardText()
         audit = AuditTrail(state_db or settings.state_db_url())
         pack = write_evidence_pack(client, audit, model, out, text, monitoring_runs=monitoring_runs)
-    except (MlflowException, MlopsError) as exc:
-        print(f"evidence: {model}: {exc}", file=sys.stderr)
+    except (MlflowException, MlopsError, SQLAlchemyError, ImportError, OSError) as exc:
+        print(f"evidence: {model}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     if path is None:
-        print(f"evidence: no config {config_dir / model}.yaml: the cards have no intended use or limitations")
+        print(
+            f"evidence: no config {config_dir / model}.yaml: the cards have no intended use or limitations",
+            file=sys.stderr,
+        )
     print(
         f"evidence: {model}: {len(pack.versions)} version(s), {pack.monitoring_runs} monitoring run(s), "
         f"{len(pack.files)} files in {out}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 import sqlalchemy
 
 from airflow_mlops import cli
+from airflow_mlops.deploy.audit_chain import entry_hash
 from airflow_mlops.monitoring.verdicts import monitoring_experiment
 from airflow_mlops.operators.registry import RecordApprovalOperator
 from airflow_mlops.registry.evidence_pack import ARTICLES, articles_markdown
@@ -99,7 +101,10 @@ def test_the_pack_holds_every_served_versions_evidence_the_verified_chain_and_th
 
     chain = [json.loads(line) for line in (out / "audit" / "chain.jsonl").read_text().splitlines()]
     assert [(e["kind"], e["alias"]) for e in chain][-1] == ("alias", "champion")
-    assert all(len(e["entry_hash"]) == 64 and e["prev_hash"] for e in chain)
+    # an auditor can recompute every hash from the file alone, and follow the links
+    for entry, before in zip(chain, [None, *chain], strict=False):
+        assert entry_hash({**entry, "ts": datetime.fromisoformat(entry["ts"])}) == entry["entry_hash"]
+        assert entry["prev_hash"] == (before["entry_hash"] if before else entry["prev_hash"])
     assert "audit chain intact" in (out / "audit" / "verification.txt").read_text()
 
     run_id = served["monitoring_run"]
@@ -149,6 +154,53 @@ def test_a_folder_with_files_is_never_written_into(
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
     assert cli.main(["evidence", "nobody", "--out", str(tmp_path / "x"), "--tracking-uri", workspace.tracking_uri]) == 2
     assert "evidence: nobody: " in capsys.readouterr().err
+
+
+def test_a_version_deleted_since_it_served_is_named_not_fatal(
+    workspace: Any, served: dict[str, Any], tmp_path: Path
+) -> None:
+    workspace.client().delete_model_version("fraud", served["version"])
+    out = tmp_path / "pack"
+
+    assert evidence(workspace, served, out) == 0
+
+    readme = (out / "README.md").read_text()
+    assert f"- v{served['version']}: not readable from the registry (RESOURCE_DOES_NOT_EXIST)" in readme
+    assert not (out / "versions").exists() and (out / "audit" / "chain.jsonl").exists()
+
+
+def test_a_failure_half_way_leaves_no_half_written_pack(
+    workspace: Any,
+    served: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """(The disk filling up is simulated: the monitoring step raises the OSError it would.)"""
+    from airflow_mlops.registry import evidence_pack
+
+    def full(*args: Any, **kwargs: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(evidence_pack, "_monitoring", full)
+    out = tmp_path / "packs" / "fraud"
+
+    assert evidence(workspace, served, out) == 2
+
+    assert "evidence: fraud: OSError: [Errno 28] No space left on device" in capsys.readouterr().err
+    assert list((tmp_path / "packs").iterdir()) == []  # neither the pack nor its partial copy
+    monkeypatch.undo()
+    assert evidence(workspace, {**served}, out) == 0  # and the next run is not refused
+
+
+def test_an_unusable_state_db_is_an_error_message(
+    workspace: Any, served: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "pack"
+    for bad in ("bogus://x", f"sqlite:///{tmp_path / 'missing' / 'state.db'}"):
+        assert evidence(workspace, {**served, "state": bad}, out) == 2
+        assert capsys.readouterr().err.startswith("evidence: fraud: ")
+        assert not out.exists()
 
 
 def test_docs_carry_the_same_article_map() -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -60,15 +61,18 @@ ARTICLES: tuple[Article, ...] = (
         9,
         "Risk management system",
         "`versions/*/gate_report.*`, `versions/*/card.md`, `monitoring/`",
-        "documented acceptance criteria applied to every version (thresholds, champion comparison, slice gaps, "
-        "behaviour cases) and their results; known limitations; risks observed in production (drift, performance)",
+        "documented acceptance criteria applied to every version in the pack (thresholds, champion comparison, "
+        "slice gaps, behaviour cases) and their results; known limitations; risks observed in production (drift, "
+        "performance)",
         "identifying and assessing risks, foreseeable misuse and residual risk is the provider's process",
     ),
     Article(
         10,
         "Data and data governance",
-        "`versions/*/lineage.json`, `versions/*/validation.json`, `versions/*/gate_report.json` (slices)",
-        "which data trained each version (URI, sha256, split), the data-quality expectations and their results, "
+        "`versions/*/lineage.json`, `versions/*/validation.json`, `versions/*/gate_report.json` (slices), "
+        "`versions/*/card.md` (split)",
+        "which data trained each version (URI, sha256; the split on the card), the data-quality expectations and "
+        "their results, "
         "per-group metrics on protected attributes kept out of the features (`data.audit_columns`)",
         "how the data was collected and labelled, and whether it is representative, are not recorded",
     ),
@@ -83,9 +87,9 @@ ARTICLES: tuple[Article, ...] = (
         12,
         "Record-keeping",
         "`audit/chain.jsonl`, `audit/verification.txt`",
-        "every alias move, traffic change, approval, rejection and rollback as a hash chain, verified against "
-        "the heads mirrored in the registry when the pack was written",
-        "the per-request prediction log stays in its store (`airflow-mlops` keeps it, the pack does not copy it)",
+        "the record of deployment changes: every alias move, traffic change, approval, rejection and rollback as "
+        "a hash chain, verified against the heads mirrored in the registry when the pack was written",
+        "the per-request event log (the prediction log) stays in its store; the pack does not copy it",
     ),
     Article(
         13,
@@ -97,9 +101,11 @@ ARTICLES: tuple[Article, ...] = (
     Article(
         14,
         "Human oversight",
-        "`versions/*/decisions.json`, `audit/chain.jsonl` (approval, rejection, rollback entries)",
-        "who approved or rejected each version at each stage, when, with which comment; every rollback",
-        "who may oversee, their training and authority are organisational measures",
+        "`audit/chain.jsonl` (approval, rejection, rollback entries), `versions/*/decisions.json`",
+        "a person decides before each version is released (who, when, with which comment: in the verified chain; "
+        "`decisions.json` copies the version's tags); every rollback",
+        "oversight while the system is in use (interpreting, overriding or stopping individual outputs), and who "
+        "may oversee with which training and authority, are the deployer's and provider's measures",
     ),
     Article(
         15,
@@ -120,7 +126,8 @@ ARTICLES: tuple[Article, ...] = (
         72,
         "Post-market monitoring",
         "`monitoring/` (drift, live metric, label coverage, one-sided feedback warnings)",
-        "what the model met in production, window by window, and whether its labels can be trusted",
+        "what the model met in production in the newest monitoring windows (the README gives their time range), "
+        "and whether its labels can be trusted",
         "the post-market monitoring plan and serious-incident reporting (Art. 73) are not produced",
     ),
 )
@@ -141,16 +148,16 @@ class EvidencePack:
     folder: Path
     versions: list[str]
     monitoring_runs: int
+    monitoring_span: str
     chain_ok: bool
     chain_summary: str
     files: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
-def _prepare(out: Path) -> None:
+def _check_out(out: Path) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise MlopsError(f"evidence: --out {out}: exists and is not an empty folder; nothing was written")
-    out.mkdir(parents=True, exist_ok=True)
+        raise MlopsError(f"--out {out}: exists and is not an empty folder; nothing was written")
 
 
 def _served_versions(entries: Sequence[Any], aliases: Mapping[str, Any]) -> list[str]:
@@ -164,10 +171,10 @@ def _served_versions(entries: Sequence[Any], aliases: Mapping[str, Any]) -> list
 def _download(client: MlflowClient, run_id: str, path: str, to: Path) -> bool:
     with tempfile.TemporaryDirectory(prefix="mlops-evidence-") as tmp:
         try:
-            local = Path(client.download_artifacts(run_id, path, tmp))
-        except Exception:
+            data = Path(client.download_artifacts(run_id, path, tmp)).read_bytes()
+        except Exception:  # absent (or not a file): the README lists what is not in the pack
             return False
-        to.write_bytes(local.read_bytes())
+    to.write_bytes(data)
     return True
 
 
@@ -176,12 +183,17 @@ def _json(value: Any) -> str:
 
 
 def _version(client: MlflowClient, model: str, version: str, text: CardText, folder: Path) -> list[str]:
+    from mlflow.exceptions import MlflowException
+
     from airflow_mlops.gates.evidence import lineage_of
     from airflow_mlops.registry.card import build_card, render_html, render_markdown
 
     notes = []
+    try:
+        card = build_card(client, model, version, text)
+    except MlflowException as exc:  # e.g. deleted from the registry since it served: the chain still names it
+        return [f"v{version}: not readable from the registry ({exc.error_code}): {str(exc)[:200]}"]
     folder.mkdir(parents=True)
-    card = build_card(client, model, version, text)
     (folder / "card.md").write_text(render_markdown(card), encoding="utf-8")
     (folder / "card.html").write_text(render_html(card), encoding="utf-8")
     registered = client.get_model_version(model, version)
@@ -195,13 +207,16 @@ def _version(client: MlflowClient, model: str, version: str, text: CardText, fol
     return notes
 
 
-def _monitoring(client: MlflowClient, model: str, folder: Path, limit: int) -> int:
+def _monitoring(client: MlflowClient, model: str, folder: Path, limit: int) -> tuple[int, str]:
+    """The newest ``limit`` monitoring runs; their number and the time range they cover."""
     from airflow_mlops.monitoring.verdicts import STATISTICS_ARTIFACT, monitoring_experiment
 
     experiment = client.get_experiment_by_name(monitoring_experiment(model))
     if experiment is None or limit <= 0:
-        return 0
+        return 0, ""
     runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=limit)
+    if not runs:
+        return 0, ""
     folder.mkdir()
     for i, run in enumerate(runs, start=1):
         run_id = str(run.info.run_id)
@@ -215,19 +230,27 @@ def _monitoring(client: MlflowClient, model: str, folder: Path, limit: int) -> i
         }
         (folder / f"{name}.json").write_text(_json(summary), encoding="utf-8")
         _download(client, run_id, STATISTICS_ARTIFACT, folder / f"{name}-statistics.json")
-    return len(runs)
+    starts = [datetime.fromtimestamp(r.info.start_time / 1000, UTC) for r in runs if r.info.start_time]
+    span = f"{min(starts):%Y-%m-%d %H:%M} to {max(starts):%Y-%m-%d %H:%M} UTC" if starts else ""
+    return len(runs), span
 
 
-def _chain(audit: AuditTrail, client: MlflowClient, model: str, folder: Path) -> tuple[bool, str]:
+def _chain(audit: AuditTrail, client: MlflowClient, model: str, folder: Path) -> tuple[bool, str, list[Any]]:
+    """Verify the chain, then keep the entries as stored (with the hashed form of their time). An entry
+    appended in between is kept too, and the summary says verification did not cover it."""
     from airflow_mlops.deploy.audit import verify
+    from airflow_mlops.deploy.audit_chain import timestamp_text
 
     folder.mkdir()
     report = verify(audit, model, client)
     entries, _, _ = audit.stored_chain(model)
-    lines = [json.dumps({**asdict(e), "ts": e.ts.isoformat()}, sort_keys=True, default=str) for e in entries]
+    summary = report.summary()
+    if len(entries) != report.entries:
+        summary += f" ({len(entries) - report.entries} entries appended while the pack was written: not verified)"
+    lines = [json.dumps({**asdict(e), "ts": timestamp_text(e.ts)}, sort_keys=True, default=str) for e in entries]
     (folder / "chain.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    (folder / "verification.txt").write_text(report.summary() + "\n", encoding="utf-8")
-    return report.ok, report.summary()
+    (folder / "verification.txt").write_text(summary + "\n", encoding="utf-8")
+    return report.ok, summary, entries
 
 
 def _readme(pack: EvidencePack, written_at: str) -> str:
@@ -243,8 +266,12 @@ def _readme(pack: EvidencePack, written_at: str) -> str:
         "`card.md` / `card.html` (model card), `gate_report.json` / `.md`, `validation.json` (data expectations "
         "and results), `decisions.json` (approval answers), `lineage.json` (data, config, code, training run)",
         "- `audit/chain.jsonl`: the model's audit chain as stored, one entry per line with its `prev_hash` and "
-        "`entry_hash`; `audit/verification.txt`: the result of verifying it against the registry",
-        f"- `monitoring/`: the latest {pack.monitoring_runs} monitoring runs (tags, metrics, `*-statistics.json`)",
+        "`entry_hash` (the sha256 of the canonical JSON of the entry's hashed fields and the previous hash: "
+        "`airflow_mlops.deploy.audit_chain.entry_hash`); `audit/verification.txt`: the result of verifying it "
+        "against the heads mirrored in the registry",
+        f"- `monitoring/`: the newest {pack.monitoring_runs} monitoring runs"
+        + (f" ({pack.monitoring_span})" if pack.monitoring_span else "")
+        + " (tags, metrics, `*-statistics.json`)",
         "- `manifest.json`: the sha256 of every other file in the pack",
         "",
         f"Versions: {', '.join('v' + v for v in pack.versions) or 'none'}.",
@@ -274,18 +301,41 @@ def write_evidence_pack(
     :raises MlopsError: ``out`` is not an empty folder (nothing is written).
     :raises MlflowException: the registry cannot be read (the model does not exist, MLflow is down).
     """
-    _prepare(out)
+    _check_out(out)
     registered = client.get_registered_model(model)
-    entries, _, _ = audit.stored_chain(model)
-    versions = _served_versions(entries, registered.aliases or {})
-    chain_ok, chain_summary = _chain(audit, client, model, out / "audit")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # written next to --out and moved into place when complete: a failure leaves no half-written pack
+    building = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        pack = _write(client, audit, model, building, text, registered.aliases or {}, monitoring_runs)
+        if out.exists():
+            out.rmdir()  # the empty folder checked above
+        building.rename(out)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    pack.folder = out
+    return pack
+
+
+def _write(
+    client: MlflowClient,
+    audit: AuditTrail,
+    model: str,
+    out: Path,
+    text: CardText,
+    aliases: Mapping[str, Any],
+    monitoring_runs: int,
+) -> EvidencePack:
+    chain_ok, chain_summary, entries = _chain(audit, client, model, out / "audit")
+    versions = _served_versions(entries, aliases)
     notes: list[str] = []
     for version in versions:
         notes += _version(client, model, version, text, out / "versions" / f"v{version}")
-    runs = _monitoring(client, model, out / "monitoring", monitoring_runs)
+    runs, span = _monitoring(client, model, out / "monitoring", monitoring_runs)
     if runs == 0:
         notes.append("no monitoring run yet")
-    pack = EvidencePack(model, out, versions, runs, chain_ok, chain_summary, notes=notes)
+    pack = EvidencePack(model, out, versions, runs, span, chain_ok, chain_summary, notes=notes)
     written_at = datetime.now(UTC).isoformat(timespec="seconds")
     (out / "README.md").write_text(_readme(pack, written_at), encoding="utf-8")
     for path in sorted(p for p in out.rglob("*") if p.is_file()):
