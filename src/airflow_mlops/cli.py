@@ -262,6 +262,69 @@ def write_evidence(
     return 0 if pack.chain_ok else 1
 
 
+def explain(
+    request_id: str,
+    model: str | None,
+    config_dir: Path,
+    tracking_uri: str,
+    state_db: str | None,
+    *,
+    log_root: str | None = None,
+    log_conn_id: str | None = None,
+    as_json: bool = False,
+) -> int:
+    """``explain``: 0 and the request's evidence, 1 when no model's prediction log has it, 2 on an error."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from airflow_mlops.config.loader import config_files, load_configs
+    from airflow_mlops.deploy.audit import AuditTrail
+    from airflow_mlops.exceptions import MlopsError
+    from airflow_mlops.hooks.object_storage import prediction_log_storage
+    from airflow_mlops.registry.request_evidence import explain_request, render_markdown, to_json
+
+    loaded = load_configs(config_files(config_dir))
+    configs = [c for c in loaded.configs if model is None or c.name == model]
+    if model is not None and not configs and log_root is None:
+        print(f"explain: no config of model {model!r} in {config_dir} (or give --log-root)", file=sys.stderr)
+        return 2
+    searched = [(c.name, *((log_root, log_conn_id) if log_root else c.prediction_log())) for c in configs]
+    if model is not None and not configs:
+        searched = [(model, log_root, log_conn_id)]
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        audit = AuditTrail(state_db or settings.state_db_url())
+        for name, root, conn_id in searched:
+            if not root:
+                print(f"explain: {name}: no prediction log configured (serving.prediction_log)", file=sys.stderr)
+                continue
+            evidence = explain_request(client, audit, prediction_log_storage(root, conn_id), name, request_id)
+            if evidence is not None:
+                print((to_json(evidence) if as_json else render_markdown(evidence)).rstrip("\n"))
+                return 0
+    except (MlflowException, MlopsError, SQLAlchemyError, ValueError, OSError) as exc:
+        print(f"explain: {request_id}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    print(f"explain: no request {request_id!r} in the prediction log of {[n for n, _, _ in searched]}", file=sys.stderr)
+    return 1
+
+
+def _explain_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if not args.tracking_uri:
+        parser.error("explain: --tracking-uri (or MLFLOW_TRACKING_URI) is required")
+    return explain(
+        args.request_id,
+        args.model,
+        Path(args.config_dir),
+        args.tracking_uri,
+        args.state_db,
+        log_root=args.log_root,
+        log_conn_id=args.log_conn_id,
+        as_json=args.json,
+    )
+
+
 def _evidence_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if not args.tracking_uri:
         parser.error("evidence: --tracking-uri (or MLFLOW_TRACKING_URI) is required")
@@ -282,6 +345,7 @@ _STATE_COMMANDS: dict[str, Callable[[argparse.ArgumentParser, argparse.Namespace
     "audit": _audit_command,
     "card": _card_command,
     "evidence": _evidence_command,
+    "explain": _explain_command,
     "status": lambda parser, args: _status_command(parser, args),
 }
 
@@ -505,6 +569,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     evidence.add_argument(
         "--monitoring-runs", type=_positive, default=50, help="the newest N monitoring runs (default: %(default)s)"
     )
+    explain_parser = sub.add_parser(
+        "explain", help="one request's evidence: version and role, input, output, lineage, gate, approvals, aliases"
+    )
+    explain_parser.add_argument("request_id")
+    explain_parser.add_argument("--model", default=None, help="only this model (default: every config's model)")
+    explain_parser.add_argument(
+        "--config-dir", default="dags/configs", help="folder of model configs (default: %(default)s)"
+    )
+    explain_parser.add_argument(
+        "--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"), help="MLflow tracking URI"
+    )
+    explain_parser.add_argument("--state-db", default=None, help=f"SQLAlchemy URL (default: {_STATE_DB_HELP})")
+    explain_parser.add_argument("--log-root", default=None, help="prediction log root (default: the model's config)")
+    explain_parser.add_argument("--log-conn-id", default=None, help="Airflow connection for an object-store log root")
+    explain_parser.add_argument("--json", action="store_true", help="one JSON document instead of markdown")
     history = sub.add_parser("history", help="print a model's audit trail (alias moves, approvals, rejections)")
     history.add_argument("model")
     history.add_argument("--state-db", default=None, help=f"SQLAlchemy URL (default: {_STATE_DB_HELP})")

@@ -114,7 +114,8 @@ class ModelCard:
         return [c for c in self.checks if c.kind == "behaviour" and c.status in ("fail", "error")]
 
 
-def _decisions(tags: Mapping[str, str]) -> list[Decision]:
+def decisions_of(tags: Mapping[str, str]) -> list[Decision]:
+    """The recorded approval answers in a version's tags (JSON per stage; the older approval tags too)."""
     found = []
     for key, raw in sorted(tags.items()):
         if not key.startswith(Tag.DECISION_PREFIX):
@@ -206,7 +207,7 @@ def build_card(client: MlflowClient, model: str, version: str | int, text: CardT
         metrics=dict(sorted((run.data.metrics if run else {}).items())),
         gate_result=gate_result,
         checks=checks,
-        decisions=_decisions(tags),
+        decisions=decisions_of(tags),
         aliases=aliases,
         canary_percent=canary,
         live=_live(client, model, version),
