@@ -1,9 +1,11 @@
 """Finding one request in a large prediction log: ``find_request`` vs reading the log and filtering it.
 
 Writes a prediction log of ``--rows`` rows (default 10 million) for one model into ``--root`` (default a
-temporary folder): ``--hours`` hour partitions (default 240, ten days), one zstd Parquet part file per hour,
-in the layout and schema the gateway's writer uses; request ids are uuid4 hex like the gateway's, inputs a
-small JSON record. Then times, for a request id in the middle of the log and for one that is not in it:
+temporary folder): ``--hours`` hour partitions (default 240, ten days) of ``--parts-per-hour`` zstd Parquet part
+files each (default 1), with the gateway writer's paths and schema; request ids are uuid4 hex like the gateway's,
+inputs a small JSON record. The gateway flushes about once a second under steady traffic and nothing compacts
+its parts yet, so a live log has many more parts per hour than one: ``--parts-per-hour 60`` shows what that
+costs. Then times, for a request id in the middle of the log and for one that is not in it:
 
     (a) ours       airflow_mlops.prediction_log.lookup.find_request (reads the request_id column of every
                    part file, then whole rows of the files that hold it)
@@ -13,7 +15,7 @@ small JSON record. Then times, for a request id in the middle of the log and for
 and prints seconds (best of ``--repeat``) and the ratio. The acceptance target: (a) <= 1 s at 10 million rows
 on the project's 2-core machine. Writing the log is not timed.
 
-    .venv/bin/python benchmarks/explain.py [--rows 10000000] [--hours 240] [--root DIR] [--repeat 3]
+    .venv/bin/python benchmarks/explain.py [--rows 10000000] [--hours 240] [--parts-per-hour 1] [--root DIR]
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import Any
 import numpy as np
 
 
-def write_log(root: Path, rows: int, hours: int, seed: int = 7) -> str:
+def write_log(root: Path, rows: int, hours: int, parts: int = 1, seed: int = 7) -> str:
     """The log of model ``bench``; returns a request id written half-way through it."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -71,7 +73,10 @@ def write_log(root: Path, rows: int, hours: int, seed: int = 7) -> str:
         )
         folder = root / "bench" / "predictions" / f"date={hour:%Y-%m-%d}" / f"hour={hour:%H}"
         folder.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, folder / "part-00000000-bench.parquet", compression="zstd")
+        step = -(-n // parts)
+        for p in range(parts):
+            chunk = table.slice(p * step, step)
+            pq.write_table(chunk, folder / f"part-{p:08d}-bench.parquet", compression="zstd")
         written += n
     return target
 
@@ -89,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--hours", type=int, default=240)
+    parser.add_argument("--parts-per-hour", type=int, default=1)
     parser.add_argument("--root", default=None, help="write the log here (default: a temporary folder)")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
@@ -102,11 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="mlops-explain-bench-") as tmp:
         root = Path(args.root or tmp)
         started = time.perf_counter()
-        target = write_log(root, args.rows, args.hours)
+        target = write_log(root, args.rows, args.hours, args.parts_per_hour)
         size = sum(p.stat().st_size for p in root.rglob("*.parquet"))
         print(
-            f"log: {args.rows:,} rows in {args.hours} hour partitions, {size / 1e6:.0f} MB "
-            f"(written in {time.perf_counter() - started:.0f} s)"
+            f"log: {args.rows:,} rows in {args.hours} hour partitions x {args.parts_per_hour} part files, "
+            f"{size / 1e6:.0f} MB (written in {time.perf_counter() - started:.0f} s)"
         )
         storage = LocalStorage(root)
         dataset = _Parts(storage, "bench", "predictions").dataset

@@ -285,29 +285,38 @@ def explain(
     from airflow_mlops.registry.request_evidence import explain_request, render_markdown, to_json
 
     loaded = load_configs(config_files(config_dir))
+    problems = [str(error) for error in loaded.errors.values()]  # a broken config is not a model without the request
+    if not config_dir.is_dir() and log_root is None:
+        problems.append(f"--config-dir {config_dir}: not a folder")
     configs = [c for c in loaded.configs if model is None or c.name == model]
-    if model is not None and not configs and log_root is None:
-        print(f"explain: no config of model {model!r} in {config_dir} (or give --log-root)", file=sys.stderr)
-        return 2
     searched = [(c.name, *((log_root, log_conn_id) if log_root else c.prediction_log())) for c in configs]
     if model is not None and not configs:
-        searched = [(model, log_root, log_conn_id)]
+        if log_root is None:
+            problems.append(f"no config of model {model!r} in {config_dir} (or give --log-root)")
+        else:
+            searched = [(model, log_root, log_conn_id)]
     client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
         audit = AuditTrail(state_db or settings.state_db_url())
-        for name, root, conn_id in searched:
-            if not root:
-                print(f"explain: {name}: no prediction log configured (serving.prediction_log)", file=sys.stderr)
-                continue
-            evidence = explain_request(client, audit, prediction_log_storage(root, conn_id), name, request_id)
-            if evidence is not None:
-                print((to_json(evidence) if as_json else render_markdown(evidence)).rstrip("\n"))
-                return 0
-    except (MlflowException, MlopsError, SQLAlchemyError, ValueError, OSError) as exc:
-        print(f"explain: {request_id}: {type(exc).__name__}: {exc}", file=sys.stderr)
+    except (SQLAlchemyError, ImportError, ValueError) as exc:
+        print(f"explain: the state database: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
+    for name, root, conn_id in searched:
+        if not root:
+            problems.append(f"{name}: no prediction log configured (serving.prediction_log)")
+            continue
+        try:  # one model's unreadable log must not hide the request in another's
+            evidence = explain_request(client, audit, prediction_log_storage(root, conn_id), name, request_id)
+        except (MlflowException, MlopsError, SQLAlchemyError, ValueError, OSError) as exc:
+            problems.append(f"{name}: {type(exc).__name__}: {exc}")
+            continue
+        if evidence is not None:
+            print((to_json(evidence) if as_json else render_markdown(evidence)).rstrip("\n"))
+            return 0
+    for problem in problems:
+        print(f"explain: {problem}", file=sys.stderr)
     print(f"explain: no request {request_id!r} in the prediction log of {[n for n, _, _ in searched]}", file=sys.stderr)
-    return 1
+    return 2 if problems else 1
 
 
 def _explain_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:

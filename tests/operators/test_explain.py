@@ -129,3 +129,35 @@ def test_unknown_and_hostile_request_ids(
     assert explain(workspace, served, "x" * 300) == 2
     assert "expected 1 to 256 characters" in capsys.readouterr().err
     assert explain(workspace, served, "req") == 1  # a prefix of an id is not that id
+
+
+def test_a_broken_config_is_reported_not_taken_for_a_model_without_the_request(
+    workspace: Any, served: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    (workspace.config_dir / "broken.yaml").write_text("name: broken\ntask: [not, a, task]\n")
+    assert explain(workspace, served, "nobody") == 2
+    err = capsys.readouterr().err
+    assert "broken.yaml: task:" in err and "explain: no request 'nobody'" in err
+    assert explain(workspace, served, "req-1") == 0  # the others are still searched
+
+
+def test_aliases_are_replayed_in_the_trails_order_not_by_worker_clocks() -> None:
+    from airflow_mlops.deploy.audit import AliasEvent
+    from airflow_mlops.registry.request_evidence import aliases_at
+
+    t = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+    def move(i: int, alias: str, to: str | None, seconds: int) -> AliasEvent:
+        return AliasEvent(i, "fraud", alias, None, to, "r", "a", t + timedelta(seconds=seconds))
+
+    events = [
+        move(1, "champion", "1", 0),
+        move(2, "canary", "2", 10),
+        move(3, "champion", "2", 9),  # appended after the canary, by a worker whose clock is a second behind
+        move(4, "canary", None, 11),
+        move(5, "endpoint:AllTraffic", "95", 12),  # a target's traffic row, not an alias
+        move(6, "champion", "3", 60),
+    ]
+    assert aliases_at(events, t + timedelta(seconds=30)) == {"champion": "2"}
+    assert aliases_at(events, t + timedelta(seconds=10)) == {"canary": "2", "champion": "2"}
+    assert aliases_at(events, t - timedelta(seconds=1)) == {}

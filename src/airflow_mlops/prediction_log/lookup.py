@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from airflow_mlops.prediction_log.reader import _Parts, _to_frame
+from airflow_mlops.exceptions import DataError
+from airflow_mlops.prediction_log.reader import _Parts, _scan, _to_frame
 from airflow_mlops.prediction_log.records import ROW_ID, Kind, columns
 
 if TYPE_CHECKING:
@@ -45,13 +46,14 @@ def find_request(storage: Storage, model: str, request_id: str, kind: Kind = "pr
         raise ValueError(f"request id: expected 1 to {MAX_REQUEST_ID} characters, got {len(request_id)}")
     parts = _Parts(storage, model, kind)
     wanted = _matches(request_id)
-    scanner = parts.dataset.scanner(columns=["request_id"], filter=wanted, use_threads=True)
-    hits = {batch.fragment.path for batch in scanner.scan_batches() if batch.record_batch.num_rows}
     names = [*columns(parts.kind), ROW_ID]
-    tables = [
-        fragment.to_table(schema=parts.dataset.schema, columns=names, filter=wanted)
-        for fragment in parts.dataset.get_fragments()
-        if fragment.path in hits
-    ]
+    try:
+        scanner = parts.dataset.scanner(columns=["request_id"], filter=wanted, use_threads=True)
+        hits = {batch.fragment.path for batch in scanner.scan_batches() if batch.record_batch.num_rows}
+        found = [f for f in parts.dataset.get_fragments() if f.path in hits]
+        tables = [f.to_table(schema=parts.dataset.schema, columns=names, filter=wanted) for f in found]
+    except (pa.ArrowException, OSError) as exc:  # name the part file that cannot be read, as every reader does
+        _scan(parts.dataset, wanted, parts.kind, parts.display, ["request_id"])
+        raise DataError(f"Cannot search the prediction log of {model!r} ({kind}): {exc}") from exc
     table = pa.concat_tables(tables) if tables else parts.dataset.schema.empty_table().select(names)
     return _to_frame(table, parts.kind)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from airflow_mlops.vocabulary import Tag
+from airflow_mlops.vocabulary import ALIASES, Tag
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -80,11 +80,15 @@ class RequestEvidence:
 
 
 def aliases_at(events: Sequence[AliasEvent], moment: datetime) -> dict[str, str]:
-    """Replay alias moves up to ``moment``: which version each alias named then (unset aliases left out)."""
+    """Replay alias moves up to ``moment``: which version each alias named then (unset aliases left out).
+
+    Moves are replayed in the trail's own order (row id: the order they were appended), not by their times, which
+    come from the clocks of different workers; a target's endpoint rows (traffic shares) are not aliases.
+    """
     state: dict[str, str] = {}
-    for event in sorted(events, key=lambda e: (e.ts, e.id)):
-        if event.ts > moment:
-            break
+    for event in sorted(events, key=lambda e: e.id):
+        if event.ts > moment or event.alias not in ALIASES:
+            continue
         if event.to_version is None:
             state.pop(event.alias, None)
         else:
@@ -101,7 +105,9 @@ def _facts(client: MlflowClient, model: str, version: str) -> VersionFacts:
     try:
         registered = client.get_model_version(model, version)
     except MlflowException as exc:
-        return VersionFacts(version, "", {}, "", "", [], problem=f"not in the registry: {exc.error_code}")
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":  # an unreadable registry is an error, not an answer
+            raise
+        return VersionFacts(version, "", {}, "", "", [], problem="not in the registry (deleted since it answered)")
     tags = dict(registered.tags or {})
     decisions = [vars(d) for d in decisions_of(tags)]
     return VersionFacts(
