@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         storage = LocalStorage(root)
         dataset = _Parts(storage, "bench", "predictions").dataset
-        for label, request_id in (("present", target), ("absent", "0" * 32)):
+        # an absent id inside the ids' range (all zeros would be pruned by the min/max statistics)
+        for label, request_id in (("present", target), ("absent", "7f3a9c0e51b64f0b9d7c2e8a41f0c6d2")):
             ours, found = best(args.repeat, lambda rid=request_id: find_request(storage, "bench", rid))
             base, table = best(
                 args.repeat, lambda rid=request_id: dataset.to_table(filter=ds.field("request_id") == rid)
