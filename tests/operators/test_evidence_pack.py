@@ -68,6 +68,7 @@ def evidence(workspace: Any, served: dict[str, Any], out: Path) -> int:
     )
 
 
+@pytest.mark.slow  # trains a model per test
 def test_the_pack_holds_every_served_versions_evidence_the_verified_chain_and_the_map(
     workspace: Any, served: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -125,6 +126,7 @@ def test_the_pack_holds_every_served_versions_evidence_the_verified_chain_and_th
     assert {a.number for a in ARTICLES} == {9, 10, 11, 12, 13, 14, 15, 17, 72}
 
 
+@pytest.mark.slow  # trains a model per test
 def test_an_edited_audit_entry_is_named_in_the_pack_and_the_exit_code(
     workspace: Any, served: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -141,6 +143,7 @@ def test_an_edited_audit_entry_is_named_in_the_pack_and_the_exit_code(
     assert "(edited)" in (out / "audit" / "verification.txt").read_text()
 
 
+@pytest.mark.slow  # trains a model per test
 def test_a_folder_with_files_is_never_written_into(
     workspace: Any, served: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -156,6 +159,7 @@ def test_a_folder_with_files_is_never_written_into(
     assert "evidence: nobody: " in capsys.readouterr().err
 
 
+@pytest.mark.slow  # trains a model per test
 def test_a_version_deleted_since_it_served_is_named_not_fatal(
     workspace: Any, served: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -169,6 +173,7 @@ def test_a_version_deleted_since_it_served_is_named_not_fatal(
     assert not (out / "versions").exists() and (out / "audit" / "chain.jsonl").exists()
 
 
+@pytest.mark.slow  # trains a model per test
 def test_a_failure_half_way_leaves_no_half_written_pack(
     workspace: Any,
     served: dict[str, Any],
@@ -193,6 +198,7 @@ def test_a_failure_half_way_leaves_no_half_written_pack(
     assert evidence(workspace, {**served}, out) == 0  # and the next run is not refused
 
 
+@pytest.mark.slow  # trains a model per test
 def test_an_unusable_state_db_is_an_error_message(
     workspace: Any, served: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

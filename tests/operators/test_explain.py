@@ -74,6 +74,7 @@ def explain(workspace: Any, served: dict[str, Any], request_id: str, *more: str)
     return cli.main([*argv, "--tracking-uri", workspace.tracking_uri, "--state-db", served["state"], *more])
 
 
+@pytest.mark.slow  # trains a model per test
 def test_one_request_answers_version_role_input_output_lineage_gate_approver_and_aliases(
     workspace: Any, served: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -98,6 +99,7 @@ def test_one_request_answers_version_role_input_output_lineage_gate_approver_and
     assert found["aliases_at_request"]["champion"] == version
 
 
+@pytest.mark.slow  # trains a model per test
 def test_the_alias_state_is_the_one_at_the_requests_time(
     workspace: Any, served: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -106,6 +108,7 @@ def test_the_alias_state_is_the_one_at_the_requests_time(
     assert found["rows"][0]["role"] == "canary" and "champion" not in found["aliases_at_request"]
 
 
+@pytest.mark.slow  # trains a model per test
 def test_a_batch_request_shows_each_of_its_rows_and_markdown_is_escaped(
     workspace: Any, served: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -121,6 +124,7 @@ def test_a_batch_request_shows_each_of_its_rows_and_markdown_is_escaped(
     assert "- before challenger: approved by alice" in text
 
 
+@pytest.mark.slow  # trains a model per test
 def test_unknown_and_hostile_request_ids(
     workspace: Any, served: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -131,6 +135,7 @@ def test_unknown_and_hostile_request_ids(
     assert explain(workspace, served, "req") == 1  # a prefix of an id is not that id
 
 
+@pytest.mark.slow  # trains a model per test
 def test_a_broken_config_is_reported_not_taken_for_a_model_without_the_request(
     workspace: Any, served: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
