@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy
 
 from airflow_mlops import cli
-from airflow_mlops.deploy.audit_chain import entry_hash
+from airflow_mlops.deploy.audit_chain import GENESIS, entry_hash
 from airflow_mlops.monitoring.verdicts import monitoring_experiment
 from airflow_mlops.operators.registry import RecordApprovalOperator
 from airflow_mlops.registry.evidence_pack import ARTICLES, articles_markdown
@@ -105,7 +105,7 @@ def test_the_pack_holds_every_served_versions_evidence_the_verified_chain_and_th
     # an auditor can recompute every hash from the file alone, and follow the links
     for entry, before in zip(chain, [None, *chain], strict=False):
         assert entry_hash({**entry, "ts": datetime.fromisoformat(entry["ts"])}) == entry["entry_hash"]
-        assert entry["prev_hash"] == (before["entry_hash"] if before else entry["prev_hash"])
+        assert entry["prev_hash"] == (before["entry_hash"] if before else GENESIS)
     assert "audit chain intact" in (out / "audit" / "verification.txt").read_text()
 
     run_id = served["monitoring_run"]

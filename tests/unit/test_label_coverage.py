@@ -189,6 +189,7 @@ def test_slice_groups_are_named_as_the_gate_names_them() -> None:
     }
     assert slice_groups("[1, 2]", ["c"]) == {} and slice_groups("not json", ["c"]) == {}
     assert slice_groups('{"c": "x"}', []) == {}
+    assert slice_groups(json.dumps({"c": "y" * 10_000}), ["c"]) == {"c": "y" * 200}  # a client's value is cut
 
 
 def test_the_monitoring_run_carries_coverage_and_the_warning(tmp_path: Path) -> None:

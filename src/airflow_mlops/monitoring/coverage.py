@@ -21,6 +21,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from airflow_mlops.config.schema import ModelConfig
 
+#: Longest slice-group name kept from a logged input (the rest is cut).
+MAX_GROUP_TEXT = 200
+
 __all__ = ["Coverage", "LabelCoverage", "Sampled", "label_coverage", "sampled_answer", "slice_groups"]
 
 
@@ -182,5 +185,6 @@ def slice_groups(inputs: str | None, columns: Sequence[str]) -> dict[str, str]:
     for column in columns:
         value = record.get(column)
         missing = value is None or (isinstance(value, float) and math.isnan(value))
-        groups[column] = MISSING_GROUP if missing else str(value)  # as the gate names its groups
+        # as the gate names its groups; a client's value is cut, so one request cannot bloat the hour's summary
+        groups[column] = MISSING_GROUP if missing else str(value)[:MAX_GROUP_TEXT]
     return groups
